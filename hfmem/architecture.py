@@ -1,0 +1,68 @@
+"""The normalised architecture of a model, read from its config.json (see config.py)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Keys of CONTRACT.md's `architecture` object, in its order.
+CONTRACT_KEYS = (
+    "model_type",
+    "architectures",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "intermediate_size",
+    "vocab_size",
+    "max_position_embeddings",
+    "tie_word_embeddings",
+    "num_experts",
+    "num_experts_per_tok",
+    "attention",
+)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Architecture facts with Hugging Face names. None means the config does not say (and no default applies)."""
+
+    model_type: str | None
+    architectures: tuple[str, ...]
+    hidden_size: int | None
+    num_hidden_layers: int | None
+    num_attention_heads: int | None
+    num_key_value_heads: int | None
+    head_dim: int | None
+    intermediate_size: int | None
+    vocab_size: int | None
+    max_position_embeddings: int | None
+    tie_word_embeddings: bool
+    num_experts: int | None = None
+    num_experts_per_tok: int | None = None
+    attention: str | None = None  # "mha" | "gqa" | "mqa" | "mla"
+    # Beyond the contract's keys.
+    moe_intermediate_size: int | None = None
+    num_shared_experts: int | None = None
+    layer_types: tuple[str, ...] | None = None  # per decoder layer: "full_attention" | "sliding_attention"
+    sliding_window: int | None = None
+    q_lora_rank: int | None = None
+    kv_lora_rank: int | None = None
+    qk_nope_head_dim: int | None = None
+    qk_rope_head_dim: int | None = None
+    v_head_dim: int | None = None
+    is_encoder_decoder: bool = False
+    is_encoder_only: bool = False
+    num_decoder_layers: int | None = None  # encoder-decoder models: decoder depth
+    hidden_act: str | None = None
+    gated_mlp: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's keys first, then the extra facts."""
+        data = asdict(self)
+        data["architectures"] = list(self.architectures)
+        data["layer_types"] = list(self.layer_types) if self.layer_types is not None else None
+        ordered = {key: data.pop(key) for key in CONTRACT_KEYS}
+        ordered.update(data)
+        return ordered

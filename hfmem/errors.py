@@ -1,0 +1,65 @@
+"""Every exception hfmem raises. Messages are one line, shown to the user as they are."""
+
+from __future__ import annotations
+
+
+class HfmemError(Exception):
+    """Base class: a problem to report to the user, never a traceback."""
+
+    code = "error"
+
+
+class ModelRefError(HfmemError, ValueError):
+    """The model reference cannot be parsed."""
+
+    code = "bad_reference"
+
+
+class ResolveError(HfmemError):
+    """The model could not be resolved on the Hub or on disk."""
+
+    code = "unresolved"
+
+
+class ModelNotFound(ResolveError):
+    code = "not_found"
+
+
+class RevisionNotFound(ModelNotFound):
+    code = "revision_not_found"
+
+
+class AccessDenied(ResolveError):
+    """Gated or private repo without (sufficient) credentials."""
+
+    code = "gated"
+
+
+class HubUnavailable(ResolveError):
+    """Network fault, timeout, rate limit or server error after retries; or offline with nothing cached."""
+
+    code = "network"
+
+
+class NoUsableFiles(ResolveError):
+    """No config.json, or no weights we can read."""
+
+    code = "no_weights"
+
+
+class ConfigError(ResolveError):
+    """config.json is not valid JSON, or not an object."""
+
+    code = "bad_config"
+
+
+class HeaderError(ResolveError):
+    """A safetensors header is truncated, too large or malformed."""
+
+    code = "bad_header"
+
+
+class UnsupportedModel(HfmemError):
+    """The config lacks what the memory model needs."""
+
+    code = "unsupported"

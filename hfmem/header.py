@@ -1,0 +1,117 @@
+"""Safetensors headers: parsing and validation (pure; no I/O).
+
+Format: 8-byte little-endian header length N, then N bytes of JSON mapping tensor names to
+{"dtype", "shape", "data_offsets"} plus an optional string->string "__metadata__".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from . import dtypes
+from .errors import HeaderError
+
+# The same cap huggingface_hub applies; a header claiming more is refused before it is read.
+MAX_HEADER_BYTES = 25_000_000
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return dtypes.nbytes(self.dtype, self.numel)
+
+
+@dataclass(frozen=True)
+class Header:
+    """One safetensors file's header: its tensors in file order and its metadata."""
+
+    tensors: tuple[Tensor, ...]
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+
+def header_length(prefix: bytes, filename: str) -> int:
+    """The header length N stated by a file's first 8 bytes, validated against the cap."""
+    if len(prefix) < 8:
+        raise HeaderError(f"{filename}: file is too small to be a safetensors file")
+    (length,) = struct.unpack("<Q", prefix[:8])
+    if length > MAX_HEADER_BYTES:
+        raise HeaderError(f"{filename}: header claims {length:,} bytes (limit {MAX_HEADER_BYTES:,})")
+    return length
+
+
+def parse_header(raw: bytes, filename: str) -> Header:
+    """Parse a file's leading bytes (8-byte length + JSON header); `raw` may extend past the header."""
+    length = header_length(raw, filename)
+    body = raw[8 : 8 + length]
+    if len(body) < length:
+        raise HeaderError(f"{filename}: header is truncated ({len(body):,} of {length:,} bytes)")
+    try:
+        decoded = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise HeaderError(f"{filename}: header is not valid JSON ({e.__class__.__name__})") from e
+    return header_from_dict(decoded, filename)
+
+
+def header_from_dict(decoded: Any, filename: str) -> Header:
+    """Validate a decoded header: known dtypes, integer shapes, offsets that tile the buffer exactly."""
+    if not isinstance(decoded, dict):
+        raise HeaderError(f"{filename}: header is not a JSON object")
+    metadata = decoded.get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise HeaderError(f"{filename}: __metadata__ is not an object")
+    entries = []
+    for name, info in decoded.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype = str(info["dtype"]).upper()
+            shape = tuple(info["shape"])
+            begin, end = info["data_offsets"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise HeaderError(f"{filename}: tensor {name!r} lacks dtype, shape or data_offsets") from e
+        if not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise HeaderError(f"{filename}: tensor {name!r} has an invalid shape {list(shape)}")
+        if dtypes.bits(dtype) is None:
+            raise HeaderError(f"{filename}: tensor {name!r} has an unknown dtype {dtype!r}")
+        tensor = Tensor(name, dtype, shape)
+        if not (isinstance(begin, int) and isinstance(end, int)) or end - begin != tensor.nbytes:
+            raise HeaderError(f"{filename}: tensor {name!r} has data_offsets that do not match its size")
+        entries.append((begin, end, tensor))
+    entries.sort(key=lambda e: (e[0], e[1]))
+    position = 0
+    for begin, end, tensor in entries:
+        if begin != position:
+            raise HeaderError(f"{filename}: tensor {tensor.name!r} does not start where the previous one ends")
+        position = end
+    return Header(tuple(t for _, _, t in entries), {str(k): str(v) for k, v in metadata.items()})
+
+
+def write_header(tensors: list[Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
+    """The leading bytes of a safetensors file holding `tensors` back to back (used for fixtures and the fake Hub)."""
+    body: dict[str, Any] = {}
+    if metadata:
+        body["__metadata__"] = dict(metadata)
+    offset = 0
+    for t in tensors:
+        body[t.name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
+    encoded = json.dumps(body, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # pad so the buffer starts 8-byte aligned, as safetensors does
+    return struct.pack("<Q", len(encoded)) + encoded
