@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import dtypes
 from .architecture import Architecture
+from .config import config_parameters, read_architecture
 from .header import Tensor
+from .snapshot import PICKLE_FORMATS, RepoFile, Snapshot
 
 
 @dataclass(frozen=True)
@@ -44,3 +47,128 @@ class ModelSpec:
     files: Files
     tensors: tuple[Tensor, ...]  # every tensor of the checkpoint; empty when counts come from the config
     warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+# Modules (the last name before .weight/.bias) that are embedding tables or the output projection.
+EMBEDDING_MODULES = {
+    "embed_tokens", "tok_embeddings", "wte", "wpe", "word_embeddings", "position_embeddings",
+    "token_type_embeddings", "embed_positions", "position_embedding", "shared", "relative_attention_bias",
+    "embed_in", "embed_out", "lm_head",
+}  # fmt: skip
+
+
+def is_embedding(name: str) -> bool:
+    parts = name.split(".")
+    return len(parts) >= 2 and parts[-2] in EMBEDDING_MODULES
+
+
+def is_expert(name: str) -> bool:
+    """Routed-expert weights (shared experts and routers are always active)."""
+    return ".experts." in name
+
+
+def build_spec(snapshot: Snapshot) -> ModelSpec:
+    """Normalise a snapshot: architecture from config.json, exact counts from the safetensors headers."""
+    architecture, config_warnings = read_architecture(snapshot.config)
+    warnings = list(snapshot.warnings) + config_warnings
+    tensors = tuple(t for header in snapshot.headers.values() for t in header.tensors)
+    dtype = _config_dtype(snapshot.config)
+    if tensors:
+        parameters = _count_parameters(tensors, architecture)
+        weights_bytes = sum(t.nbytes for t in tensors)
+        dtype = dtype or _dominant_dtype(parameters.by_dtype)
+        unknown = sorted({t.dtype for t in tensors if dtypes.bits(t.dtype) is None})
+        if unknown:
+            warnings.append(f"unknown dtype(s) {', '.join(unknown)}: sizes taken from the headers' data_offsets")
+    else:
+        parameters, weights_bytes = _parameters_from_config(snapshot, architecture, dtype)
+        warnings.append(_no_safetensors_warning(snapshot))
+    files = Files(
+        weights_bytes=weights_bytes,
+        download_bytes=_download_bytes(snapshot.files),
+        formats=snapshot.formats,
+        count=len(snapshot.files),
+    )
+    return ModelSpec(
+        model=snapshot.model,
+        revision=snapshot.revision,
+        commit=snapshot.commit,
+        source=snapshot.source,
+        architecture=architecture,
+        dtype=dtype,
+        quantization=read_quantization(snapshot.config),
+        parameters=parameters,
+        files=files,
+        tensors=tensors,
+        warnings=tuple(warnings),
+    )
+
+
+def _count_parameters(tensors: tuple[Tensor, ...], arch: Architecture) -> Parameters:
+    by_dtype: dict[str, int] = {}
+    for t in tensors:
+        by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.numel
+    total = sum(by_dtype.values())
+    embedding = sum(t.numel for t in tensors if is_embedding(t.name))
+    active = None
+    if arch.num_experts and arch.num_experts_per_tok:
+        experts = sum(t.numel for t in tensors if is_expert(t.name))
+        active = total - experts + experts * arch.num_experts_per_tok // arch.num_experts
+    return Parameters(total, dict(sorted(by_dtype.items())), embedding, active)
+
+
+def _parameters_from_config(snapshot: Snapshot, arch: Architecture, dtype: str | None) -> tuple[Parameters, int]:
+    total, embedding = config_parameters(arch, snapshot.config)
+    st_dtype = dtypes.TORCH_TO_SAFETENSORS.get(dtype or "float32", "F32")
+    pickle_bytes = [f.size for f in snapshot.files if f.format in PICKLE_FORMATS]
+    if pickle_bytes and None not in pickle_bytes:
+        weights_bytes = sum(pickle_bytes)  # type: ignore[arg-type]  # pickle overhead is negligible
+    else:
+        weights_bytes = dtypes.nbytes(st_dtype, total)
+    return Parameters(total, {st_dtype: total}, embedding, None, exact=False), weights_bytes
+
+
+def _no_safetensors_warning(snapshot: Snapshot) -> str:
+    if PICKLE_FORMATS & set(snapshot.formats):
+        return (
+            "no safetensors weights, only pickle files (.bin/.pt): parameter counts are derived from config.json "
+            "(approximate); hfmem never downloads or unpickles them"
+        )
+    return "no safetensors weights: parameter counts are derived from config.json (approximate)"
+
+
+def _download_bytes(files: tuple[RepoFile, ...]) -> int | None:
+    sizes = [f.size for f in files]
+    return None if None in sizes else sum(sizes)  # type: ignore[arg-type]
+
+
+def _config_dtype(config: dict) -> str | None:
+    for source in (config, config.get("text_config") or {}):
+        value = source.get("torch_dtype") or source.get("dtype")
+        if isinstance(value, str) and value != "auto":
+            return value.removeprefix("torch.")
+    return None
+
+
+def _dominant_dtype(by_dtype: dict[str, int]) -> str | None:
+    if not by_dtype:
+        return None
+    name = max(by_dtype, key=by_dtype.__getitem__)
+    return dtypes.SAFETENSORS_TO_TORCH.get(name, name)
+
+
+def read_quantization(config: dict) -> Quantization | None:
+    """quantization_config (top level, or under text_config for multimodal models) -> method and bits."""
+    qc = config.get("quantization_config") or (config.get("text_config") or {}).get("quantization_config")
+    if not isinstance(qc, dict):
+        return None
+    method = str(qc.get("quant_method") or ("bitsandbytes" if "load_in_4bit" in qc else "unknown"))
+    bits = qc.get("bits") or qc.get("w_bit")
+    if bits is None:
+        if qc.get("load_in_4bit"):
+            bits = 4
+        elif qc.get("load_in_8bit") or method == "fp8":
+            bits = 8
+        elif method == "mxfp4":
+            bits = 4
+    return Quantization(method, float(bits) if bits is not None else None)

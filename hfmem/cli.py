@@ -1,0 +1,185 @@
+"""The command line: parse options into library values, call the library, render, exit. Nothing else."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from enum import IntEnum
+from typing import Any
+
+import click
+
+from .api import ModelReport, inspect_model
+from .errors import HfmemError
+from .gpus import Gpu, find_gpu
+from .hub import HubOptions
+from .memory import Optimizer, Recipe, Settings
+from .report import error_dict, render_report, to_dict
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1  # a check failed, the model does not fit, or an audit row has an error
+    UNRESOLVED = 2  # the model could not be resolved (also click's usage errors)
+
+
+def _choice(values) -> click.Choice:
+    return click.Choice([v.value if hasattr(v, "value") else v for v in values], case_sensitive=False)
+
+
+def memory_options(f: Callable) -> Callable:
+    """The memory-model settings, shared by inspect, check and audit."""
+    options = [
+        click.option("--batch-size", "-b", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Sequences per batch."),
+        click.option("--seq-len", "-s", type=click.IntRange(min=1), default=None,
+                     help="Tokens per sequence.  [default: min(model context, 4096)]"),
+        click.option("--dtype", type=_choice(["auto", "float32", "bfloat16", "float16", "int8", "int4"]),
+                     default="auto", show_default=True, help="Load the weights in this dtype (auto: as stored)."),
+        click.option("--kv-dtype", type=_choice(["auto", "float16", "bfloat16", "fp8"]), default="auto",
+                     show_default=True, help="KV cache dtype (auto: the compute dtype)."),
+        click.option("--attention", type=_choice(["sdpa", "eager"]), default="sdpa", show_default=True,
+                     help="eager materialises the heads x seq^2 attention scores."),
+        click.option("--optimizer", type=_choice(Optimizer), default=Optimizer.ADAMW.value, show_default=True,
+                     help="Training optimizer."),
+        click.option("--recipe", type=_choice(Recipe), default=Recipe.MIXED.value, show_default=True,
+                     help="mixed: fp32 master weights + 16-bit compute; bf16: pure 16-bit; fp32."),
+        click.option("--grad-checkpointing", is_flag=True, help="Recompute activations in the backward pass."),
+        click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank r."),
+        click.option("--lora-targets", default=None, metavar="LIST|all-linear",
+                     help="Comma-separated module names, as PEFT's target_modules.  [default: attention projections]"),
+        click.option("--qlora", is_flag=True, help="4-bit NF4 base weights (QLoRA)."),
+        click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="GPUs to shard over (see --zero)."),
+        click.option("--zero", type=click.IntRange(0, 3), default=0, show_default=True,
+                     help="ZeRO / FSDP stage for training over --gpus."),
+        click.option("--gpu", "gpu_name", metavar="NAME", default=None,
+                     help="A GPU to fit on, e.g. H100, A100-40GB, RTX-4090 (adds fits / GPUs needed)."),
+        click.option("--gpu-memory", type=click.FloatRange(min=0, min_open=True), metavar="GiB", default=None,
+                     help="GPU memory in GiB, instead of --gpu."),
+        click.option("--revision", default=None, help="Branch, tag or commit (or write ORG/NAME@REVISION)."),
+        click.option("--token", default=None, help="Hub token for this run (default: HF_TOKEN or `hf auth login`)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def settings_from(opts: dict[str, Any]) -> Settings:
+    targets = opts["lora_targets"]
+    return Settings(
+        batch_size=opts["batch_size"],
+        seq_len=opts["seq_len"],
+        dtype=opts["dtype"],
+        kv_dtype=opts["kv_dtype"],
+        attention=opts["attention"],
+        optimizer=Optimizer(opts["optimizer"]),
+        recipe=Recipe(opts["recipe"]),
+        grad_checkpointing=opts["grad_checkpointing"],
+        lora_rank=opts["lora_rank"],
+        lora_targets=tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else None,
+        qlora=opts["qlora"],
+        gpus=opts["gpus"],
+        zero=opts["zero"],
+    )
+
+
+def gpu_from(opts: dict[str, Any]) -> Gpu | None:
+    if opts["gpu_name"] and opts["gpu_memory"]:
+        raise click.UsageError("give --gpu or --gpu-memory, not both")
+    if opts["gpu_memory"]:
+        return Gpu(f"{opts['gpu_memory']:g} GiB", int(opts["gpu_memory"] * 2**30))
+    if opts["gpu_name"]:
+        try:
+            return find_gpu(opts["gpu_name"])
+        except HfmemError as e:
+            raise click.BadParameter(str(e), param_hint="--gpu") from None
+    return None
+
+
+def hub_from(opts: dict[str, Any]) -> HubOptions:
+    return HubOptions(token=opts["token"]) if opts["token"] else HubOptions()
+
+
+def report_error(model: str, error: HfmemError, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(error_dict(model, error), indent=2))
+    else:
+        click.echo(f"hfmem: error: {error}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="hfmem", prog_name="hfmem")
+def cli() -> None:
+    """What a Hugging Face model is exactly, and whether it fits, before you download a single weight.
+
+    hfmem reads only config.json and the safetensors headers (HTTP Range reads), counts parameters exactly,
+    and estimates the GPU memory for inference, full training and LoRA/QLoRA.
+
+    \b
+      hfmem inspect meta-llama/Llama-3.1-8B --gpu H100
+      hfmem check Qwen/Qwen2.5-7B --gpu RTX-4090 --mode lora
+      hfmem audit models.txt --format csv --output report.csv
+    """
+
+
+@cli.command()
+@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@memory_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one object, or an array for several).")
+@click.option("--explain", is_flag=True, help="Every formula with its inputs, and common rules of thumb beside ours.")
+@click.option("--units", type=_choice(["gib", "gb"]), default="gib", show_default=True,
+              help="Human output in GiB (2^30) or GB (10^9); JSON is always bytes.")
+@click.option("--tables/--no-tables", default=True, show_default=True,
+              help="Show the sequence x batch sweep and the what-if table.")
+def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, tables: bool, **opts: Any) -> None:
+    """Exact spec and memory needed for MODEL (ORG/NAME, ORG/NAME@REV or a local directory).
+
+    Prints identity, architecture, exact parameters (per dtype, embedding, MoE active), weight bytes, and
+    the memory for inference, full training and LoRA with a breakdown of each.
+
+    Exit status: 0 when every model resolved, 2 when one could not be resolved.
+    """
+    settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
+
+    def run(model: str) -> ModelReport | HfmemError:
+        try:
+            return inspect_model(model, settings, gpu=gpu, revision=opts["revision"], hub=hub)
+        except HfmemError as e:
+            return e
+
+    with ThreadPoolExecutor(max_workers=min(8, len(models))) as pool:
+        results = list(pool.map(run, models))
+    failed = False
+    outputs = []
+    for model, result in zip(models, results):
+        if isinstance(result, HfmemError):
+            failed = True
+            if not as_json:
+                report_error(model, result, as_json)
+            outputs.append(error_dict(model, result))
+        elif as_json:
+            outputs.append(to_dict(result))
+        else:
+            click.echo(render_report(result, units, explain, tables))
+            if len(models) > 1:
+                click.echo()
+    if as_json:
+        click.echo(json.dumps(outputs[0] if len(outputs) == 1 else outputs, indent=2))
+    if failed:
+        raise click.exceptions.Exit(ExitCode.UNRESOLVED)
+
+
+def main() -> None:
+    """Console entry point: any unexpected exception becomes one line, never a traceback (unless HFMEM_DEBUG=1)."""
+    try:
+        cli(prog_name="hfmem")
+    except Exception as e:  # click handles its own errors and exits; this is the last resort
+        if os.environ.get("HFMEM_DEBUG"):
+            raise
+        click.echo(f"hfmem: internal error: {e.__class__.__name__}: {e} (rerun with HFMEM_DEBUG=1 for the traceback)",
+                   err=True)
+        sys.exit(ExitCode.UNRESOLVED)

@@ -1,0 +1,606 @@
+"""config.json -> Architecture, and a parameter count derived from the architecture (pure; no I/O).
+
+Values follow transformers' config classes: Hugging Face names, each family's class defaults for keys the
+file omits, and the attribute maps (``n_embd`` -> ``hidden_size``, ``d_kv`` -> ``head_dim``, ...). Multimodal
+configs are read from their nested ``text_config``. Anything guessed comes back as a warning, never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .architecture import Architecture
+from .errors import UnsupportedModel
+
+# Canonical (Hugging Face) name -> other spellings, tried in order after the canonical key.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "hidden_size": ("n_embd", "d_model"),
+    "num_hidden_layers": ("n_layer", "num_layers", "encoder_layers"),
+    "num_attention_heads": ("n_head", "num_heads", "encoder_attention_heads"),
+    "num_key_value_heads": ("num_kv_heads", "n_head_kv"),
+    "head_dim": ("d_kv",),
+    "intermediate_size": ("n_inner", "d_ff", "ffn_dim", "ffn_hidden_size", "encoder_ffn_dim"),
+    "max_position_embeddings": ("n_positions", "n_ctx", "max_sequence_length", "seq_length"),
+    "num_decoder_layers": ("decoder_layers",),
+    "hidden_act": ("hidden_activation", "activation_function"),
+    "num_experts": ("num_local_experts", "n_routed_experts", "moe_num_experts"),
+    "num_experts_per_tok": ("experts_per_token", "moe_topk"),
+    "num_shared_experts": ("n_shared_experts",),
+}
+
+
+@dataclass(frozen=True)
+class _Family:
+    """What transformers does for one model_type: class defaults plus the module layout needed to count."""
+
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    stack: str = "decoder"  # "decoder" | "bert" | "t5"
+    gated: bool = True  # gate/up/down MLP (3 matrices) rather than up/down (2)
+    ffn_multiple: int | None = None  # intermediate_size when the config gives none (GPT-2/GPT-J n_inner=null)
+    head_dim_key: str = "head_dim"  # DeepSeek's config object reports qk_rope_head_dim as head_dim
+    norm_bias: bool = False  # LayerNorm (weight + bias) rather than RMSNorm (weight only)
+    layer_norms: int = 2  # hidden-size norms per decoder layer
+    qkv_bias: bool | str = False  # a str names the config flag that decides (default from `defaults`)
+    o_bias: bool | str = False
+    mlp_bias: bool | str = False
+    lm_head_bias: bool = False
+    qk_norm: str | None = None  # "head": q/k norms over head_dim; "proj": over the whole q/k projection
+    qk_norm_flag: str | None = None  # config flag that switches qk_norm on
+    position_table: bool = False  # learned absolute positions: max_position_embeddings x hidden
+    router_bias: bool = False
+    shared_expert_gate: bool = False  # Qwen-MoE: a hidden->1 gate on the shared expert
+    attention_sinks: bool = False  # gpt-oss: one learned sink logit per head and layer
+    sliding: str = "none"  # layout without a layer_types list: "none" | "all" | "qwen" | "alternate" | "pattern"
+
+
+_LLAMA = _Family(
+    defaults={
+        "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "max_position_embeddings": 2048, "hidden_act": "silu",
+        "tie_word_embeddings": False,
+    },
+    qkv_bias="attention_bias", o_bias="attention_bias", mlp_bias="mlp_bias",
+)  # fmt: skip
+_QWEN_SLIDING = {"use_sliding_window": False, "sliding_window": 4096, "max_window_layers": 28}
+
+_FAMILIES: dict[str, _Family] = {
+    "llama": _LLAMA,
+    "mistral": _Family(
+        defaults={
+            "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 131072,
+            "hidden_act": "silu", "tie_word_embeddings": False, "sliding_window": 4096,
+        },
+        sliding="all",
+    ),
+    "mixtral": _Family(
+        defaults={
+            "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 131072,
+            "hidden_act": "silu", "tie_word_embeddings": False, "sliding_window": None,
+            "num_experts": 8, "num_experts_per_tok": 2,
+        },
+        sliding="all",
+    ),
+    "qwen2": _Family(
+        defaults={
+            "vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 22016, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 32768,
+            "hidden_act": "silu", "tie_word_embeddings": False, **_QWEN_SLIDING,
+        },
+        qkv_bias=True, sliding="qwen",
+    ),
+    "qwen2_moe": _Family(
+        defaults={
+            "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 24,
+            "num_attention_heads": 16, "num_key_value_heads": 16, "max_position_embeddings": 32768,
+            "hidden_act": "silu", "tie_word_embeddings": False, **_QWEN_SLIDING,
+            "num_experts": 60, "num_experts_per_tok": 4, "moe_intermediate_size": 1408,
+            "shared_expert_intermediate_size": 5632, "qkv_bias": True,
+        },
+        qkv_bias="qkv_bias", shared_expert_gate=True, sliding="qwen",
+    ),
+    "qwen3": _Family(
+        defaults={
+            "vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 22016, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "num_key_value_heads": 32, "head_dim": 128,
+            "max_position_embeddings": 32768, "hidden_act": "silu", "tie_word_embeddings": False, **_QWEN_SLIDING,
+        },
+        qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head", sliding="qwen",
+    ),
+    "qwen3_moe": _Family(
+        defaults={
+            "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 24,
+            "num_attention_heads": 32, "num_key_value_heads": 4, "max_position_embeddings": 32768,
+            "hidden_act": "silu", "tie_word_embeddings": False, **_QWEN_SLIDING,
+            "num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 768,
+        },
+        qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head", sliding="all",
+    ),
+    "gemma": _Family(
+        defaults={
+            "vocab_size": 256000, "hidden_size": 3072, "intermediate_size": 24576, "num_hidden_layers": 28,
+            "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 256,
+            "max_position_embeddings": 8192, "hidden_act": "gelu_pytorch_tanh", "tie_word_embeddings": True,
+        },
+        qkv_bias="attention_bias", o_bias="attention_bias",
+    ),
+    "gemma2": _Family(
+        defaults={
+            "vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+            "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+            "max_position_embeddings": 8192, "hidden_act": "gelu_pytorch_tanh", "tie_word_embeddings": True,
+            "sliding_window": 4096,
+        },
+        qkv_bias="attention_bias", o_bias="attention_bias", layer_norms=4, sliding="alternate",
+    ),
+    "gemma3_text": _Family(
+        defaults={
+            "vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+            "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+            "max_position_embeddings": 131072, "hidden_act": "gelu_pytorch_tanh", "tie_word_embeddings": True,
+            "sliding_window": 4096, "sliding_window_pattern": 6,
+        },
+        qkv_bias="attention_bias", o_bias="attention_bias", layer_norms=4, qk_norm="head", sliding="pattern",
+    ),
+    "phi": _Family(
+        defaults={
+            "vocab_size": 51200, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 24,
+            "num_attention_heads": 32, "max_position_embeddings": 2048, "hidden_act": "gelu_new",
+            "tie_word_embeddings": False,
+        },
+        gated=False, norm_bias=True, layer_norms=1, qkv_bias=True, o_bias=True, mlp_bias=True,
+        lm_head_bias=True, qk_norm="head", qk_norm_flag="qk_layernorm",
+    ),
+    "phi3": _Family(
+        defaults={
+            "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "max_position_embeddings": 4096, "hidden_act": "silu",
+            "tie_word_embeddings": False, "sliding_window": None,
+        },
+        sliding="all",
+    ),
+    "gpt2": _Family(
+        defaults={
+            "vocab_size": 50257, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+            "max_position_embeddings": 1024, "hidden_act": "gelu_new", "tie_word_embeddings": True,
+        },
+        gated=False, ffn_multiple=4, norm_bias=True, qkv_bias=True, o_bias=True, mlp_bias=True,
+        position_table=True,
+    ),
+    "gptj": _Family(
+        defaults={
+            "vocab_size": 50400, "hidden_size": 4096, "num_hidden_layers": 28, "num_attention_heads": 16,
+            "max_position_embeddings": 2048, "hidden_act": "gelu_new", "tie_word_embeddings": False,
+        },
+        gated=False, ffn_multiple=4, norm_bias=True, layer_norms=1, mlp_bias=True, lm_head_bias=True,
+    ),
+    "bert": _Family(
+        defaults={
+            "vocab_size": 30522, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+            "num_attention_heads": 12, "max_position_embeddings": 512, "hidden_act": "gelu",
+            "tie_word_embeddings": True, "type_vocab_size": 2,
+        },
+        stack="bert", gated=False, norm_bias=True, qkv_bias=True, o_bias=True, mlp_bias=True,
+        position_table=True,
+    ),
+    "t5": _Family(
+        defaults={
+            "vocab_size": 32128, "hidden_size": 512, "head_dim": 64, "intermediate_size": 2048,
+            "num_hidden_layers": 6, "num_attention_heads": 8, "feed_forward_proj": "relu",
+            "is_encoder_decoder": True, "tie_word_embeddings": True, "relative_attention_num_buckets": 32,
+        },
+        stack="t5", gated=False,
+    ),
+    "starcoder2": _Family(
+        defaults={
+            "vocab_size": 49152, "hidden_size": 3072, "intermediate_size": 12288, "num_hidden_layers": 30,
+            "num_attention_heads": 24, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+            "hidden_act": "gelu_pytorch_tanh", "tie_word_embeddings": True, "sliding_window": None,
+            "use_bias": True,
+        },
+        gated=False, norm_bias=True, qkv_bias="use_bias", o_bias="use_bias", mlp_bias="use_bias", sliding="all",
+    ),
+    "olmo2": _Family(
+        defaults={
+            "vocab_size": 50304, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "max_position_embeddings": 2048, "hidden_act": "silu",
+            "tie_word_embeddings": False,
+        },
+        qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="proj",
+    ),
+    "deepseek_v2": _Family(
+        defaults={
+            "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "max_position_embeddings": 2048, "hidden_act": "silu",
+            "tie_word_embeddings": False, "first_k_dense_replace": 0, "kv_lora_rank": 512, "q_lora_rank": 1536,
+            "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "num_experts": 64,
+            "num_shared_experts": 2, "moe_intermediate_size": 1407,
+        },
+        head_dim_key="qk_rope_head_dim", qkv_bias="attention_bias", o_bias="attention_bias", mlp_bias="mlp_bias",
+    ),
+    "deepseek_v3": _Family(
+        defaults={
+            "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432, "num_hidden_layers": 61,
+            "num_attention_heads": 128, "num_key_value_heads": 128, "max_position_embeddings": 4096,
+            "hidden_act": "silu", "tie_word_embeddings": False, "first_k_dense_replace": 3, "kv_lora_rank": 512,
+            "q_lora_rank": 1536, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
+            "num_experts": 256, "num_experts_per_tok": 8, "num_shared_experts": 1, "moe_intermediate_size": 2048,
+        },
+        head_dim_key="qk_rope_head_dim", qkv_bias="attention_bias", o_bias="attention_bias",
+    ),
+    "gpt_oss": _Family(
+        defaults={
+            "vocab_size": 201088, "hidden_size": 2880, "intermediate_size": 2880, "num_hidden_layers": 36,
+            "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 64, "max_position_embeddings": 131072,
+            "hidden_act": "silu", "tie_word_embeddings": False, "sliding_window": 128, "num_experts": 128,
+            "num_experts_per_tok": 4,
+        },
+        qkv_bias=True, o_bias=True, mlp_bias=True, router_bias=True, attention_sinks=True, sliding="alternate",
+    ),
+}  # fmt: skip
+
+# Unknown model types: no class defaults; the common decoder (or BERT-like encoder) layout; trust sliding_window.
+_UNKNOWN_DECODER = replace(_LLAMA, defaults={}, sliding="all")
+_UNKNOWN_ENCODER = replace(_FAMILIES["bert"], defaults={})
+_ENCODER_ONLY_TYPES = {
+    "bert", "roberta", "xlm-roberta", "distilbert", "electra", "albert", "camembert", "deberta", "deberta-v2",
+    "mpnet", "modernbert", "nomic_bert", "xlm", "ernie", "megatron-bert", "data2vec-text",
+}  # fmt: skip
+# Composite configs whose text_config may omit model_type: the class transformers builds by default.
+_DEFAULT_TEXT_TYPE = {"llava": "llama", "llava_next": "llama", "gemma3": "gemma3_text"}
+# Architecture class names that carry an output projection over the vocabulary.
+_LM_HEAD_MARKERS = ("ForCausalLM", "LMHead", "ForConditionalGeneration", "ForMaskedLM", "ForPreTraining")
+
+
+class _Reader:
+    """Reads one config section: canonical key, then aliases, then the family's class default."""
+
+    def __init__(self, cfg: Mapping[str, Any], family: _Family, warnings: list[str]) -> None:
+        self.cfg, self.family, self.warnings = cfg, family, warnings
+
+    def raw(self, name: str) -> Any:
+        present = [key for key in (name, *_ALIASES.get(name, ())) if key in self.cfg]
+        if not present:
+            return self.family.defaults.get(name)
+        # An explicit null means "not set" (n_inner, head_dim, q_lora_rank), unless another spelling has a value.
+        return next((self.cfg[key] for key in present if self.cfg[key] is not None), None)
+
+    def int(self, name: str) -> int | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.warnings.append(f"config.json {name} is {value!r}, not an integer: ignored")
+            return None
+        return value
+
+    def flag(self, spec: bool | str) -> bool:
+        return spec if isinstance(spec, bool) else bool(self.cfg.get(spec, self.family.defaults.get(spec, False)))
+
+
+def _sections(config: Mapping[str, Any], warnings: list[str]) -> tuple[Mapping[str, Any], str | None, _Family]:
+    """The section with the language-model facts, its model_type and its family."""
+    top_type = config.get("model_type") if isinstance(config.get("model_type"), str) else None
+    text: Mapping[str, Any] = config
+    text_type = top_type
+    if "text_config" in config:
+        if isinstance(config["text_config"], dict):
+            text = config["text_config"]
+            nested = text.get("model_type")
+            text_type = nested if isinstance(nested, str) else _DEFAULT_TEXT_TYPE.get(top_type or "", top_type)
+        else:
+            warnings.append("config.json text_config is not an object: read the top level instead")
+    family = _FAMILIES.get(text_type or "")
+    if family is None:
+        encoder = text_type in _ENCODER_ONLY_TYPES or any("ForMaskedLM" in a for a in _architectures(config))
+        family = _UNKNOWN_ENCODER if encoder else _UNKNOWN_DECODER
+        what = f"model_type {text_type!r}" if text_type else "a config without model_type"
+        warnings.append(f"{what} is not one hfmem knows: read with the common key names, no class defaults")
+    return text, text_type, family
+
+
+def _architectures(config: Mapping[str, Any]) -> tuple[str, ...]:
+    value = config.get("architectures")
+    if isinstance(value, str):
+        return (value,)
+    return tuple(a for a in value if isinstance(a, str)) if isinstance(value, list) else ()
+
+
+def _is_encoder_only(text_type: str | None, family: _Family) -> bool:
+    return family.stack == "bert" or text_type in _ENCODER_ONLY_TYPES
+
+
+def _has_lm_head(architectures: tuple[str, ...], encoder_only: bool) -> bool:
+    """Whether the model class has a vocabulary projection (a bare BertModel or LlamaModel has none)."""
+    if not architectures:
+        return not encoder_only
+    return any(marker in name for name in architectures for marker in _LM_HEAD_MARKERS)
+
+
+def read_architecture(config: Any) -> tuple[Architecture, list[str]]:
+    """Normalise a decoded config.json into an Architecture, with warnings for anything guessed or missing."""
+    warnings: list[str] = []
+    if not isinstance(config, Mapping):
+        warnings.append(f"config.json is not a JSON object ({type(config).__name__}): no architecture facts")
+        config = {}
+    text, text_type, family = _sections(config, warnings)
+    r = _Reader(text, family, warnings)
+
+    core = {name: r.int(name) for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")}
+    warnings.extend(f"config.json has no {name}" for name, value in core.items() if value is None)
+    hidden, layers, heads, vocab = core.values()
+    kv_heads = r.int("num_key_value_heads") or heads
+    head_dim = r.int(family.head_dim_key)
+    if head_dim is None and hidden and heads:
+        head_dim = hidden // heads
+        if hidden % heads:
+            warnings.append(f"hidden_size {hidden} is not a multiple of {heads} heads: head_dim taken as {head_dim}")
+    intermediate = r.int("intermediate_size")
+    if intermediate is None and family.ffn_multiple and hidden:
+        intermediate = family.ffn_multiple * hidden
+    max_positions = r.int("max_position_embeddings")
+
+    kv_lora_rank = r.int("kv_lora_rank")
+    mla = kv_lora_rank is not None
+    if mla:
+        attention = "mla"
+    elif kv_heads is None or heads is None:
+        attention = None
+    elif kv_heads == 1 and heads > 1:
+        attention = "mqa"
+    else:
+        attention = "gqa" if kv_heads < heads else "mha"
+
+    encoder_decoder = bool(r.raw("is_encoder_decoder"))
+    encoder_only = _is_encoder_only(text_type, family)
+    architectures = _architectures(config)
+    tie = r.raw("tie_word_embeddings")  # PretrainedConfig's default is True
+    hidden_act, gated = r.raw("hidden_act"), family.gated
+    ff_proj = r.raw("feed_forward_proj")
+    if isinstance(ff_proj, str):  # T5 family: "relu", "gated-gelu", ...; transformers maps gated-gelu to gelu_new
+        gated = ff_proj.startswith("gated-")
+        hidden_act = "gelu_new" if ff_proj == "gated-gelu" else ff_proj.split("-")[-1]
+    layer_types, window = _layer_types(r, layers, max_positions)
+
+    num_experts = r.int("num_experts") or None  # 0 experts means dense
+    arch = Architecture(
+        model_type=config.get("model_type") if isinstance(config.get("model_type"), str) else text_type,
+        architectures=architectures,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate_size=intermediate,
+        vocab_size=vocab,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=(tie is None or bool(tie)) and _has_lm_head(architectures, encoder_only),
+        num_experts=num_experts,
+        num_experts_per_tok=r.int("num_experts_per_tok") if num_experts else None,
+        attention=attention,
+        moe_intermediate_size=r.int("moe_intermediate_size") if num_experts else None,
+        num_shared_experts=r.int("num_shared_experts") if num_experts else None,
+        layer_types=layer_types,
+        sliding_window=window,
+        q_lora_rank=r.int("q_lora_rank") if mla else None,
+        kv_lora_rank=kv_lora_rank,
+        qk_nope_head_dim=r.int("qk_nope_head_dim") if mla else None,
+        qk_rope_head_dim=r.int("qk_rope_head_dim") if mla else None,
+        v_head_dim=r.int("v_head_dim") if mla else None,
+        is_encoder_decoder=encoder_decoder,
+        is_encoder_only=encoder_only and not encoder_decoder,
+        num_decoder_layers=(r.int("num_decoder_layers") or layers) if encoder_decoder else None,
+        hidden_act=hidden_act if isinstance(hidden_act, str) else None,
+        gated_mlp=gated,
+    )
+    return arch, warnings
+
+
+def _layer_types(
+    r: _Reader, layers: int | None, max_positions: int | None
+) -> tuple[tuple[str, ...] | None, int | None]:
+    """Per-layer attention kinds and the sliding window; (None, None) when every layer attends in full."""
+    window = r.int("sliding_window")
+    if r.cfg.get("use_sliding_window") is False or (window is not None and window <= 0):
+        window = None
+    if window is not None and max_positions is not None and window >= max_positions:
+        window = None  # a window as long as the context never drops a token (Phi-3's 262144)
+    explicit = r.cfg.get("layer_types")
+    types: list[str] = []
+    if isinstance(explicit, list) and all(isinstance(t, str) for t in explicit):
+        types = list(explicit)
+        if layers is not None and len(types) != layers:
+            r.warnings.append(f"config.json layer_types has {len(types)} entries for {layers} layers")
+    elif window is not None and layers:
+        rule = r.family.sliding
+        if rule == "all":
+            types = ["sliding_attention"] * layers
+        elif rule == "qwen":  # layers from max_window_layers on slide
+            first = r.int("max_window_layers") or 0
+            types = ["sliding_attention" if i >= first else "full_attention" for i in range(layers)]
+        elif rule == "alternate":  # Gemma-2, gpt-oss: even layers slide
+            types = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)]
+        elif rule == "pattern":  # Gemma-3: every Nth layer is global
+            every = r.int("sliding_window_pattern") or 1
+            types = ["sliding_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
+        if r.family is _UNKNOWN_DECODER and rule == "all":
+            r.warnings.append(f"sliding_window {window}: assumed to apply to every layer")
+    if window is None:
+        types = ["full_attention" if t == "sliding_attention" else t for t in types]
+    other = sorted({t for t in types if t not in ("full_attention", "sliding_attention")})
+    if other:
+        r.warnings.append(f"layer_types {', '.join(other)} are not modelled: treated as given")
+    if all(t == "full_attention" for t in types):
+        return None, None
+    return tuple(types), window if "sliding_attention" in types else None
+
+
+# --- parameter count from the architecture (fallback for repos without safetensors) ---
+
+
+def config_parameters(arch: Architecture, config: Any = None) -> tuple[int, int]:
+    """(total, embedding) parameters of the model class transformers would build, derived from the config.
+
+    `arch` comes from read_architecture(config); `config` is the same decoded config.json, for the layout keys
+    Architecture does not carry (biases, dense/MoE layer split, shared experts, BERT/T5/vision extras); without it
+    a Llama-like layout is assumed.
+    `embedding` = input embedding + other embedding tables (positions, token types, T5 relative bias, vision
+    positions) + an untied output projection. Exact for the families in _FAMILIES; CLIP/SigLIP vision towers
+    are counted LLaVA-style (exact for LLaVA-1.5, approximate for other multimodal layouts).
+    Raises UnsupportedModel when the config lacks a dimension the count needs.
+    """
+    cfg: Mapping[str, Any] = config if isinstance(config, Mapping) else {}
+    text, _, family = _sections(cfg, [])
+    r = _Reader(text, family, [])
+    dims = {
+        "hidden_size": arch.hidden_size, "num_hidden_layers": arch.num_hidden_layers,
+        "num_attention_heads": arch.num_attention_heads, "num_key_value_heads": arch.num_key_value_heads,
+        "head_dim": arch.head_dim, "intermediate_size": arch.intermediate_size, "vocab_size": arch.vocab_size,
+    }  # fmt: skip
+    missing = [name for name, value in dims.items() if not value]
+    if missing:
+        raise UnsupportedModel(f"config.json lacks {', '.join(missing)}: cannot derive a parameter count")
+    h, vocab = arch.hidden_size or 0, arch.vocab_size or 0
+
+    if family.stack == "t5":
+        total, tables = _t5_parameters(arch, r)
+    else:
+        total, tables = _decoder_parameters(arch, r)
+    head = 0
+    if _has_lm_head(arch.architectures, arch.is_encoder_only) and not arch.tie_word_embeddings:
+        head = vocab * h + (vocab if family.lm_head_bias else 0)
+    vision, vision_tables = _vision_parameters(cfg, h)
+    return total + head + vision, vocab * h + tables + head + vision_tables
+
+
+def _norm(h: int, family: _Family) -> int:
+    return 2 * h if family.norm_bias else h
+
+
+def _mlp(h: int, inner: int, gated: bool, bias: bool) -> int:
+    if gated:
+        return 3 * h * inner + (2 * inner + h if bias else 0)
+    return 2 * h * inner + (inner + h if bias else 0)
+
+
+def _attention(arch: Architecture, r: _Reader) -> int:
+    h, heads = arch.hidden_size or 0, arch.num_attention_heads or 0
+    qkv_bias, o_bias = r.flag(r.family.qkv_bias), r.flag(r.family.o_bias)
+    if arch.attention == "mla":
+        nope, rope, v = arch.qk_nope_head_dim or 0, arch.qk_rope_head_dim or 0, arch.v_head_dim or 0
+        kv_rank, q_rank = arch.kv_lora_rank or 0, arch.q_lora_rank
+        if q_rank is None:
+            q = h * heads * (nope + rope)
+        else:  # low-rank down (+ bias), RMSNorm, up
+            q = h * q_rank + (q_rank if qkv_bias else 0) + q_rank + q_rank * heads * (nope + rope)
+        # joint down-projection to the latent + shared rope key (+ bias), RMSNorm, up to per-head k_nope and v
+        kv = h * (kv_rank + rope) + (kv_rank + rope if qkv_bias else 0) + kv_rank + kv_rank * heads * (nope + v)
+        return q + kv + heads * v * h + (h if o_bias else 0)
+    q_width, kv_width = heads * (arch.head_dim or 0), (arch.num_key_value_heads or 0) * (arch.head_dim or 0)
+    params = h * (q_width + 2 * kv_width) + q_width * h
+    params += (q_width + 2 * kv_width if qkv_bias else 0) + (h if o_bias else 0)
+    if r.family.qk_norm and (r.family.qk_norm_flag is None or r.flag(r.family.qk_norm_flag)):
+        per_norm = 2 if r.family.norm_bias else 1
+        params += per_norm * (2 * (arch.head_dim or 0) if r.family.qk_norm == "head" else q_width + kv_width)
+    return params + (heads if r.family.attention_sinks else 0)
+
+
+def _is_moe_layer(i: int, arch: Architecture, r: _Reader) -> bool:
+    """Qwen-MoE (decoder_sparse_step, mlp_only_layers) and DeepSeek (first_k_dense_replace, moe_layer_freq) rules."""
+    only_dense = r.raw("mlp_only_layers")
+    only_dense = only_dense if isinstance(only_dense, list) else []
+    return bool(
+        arch.num_experts
+        and i >= (r.int("first_k_dense_replace") or 0)
+        and i % (r.int("moe_layer_freq") or 1) == 0
+        and (i + 1) % (r.int("decoder_sparse_step") or 1) == 0
+        and i not in only_dense
+    )
+
+
+def _feed_forward(i: int, arch: Architecture, r: _Reader) -> int:
+    h, inner, family = arch.hidden_size or 0, arch.intermediate_size or 0, r.family
+    bias = r.flag(family.mlp_bias)
+    if not _is_moe_layer(i, arch, r):
+        return _mlp(h, inner, arch.gated_mlp, bias)
+    experts = arch.num_experts or 0
+    expert_inner = arch.moe_intermediate_size or inner
+    router = experts * h + (experts if family.router_bias else 0)
+    params = router + experts * _mlp(h, expert_inner, arch.gated_mlp, bias)
+    shared = r.int("shared_expert_intermediate_size") or (arch.num_shared_experts or 0) * expert_inner
+    if shared:
+        params += _mlp(h, shared, arch.gated_mlp, bias) + (h if family.shared_expert_gate else 0)
+    return params
+
+
+def _decoder_parameters(arch: Architecture, r: _Reader) -> tuple[int, int]:
+    """Decoder-only stacks, and BERT-style encoders; returns (parameters without the LM head, extra tables)."""
+    h, layers, family = arch.hidden_size or 0, arch.num_hidden_layers or 0, r.family
+    tables = (arch.max_position_embeddings or 0) * h if family.position_table else 0
+    per_layer = _attention(arch, r) + family.layer_norms * _norm(h, family)
+    total = (arch.vocab_size or 0) * h + tables + layers * per_layer
+    total += sum(_feed_forward(i, arch, r) for i in range(layers))
+    if family.stack == "bert":
+        types = (r.int("type_vocab_size") or 0) * h
+        tables += types
+        total += types + _norm(h, family)  # token-type table and the embedding LayerNorm (no final norm)
+        names = " ".join(arch.architectures)
+        if "ForMaskedLM" not in names:
+            total += h * h + h  # pooler
+        if "ForMaskedLM" in names or "ForPreTraining" in names:
+            total += h * h + h + _norm(h, family) + (arch.vocab_size or 0)  # transform + LayerNorm + decoder bias
+        if "ForPreTraining" in names:
+            total += 2 * h + 2  # next-sentence head
+    else:
+        total += _norm(h, family)  # final norm
+    return total, tables
+
+
+def _t5_parameters(arch: Architecture, r: _Reader) -> tuple[int, int]:
+    """T5: shared embedding; encoder (self-attn + FF) and decoder (self + cross-attn + FF); RMS norms; relative bias."""
+    h, heads, d = arch.hidden_size or 0, arch.num_attention_heads or 0, arch.head_dim or 0
+    attn = 4 * h * heads * d
+    ff = (3 if arch.gated_mlp else 2) * h * (arch.intermediate_size or 0)
+    encoder = (arch.num_hidden_layers or 0) * (attn + ff + 2 * h) + h
+    decoder = (arch.num_decoder_layers or 0) * (2 * attn + ff + 3 * h) + h
+    relative = 2 * (r.int("relative_attention_num_buckets") or 0) * heads  # first layer of each stack
+    return (arch.vocab_size or 0) * h + encoder + decoder + relative, relative
+
+
+_CLIP_VISION = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "image_size": 224,
+                "patch_size": 32, "num_channels": 3}  # fmt: skip
+_VISION_DEFAULTS = {
+    "clip_vision_model": _CLIP_VISION,
+    "siglip_vision_model": {**_CLIP_VISION, "patch_size": 16},
+}
+# LlavaConfig's vision tower when the config has none: CLIP ViT-L/14 at 336 px.
+_LLAVA_VISION = {"model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_size": 4096,
+                 "num_hidden_layers": 24, "image_size": 336, "patch_size": 14}  # fmt: skip
+
+
+def _vision_parameters(config: Mapping[str, Any], text_hidden: int) -> tuple[int, int]:
+    """CLIP/SigLIP vision tower plus a LLaVA two-layer projector; (parameters, position-table parameters)."""
+    vision = config.get("vision_config")
+    if vision is None and str(config.get("model_type", "")).startswith("llava"):
+        vision = _LLAVA_VISION
+    if not isinstance(vision, Mapping):
+        return 0, 0
+    kind = vision.get("model_type", "clip_vision_model")
+    if kind not in _VISION_DEFAULTS:
+        return 0, 0  # other towers are not modelled: the count covers the language model only
+    v = {**_VISION_DEFAULTS[kind], **{k: val for k, val in vision.items() if isinstance(val, int)}}
+    h, inner, patch, clip = v["hidden_size"], v["intermediate_size"], v["patch_size"], kind == "clip_vision_model"
+    positions = (v["image_size"] // patch) ** 2 + (1 if clip else 0)  # CLIP adds a class token
+    embeddings = v["num_channels"] * patch * patch * h + h  # patch conv + CLIP's class embedding (SigLIP: conv bias)
+    layer = 4 * (h * h + h) + 2 * 2 * h + 2 * h * inner + inner + h
+    tower = embeddings + positions * h + v["num_hidden_layers"] * layer + 2 * h + (2 * h if clip else 0)  # post/pre LN
+    feature_layers = config.get("vision_feature_layer", -2)
+    width = h * (len(feature_layers) if isinstance(feature_layers, list) else 1)
+    bias = config.get("multimodal_projector_bias", True)
+    projector = width * text_hidden + text_hidden * text_hidden + (2 * text_hidden if bias else 0)
+    return tower + projector, positions * h

@@ -1,0 +1,225 @@
+"""The only module that talks to the Hub: resolve a repo reference into a Snapshot.
+
+Two sequential round trips per model: (1) model_info with file sizes gives the commit, the file list and the
+gated flag; (2) config.json and every safetensors header, concurrently and pinned to that commit. A sharded repo
+on main has all its shard headers in one request (`get_sharded_safetensors_metadata`); elsewhere each shard
+header is a ranged read (100 kB, plus one more only for a longer header). Weights are never downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+from huggingface_hub import HfApi, constants, hf_hub_url
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+    SafetensorsParsingError,
+)
+from huggingface_hub.utils import SafetensorsFileMetadata, build_hf_headers, get_session, hf_raise_for_status
+
+try:  # huggingface_hub 2.x ships its own httpx fork
+    from httpx2 import TransportError
+except ImportError:  # pragma: no cover
+    from httpx import TransportError  # type: ignore[no-redef]
+
+from .errors import (
+    AccessDenied,
+    ConfigError,
+    HeaderError,
+    HubUnavailable,
+    ModelNotFound,
+    NoUsableFiles,
+    RevisionNotFound,
+)
+from .header import Header, header_from_dict
+from .refs import ModelRef
+from .snapshot import RepoFile, Snapshot
+
+INDEX = "model.safetensors.index.json"
+SINGLE = "model.safetensors"
+RETRY_STATUS = {429, 500, 502, 503, 504}
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HubOptions:
+    endpoint: str | None = None  # None: huggingface_hub's setting (HF_ENDPOINT)
+    token: str | bool | None = None  # None: huggingface_hub's (HF_TOKEN, the token file); False: anonymous
+    timeout: float = 10.0  # seconds per request
+    attempts: int = 4  # per request, on 429 / 5xx / connection faults
+    backoff: float = 0.5  # first wait when the server gives no Retry-After; doubles each time
+    max_wait: float = 30.0  # total seconds one request may spend waiting between attempts
+
+    @property
+    def url(self) -> str:
+        return self.endpoint or constants.ENDPOINT
+
+
+def fetch_snapshot(ref: ModelRef, options: HubOptions) -> Snapshot:
+    """Resolve `ref` on the Hub. Raises an HfmemError subclass for every failure."""
+    assert ref.repo_id is not None
+    if constants.HF_HUB_OFFLINE:
+        raise HubUnavailable(f"{ref.text}: HF_HUB_OFFLINE is set and the model is not in the local cache")
+    api = HfApi(endpoint=options.endpoint, token=options.token)
+    with _translated_errors(ref, options):
+        info = _retrying(
+            lambda: api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True, timeout=options.timeout),
+            options,
+        )
+        files = tuple(RepoFile(s.rfilename, s.size) for s in info.siblings or ())
+        names = {f.path for f in files}
+        if "config.json" not in names:
+            raise NoUsableFiles(f"{ref.text} has no config.json (hfmem reads transformers-style repos)")
+        commit = info.sha
+        on_main = ref.revision in (None, constants.DEFAULT_REVISION)
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            config_bytes = pool.submit(_get_file, api, ref.repo_id, "config.json", commit, options)
+            headers = _read_headers(api, pool, ref.repo_id, commit, names, on_main, options)
+            config = _decode_config(ref, config_bytes.result())
+    gated = info.gated if isinstance(info.gated, str) else None
+    return Snapshot(ref.text, ref.repo_id, ref.revision, commit, "hub", files, config, headers, gated)
+
+
+def _read_headers(
+    api: HfApi, pool: ThreadPoolExecutor, repo_id: str, commit: str | None, names: set[str], on_main: bool,
+    options: HubOptions,
+) -> dict[str, Header]:
+    """The headers of the files that make up the checkpoint: the index's shards, or model.safetensors."""
+    root_files = sorted(n for n in names if n.endswith(".safetensors") and "/" not in n)
+    if INDEX in names:
+        if on_main:
+            try:
+                meta = _retrying(lambda: api.get_sharded_safetensors_metadata(repo_id, timeout=options.timeout), options)
+            except GatedRepoError:
+                raise
+            except HfHubHTTPError:
+                pass  # an endpoint without the bulk metadata API: read the shards one by one below
+            else:
+                return {name: _to_header(name, m) for name, m in meta.files_metadata.items()}
+        # The index and every root-level header at once (one round trip), then keep the index's shards.
+        index = pool.submit(_get_file, api, repo_id, INDEX, commit, options)
+        headers = _read_files(api, pool, repo_id, commit, root_files, options)
+        try:
+            shards = set(json.loads(index.result())["weight_map"].values())
+        except (ValueError, KeyError, TypeError) as e:
+            raise HeaderError(f"{repo_id}: {INDEX} is not a valid index") from e
+        missing = shards - headers.keys()
+        headers.update(_read_files(api, pool, repo_id, commit, sorted(missing), options))
+        return {name: headers[name] for name in sorted(shards)}
+    if SINGLE in names:
+        return _read_files(api, pool, repo_id, commit, [SINGLE], options)
+    return _read_files(api, pool, repo_id, commit, root_files, options)
+
+
+def _read_files(
+    api: HfApi, pool: ThreadPoolExecutor, repo_id: str, commit: str | None, filenames: list[str], options: HubOptions
+) -> dict[str, Header]:
+    def read(filename: str) -> Header:
+        meta = _retrying(
+            lambda: api.parse_safetensors_file_metadata(repo_id, filename, revision=commit, timeout=options.timeout),
+            options,
+        )
+        return _to_header(filename, meta)
+
+    return dict(zip(filenames, pool.map(read, filenames)))
+
+
+def _to_header(filename: str, meta: SafetensorsFileMetadata) -> Header:
+    decoded = {
+        name: {"dtype": t.dtype, "shape": t.shape, "data_offsets": list(t.data_offsets)}
+        for name, t in meta.tensors.items()
+    }
+    decoded["__metadata__"] = meta.metadata
+    return header_from_dict(decoded, filename)
+
+
+def _get_file(api: HfApi, repo_id: str, filename: str, revision: str | None, options: HubOptions) -> bytes:
+    url = hf_hub_url(repo_id, filename, revision=revision, endpoint=options.endpoint)
+    headers = build_hf_headers(token=options.token)
+
+    def get() -> bytes:
+        response = get_session().get(url, headers=headers, timeout=options.timeout)
+        hf_raise_for_status(response)
+        return response.content
+
+    return _retrying(get, options)
+
+
+def _decode_config(ref: ModelRef, raw: bytes) -> dict:
+    try:
+        config = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{ref.text}: config.json is not valid JSON ({e})") from e
+    if not isinstance(config, dict):
+        raise ConfigError(f"{ref.text}: config.json is not a JSON object")
+    return config
+
+
+def _retrying(call: Callable[[], T], options: HubOptions) -> T:
+    """Call, retrying rate limits (honouring Retry-After), server errors and connection faults."""
+    waited = 0.0
+    for attempt in range(1, options.attempts + 1):
+        try:
+            return call()
+        except (HfHubHTTPError, TransportError) as e:
+            response = getattr(e, "response", None) if isinstance(e, HfHubHTTPError) else None
+            if response is not None and response.status_code not in RETRY_STATUS:
+                raise
+            wait = _retry_after(response) if response is not None else None
+            if wait is None:
+                wait = options.backoff * 2 ** (attempt - 1)
+            if attempt == options.attempts or waited + wait > options.max_wait:
+                raise
+            time.sleep(wait)
+            waited += wait
+    raise AssertionError("unreachable")
+
+
+def _retry_after(response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+@contextmanager
+def _translated_errors(ref: ModelRef, options: HubOptions) -> Iterator[None]:
+    """Map huggingface_hub's exceptions onto ours, subclasses first."""
+    name = ref.text
+    try:
+        yield
+    except GatedRepoError as e:
+        raise AccessDenied(
+            f"{name} is gated: accept its terms on the Hub, then log in (`hf auth login`), set HF_TOKEN or pass --token"
+        ) from e
+    except RevisionNotFoundError as e:
+        raise RevisionNotFound(f"{ref.repo_id} has no revision '{ref.revision}'") from e
+    except RepositoryNotFoundError as e:
+        raise ModelNotFound(
+            f"{ref.repo_id} was not found on {options.url} (if it is private, set HF_TOKEN or pass --token)"
+        ) from e
+    except RemoteEntryNotFoundError as e:
+        raise NoUsableFiles(f"{name}: a file listed by the Hub could not be found ({e.response.url})") from e
+    except SafetensorsParsingError as e:
+        raise HeaderError(f"{name}: {str(e).splitlines()[0]}") from e
+    except OfflineModeIsEnabled as e:
+        raise HubUnavailable(f"{name}: HF_HUB_OFFLINE is set and the model is not in the local cache") from e
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else None
+        if status in (401, 403):
+            raise AccessDenied(f"{name}: access denied ({status}); check your token (HF_TOKEN or --token)") from e
+        raise HubUnavailable(f"{name}: the Hub at {options.url} answered {status} after retries") from e
+    except TransportError as e:
+        raise HubUnavailable(f"{name}: cannot reach the Hub at {options.url} ({e.__class__.__name__}: {e})") from e

@@ -1,0 +1,54 @@
+"""Resolve a local directory (config.json + *.safetensors) into a Snapshot, without the network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import ConfigError, HeaderError, NoUsableFiles
+from .header import Header, header_length, parse_header
+from .hub import INDEX, SINGLE
+from .refs import ModelRef
+from .snapshot import RepoFile, Snapshot
+
+
+def read_snapshot(ref: ModelRef) -> Snapshot:
+    root = ref.path
+    assert root is not None
+    config_path = root / "config.json"
+    if not config_path.is_file():
+        raise NoUsableFiles(f"{ref.text} has no config.json")
+    try:
+        config = json.loads(config_path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{config_path}: not valid JSON ({e})") from e
+    if not isinstance(config, dict):
+        raise ConfigError(f"{config_path}: not a JSON object")
+    files = tuple(
+        RepoFile(p.relative_to(root).as_posix(), p.stat().st_size)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".cache" not in p.relative_to(root).parts
+    )
+    headers = {name: read_header(root / name) for name in _checkpoint_files(root)}
+    return Snapshot(ref.text, None, None, None, "local", files, config, headers)
+
+
+def _checkpoint_files(root: Path) -> list[str]:
+    if (root / INDEX).is_file():
+        try:
+            return sorted(set(json.loads((root / INDEX).read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError) as e:
+            raise HeaderError(f"{root / INDEX}: not a valid index") from e
+    if (root / SINGLE).is_file():
+        return [SINGLE]
+    return sorted(p.name for p in root.glob("*.safetensors"))
+
+
+def read_header(path: Path) -> Header:
+    """Read only the header of a safetensors file."""
+    if not path.is_file():
+        raise NoUsableFiles(f"{path} is listed in the index but missing")
+    with path.open("rb") as f:
+        prefix = f.read(8)
+        length = header_length(prefix, str(path))
+        return parse_header(prefix + f.read(length), str(path))

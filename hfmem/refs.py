@@ -1,0 +1,59 @@
+"""Model references: "ORG/NAME", "NAME", "ORG/NAME@REVISION", a Hub URL, or a local directory (pure; no network)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+
+from .errors import ModelRefError
+
+COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    text: str  # the reference as the user wrote it
+    repo_id: str | None = None
+    revision: str | None = None  # None: the repo's default branch
+    path: Path | None = None  # a local directory
+
+    @property
+    def pinned(self) -> bool:
+        """True when the revision is a full commit sha, whose contents never change."""
+        return self.revision is not None and COMMIT_SHA.match(self.revision) is not None
+
+
+def parse_ref(text: str, revision: str | None = None) -> ModelRef:
+    """Parse a reference; `revision` (from --revision) applies when the text names none."""
+    text = text.strip()
+    if not text:
+        raise ModelRefError("empty model reference")
+    path = Path(text).expanduser()
+    path_like = text.startswith(("./", "../", "/", "~"))
+    if path.is_dir() and (path_like or (path / "config.json").is_file()):
+        return ModelRef(text, path=path)
+    if path_like:
+        raise ModelRefError(f"'{text}' is not a directory")
+    repo_id, at, rev = _strip_url(text).partition("@")
+    if at and not rev:
+        raise ModelRefError(f"'{text}': nothing after '@' (expected ORG/NAME@REVISION)")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise ModelRefError(f"'{text}' is not a Hub repo id (expected ORG/NAME or ORG/NAME@REVISION)") from None
+    return ModelRef(text, repo_id=repo_id, revision=rev or revision)
+
+
+def _strip_url(text: str) -> str:
+    """'https://host/ORG/NAME/tree/REV' -> 'ORG/NAME@REV'; anything else unchanged."""
+    if not text.startswith(("http://", "https://")):
+        return text
+    parts = [p for p in urlparse(text).path.split("/") if p]
+    if len(parts) >= 4 and parts[2] in ("tree", "blob", "resolve"):
+        return f"{parts[0]}/{parts[1]}@{parts[3]}"
+    return "/".join(parts[:2])

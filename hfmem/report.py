@@ -1,0 +1,124 @@
+"""Output: the contract's JSON shape and the human-readable report. The only place that formats units."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tabulate import tabulate
+
+from .api import ModelReport
+from .errors import HfmemError
+from .memory import render
+from .spec import ModelSpec
+
+UNITS = {"gib": (2**30, "GiB"), "gb": (10**9, "GB")}
+
+
+def to_dict(report: ModelReport) -> dict[str, Any]:
+    """One model in CONTRACT.md's JSON shape (sizes in bytes)."""
+    spec = report.spec
+    return {
+        "model": spec.model,
+        "revision": spec.revision or ("main" if spec.source != "local" else None),
+        "commit": spec.commit,
+        "source": spec.source,
+        "architecture": spec.architecture.to_dict(),
+        "dtype": spec.dtype,
+        "quantization": (
+            {"method": spec.quantization.method, "bits": spec.quantization.bits} if spec.quantization else None
+        ),
+        "parameters": {
+            "total": spec.parameters.total,
+            "by_dtype": spec.parameters.by_dtype,
+            "embedding": spec.parameters.embedding,
+            "active": spec.parameters.active,
+            "exact": spec.parameters.exact,
+        },
+        "files": {
+            "weights_bytes": spec.files.weights_bytes,
+            "download_bytes": spec.files.download_bytes,
+            "formats": list(spec.files.formats),
+            "count": spec.files.count,
+        },
+        "memory": report.memory.to_dict(),
+        "gpu": report.gpu.to_dict() if report.gpu else None,
+        "warnings": list(report.warnings),
+    }
+
+
+def error_dict(model: str, error: HfmemError) -> dict[str, Any]:
+    return {"model": model, "error": {"type": error.code, "message": str(error)}}
+
+
+def format_bytes(n: int | None, units: str = "gib") -> str:
+    if n is None:
+        return "?"
+    divisor, label = UNITS[units]
+    return f"{n / divisor:,.2f} {label}"
+
+
+def format_count(n: int) -> str:
+    for scale, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
+        if n >= scale:
+            return f"{n:,} ({n / scale:.2f}{suffix})"
+    return f"{n:,}"
+
+
+def render_spec(spec: ModelSpec, units: str) -> str:
+    """Identity, architecture, exact parameters and files, as an aligned key/value block."""
+    a = spec.architecture
+    where = spec.commit[:12] if spec.commit else spec.source
+    heads = f"{a.num_attention_heads} heads"
+    if a.attention == "mla":
+        heads += f", MLA (kv_lora_rank {a.kv_lora_rank})"
+    elif a.num_key_value_heads is not None:
+        heads += f" / {a.num_key_value_heads} KV ({a.attention})"
+    arch = [
+        f"{a.model_type} ({', '.join(a.architectures) or '?'})",
+        f"{a.num_hidden_layers} layers",
+        f"hidden {a.hidden_size}",
+        heads,
+        f"head_dim {a.head_dim}",
+        f"FFN {a.intermediate_size}",
+        f"vocab {a.vocab_size}",
+        f"context {a.max_position_embeddings}",
+    ]
+    if a.num_experts:
+        arch.append(f"{a.num_experts} experts, {a.num_experts_per_tok} active")
+    if a.sliding_window and a.layer_types:
+        sliding = sum(t == "sliding_attention" for t in a.layer_types)
+        arch.append(f"{sliding}/{len(a.layer_types)} layers sliding window {a.sliding_window}")
+    p = spec.parameters
+    params = [format_count(p.total) + ("" if p.exact else " (from config.json, approximate)")]
+    params += [f"{dtype} {n:,}" for dtype, n in p.by_dtype.items()] if len(p.by_dtype) > 1 else [next(iter(p.by_dtype), "")]
+    params.append(f"embedding {p.embedding:,}")
+    if p.active is not None:
+        params.append(f"active per token {format_count(p.active)}")
+    quant = f", {spec.quantization.method} {spec.quantization.bits or ''} bit".rstrip() if spec.quantization else ""
+    files = [
+        f"{format_bytes(spec.files.weights_bytes, units)} of weights",
+        f"download {format_bytes(spec.files.download_bytes, units)} in {spec.files.count} files",
+        f"formats: {', '.join(spec.files.formats) or 'none'}",
+    ]
+    rows = [
+        ("Model", f"{spec.model} @ {spec.revision or ('main' if spec.source == 'hub' else 'local')} ({where})"),
+        ("Architecture", " · ".join(str(x) for x in arch)),
+        ("Parameters", " · ".join(params)),
+        ("Dtype", f"{spec.dtype}{quant}"),
+        ("Files", " · ".join(files)),
+    ]
+    return tabulate(rows, tablefmt="plain")
+
+
+def render_report(report: ModelReport, units: str = "gib", explain: bool = False, tables: bool = True) -> str:
+    parts = [render_spec(report.spec, units), render.render_breakdown(report.memory, units)]
+    if report.gpu is not None:
+        parts.append(render.render_fit(report, units))
+    if tables:
+        parts.append(render.render_sweep(report.spec, report.settings, units))
+        parts.append(render.render_what_if(report.spec, report.settings, report.gpu, units))
+    if explain:
+        parts.append(render.render_explain(report.spec, report.settings, units))
+    if report.warnings:
+        parts.append("\n".join(f"warning: {w}" for w in report.warnings))
+    return "\n\n".join(parts)

@@ -1,0 +1,62 @@
+"""Snapshot: what one model resolves to at one commit (config, file list, safetensors headers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .header import Header
+
+WEIGHT_SUFFIXES = {
+    ".safetensors": "safetensors",
+    ".bin": "pytorch",
+    ".pt": "pytorch",
+    ".pth": "pytorch",
+    ".ckpt": "pytorch",
+    ".gguf": "gguf",
+    ".h5": "tensorflow",
+    ".msgpack": "flax",
+    ".onnx": "onnx",
+}
+PICKLE_FORMATS = {"pytorch"}
+# Files that end in a weight suffix but hold no model weights.
+NOT_WEIGHTS = {"training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth"}
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    path: str
+    size: int | None
+
+    @property
+    def format(self) -> str | None:
+        """The weight format of this file, or None when it is not a weights file."""
+        if self.path.rsplit("/", 1)[-1] in NOT_WEIGHTS:
+            return None
+        for suffix, fmt in WEIGHT_SUFFIXES.items():
+            if self.path.endswith(suffix):
+                return fmt
+        return None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    model: str  # the reference as given
+    repo_id: str | None
+    revision: str | None
+    commit: str | None
+    source: str  # "hub" | "local" | "cache"
+    files: tuple[RepoFile, ...]
+    config: dict[str, Any]
+    headers: dict[str, Header]  # weights file -> its header (the files that make up the checkpoint)
+    gated: str | None = None  # "auto" / "manual" when the repo is gated
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        return tuple(sorted({f.format for f in self.files if f.format}))
+
+    @property
+    def custom_code(self) -> bool:
+        """The repo ships modelling code that transformers would run with trust_remote_code."""
+        return "auto_map" in self.config or any(f.path.endswith(".py") for f in self.files)

@@ -1,0 +1,85 @@
+import struct
+
+import pytest
+from safetensors import safe_open
+
+from hfmem.errors import HeaderError
+from hfmem.header import MAX_HEADER_BYTES, Tensor, header_from_dict, parse_header, write_header
+from tests.dataset import DATASET, needs_dataset
+
+TENSORS = [
+    Tensor("embed.weight", "BF16", (10, 4)),
+    Tensor("norm.weight", "F32", (4,)),
+    Tensor("scalar", "F32", ()),
+    Tensor("empty", "F16", (0, 3)),
+    Tensor("packed", "F4", (3, 2)),
+]
+
+
+def test_write_then_parse_round_trips():
+    header = parse_header(write_header(TENSORS, {"format": "pt"}), "x.safetensors")
+    assert header.tensors == tuple(TENSORS)
+    assert header.metadata == {"format": "pt"}
+    assert header.data_bytes == 80 + 16 + 4 + 0 + 3
+
+
+def test_agrees_with_safetensors_on_a_real_file(tmp_path):
+    tensors = [t for t in TENSORS if t.dtype != "F4"]  # F4 is beyond what this reader build loads
+    raw = write_header(tensors, {"format": "pt"})
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(raw + bytes(sum(t.nbytes for t in tensors)))
+    ours = parse_header(path.read_bytes(), path.name)
+    with safe_open(str(path), framework="numpy") as f:
+        assert sorted(f.keys()) == sorted(t.name for t in ours.tensors)
+        assert f.metadata() == ours.metadata
+        for t in ours.tensors:
+            assert tuple(f.get_slice(t.name).get_shape()) == t.shape
+
+
+@needs_dataset
+def test_real_minilm_header():
+    raw = (DATASET / "safetensors-headers/sentence-transformers__all-MiniLM-L6-v2.model.safetensors.header.bin").read_bytes()
+    header = parse_header(raw, "model.safetensors")
+    by_dtype = {}
+    for t in header.tensors:
+        by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.numel
+    assert len(header.tensors) == 104
+    assert by_dtype == {"F32": 22_713_216, "I64": 512}
+    assert 8 + 11_408 + header.data_bytes == 90_868_376
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"\x01\x02", "too small"),
+        (struct.pack("<Q", MAX_HEADER_BYTES + 1), "limit"),
+        (struct.pack("<Q", 100) + b"{}", "truncated"),
+        (struct.pack("<Q", 5) + b"{oops", "not valid JSON"),
+        (struct.pack("<Q", 2) + b"[]", "not a JSON object"),
+    ],
+)
+def test_bad_prefixes_and_bodies(raw, message):
+    with pytest.raises(HeaderError, match=message):
+        parse_header(raw, "bad.safetensors")
+
+
+@pytest.mark.parametrize(
+    "decoded, message",
+    [
+        ({"a": {"dtype": "F32", "shape": [2]}}, "lacks"),
+        ({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, "invalid shape"),
+        ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, "do not match"),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, "does not start"),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [8, 4]}}, "invalid data_offsets"),
+        ({"__metadata__": [], "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, "__metadata__"),
+    ],
+)
+def test_invalid_tensor_entries(decoded, message):
+    with pytest.raises(HeaderError, match=message):
+        header_from_dict(decoded, "bad.safetensors")
+
+
+def test_unknown_dtype_is_sized_by_its_offsets():
+    header = header_from_dict({"a": {"dtype": "F3_NEW", "shape": [8], "data_offsets": [0, 3]}}, "x")
+    assert header.tensors[0].nbytes == 3
+    assert header.tensors[0].numel == 8

@@ -1,0 +1,199 @@
+"""The resolver end to end: the real huggingface_hub client against the loopback fake Hub."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hfmem import errors
+from hfmem.api import open_snapshot
+from hfmem.header import Tensor
+from hfmem.hub import HubOptions
+from hfmem.spec import build_spec
+from tests import dataset
+from tests.dataset import needs_dataset
+from tests.fakehub import FakeHub, build_repo, oversized_header, safetensors_file, truncated
+
+GROUND_TRUTH = dataset.model_dirs(with_ground_truth=True)
+DIMS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+        "intermediate_size", "vocab_size", "max_position_embeddings")  # fmt: skip
+TINY = "hfmem-test/tiny-llama"
+FIRST_READ = 100_001  # huggingface_hub's speculative first ranged read
+
+
+def round_trips(hub: FakeHub) -> int:
+    """Sequential round trips: a request's depth is 1 + the deepest request answered before it arrived."""
+    depth: list[int] = []
+    requests = sorted(hub.log, key=lambda r: r.received)
+    for i, request in enumerate(requests):
+        before = [depth[j] for j in range(i) if requests[j].answered <= request.received]
+        depth.append(1 + max(before, default=0))
+    return max(depth, default=0)
+
+
+def assert_headers_only(hub: FakeHub, repo_id: str) -> None:
+    """No tensor data: each response on a weights file is at most the first read or the header itself."""
+    for request in hub.requests_for(repo_id, "resolve"):
+        assert not request.file.endswith((".bin", ".pt")), "pickle files are never read"
+        if request.file.endswith(".safetensors") and request.method == "GET":
+            header_end = 8 + int.from_bytes(hub.repos[repo_id].files[request.file].head[:8], "little")
+            assert request.bytes_sent <= max(FIRST_READ, header_end)
+
+
+@needs_dataset
+@pytest.mark.parametrize("model_dir", GROUND_TRUTH, ids=[dataset.repo_id(d) for d in GROUND_TRUTH])
+def test_exact_counts_and_dims_over_http(model_dir, hub_repo, fake_hub):
+    repo = hub_repo(dataset.repo_id(model_dir))
+    spec = build_spec(open_snapshot(repo.repo_id))
+    expected = dataset.expected(model_dir)
+    assert spec.parameters.total == expected["params"]["checkpoint_elements"]
+    assert spec.parameters.by_dtype == expected["params"]["checkpoint_elements_by_dtype"]
+    assert spec.files.weights_bytes == expected["params"]["checkpoint_bytes_at_listed_dtypes"]
+    assert spec.commit == repo.sha
+    for key in DIMS:
+        assert getattr(spec.architecture, key) == expected["dims"][key], key
+    assert_headers_only(fake_hub, repo.repo_id)
+    assert fake_hub.unhandled == []
+
+
+@needs_dataset
+@pytest.mark.parametrize("repo_id", ["openai-community/gpt2", "meta-llama/Llama-3.1-8B", "deepseek-ai/DeepSeek-V3"])
+def test_two_sequential_round_trips_whatever_the_shard_count(repo_id, hub_repo, fake_hub):
+    hub_repo(repo_id)
+    fake_hub.latency = 0.05  # long enough that concurrent requests visibly overlap
+    open_snapshot(repo_id)
+    assert round_trips(fake_hub) <= 2
+
+
+@needs_dataset
+def test_pinned_revision_of_a_sharded_repo_reads_shards_concurrently(hub_repo, fake_hub):
+    repo = hub_repo("meta-llama/Llama-3.1-8B")
+    commit = repo.add_revision("v1")
+    fake_hub.latency = 0.05
+    snapshot = open_snapshot("meta-llama/Llama-3.1-8B@v1")
+    assert snapshot.commit == commit.sha
+    assert len(snapshot.headers) == 4
+    assert round_trips(fake_hub) <= 2
+    assert_headers_only(fake_hub, repo.repo_id)
+
+
+def test_tiny_fixture_repo(hub_repo, fake_hub):
+    hub_repo(TINY)
+    snapshot = open_snapshot(TINY)
+    spec = build_spec(snapshot)
+    assert spec.parameters.total == 106_816
+    assert snapshot.source == "hub"
+    assert snapshot.formats == ("safetensors",)
+    assert all(f.size is not None for f in snapshot.files)
+    assert not snapshot.custom_code
+    assert_headers_only(fake_hub, TINY)
+
+
+def test_long_header_gets_a_second_ranged_read(fake_hub):
+    tensors = [Tensor(f"model.layers.{i}.mlp.w{j}.weight", "BF16", (8, 8)) for i in range(800) for j in range(3)]
+    repo = fake_hub.add_repo(build_repo("org/long-header", tensors, {"model_type": "llama"}))
+    assert len(repo.files["model.safetensors"].head) > FIRST_READ
+    spec = build_spec(open_snapshot("org/long-header"))
+    assert spec.parameters.total == 2400 * 64
+    assert_headers_only(fake_hub, "org/long-header")
+
+
+def test_gated_repo_needs_a_token(hub_repo):
+    hub_repo(TINY, gated=True)
+    with pytest.raises(errors.AccessDenied, match="gated.*--token"):
+        open_snapshot(TINY)
+    snapshot = open_snapshot(TINY, hub=HubOptions(token=FakeHub.valid_token))
+    assert snapshot.gated == "manual"
+
+
+def test_private_and_missing_repos_are_not_found(hub_repo):
+    hub_repo(TINY, private=True)
+    for name in (TINY, "nobody/nothing"):
+        with pytest.raises(errors.ModelNotFound, match="not found"):
+            open_snapshot(name)
+
+
+def test_unknown_revision(hub_repo):
+    hub_repo(TINY)
+    with pytest.raises(errors.RevisionNotFound, match="no revision 'nope'"):
+        open_snapshot(TINY, revision="nope")
+
+
+def test_rate_limits_are_retried_honouring_retry_after(hub_repo, fake_hub):
+    hub_repo(TINY, fail_first={429: 2}, retry_after=0)
+    assert build_spec(open_snapshot(TINY)).parameters.total == 106_816
+    assert [r.status for r in fake_hub.requests_for(TINY, "info")] == [429, 429, 200]
+
+
+def test_transient_server_errors_are_retried(hub_repo, fake_hub):
+    hub_repo(TINY, fail_first={503: 1, 502: 1}, fail_path="model.safetensors")
+    assert build_spec(open_snapshot(TINY, hub=HubOptions(backoff=0))).parameters.total == 106_816
+
+
+def test_persistent_server_errors_become_a_network_error(hub_repo, fake_hub):
+    hub_repo(TINY, fail_first={500: 100})
+    with pytest.raises(errors.HubUnavailable, match="answered 500"):
+        open_snapshot(TINY, hub=HubOptions(backoff=0, attempts=3))
+    assert len(fake_hub.requests_for(TINY, "info")) == 3
+
+
+def test_unreachable_endpoint():
+    with pytest.raises(errors.HubUnavailable, match="cannot reach"):
+        open_snapshot(TINY, hub=HubOptions(endpoint="http://127.0.0.1:9", attempts=1))
+
+
+@pytest.mark.parametrize("make_file", [truncated, lambda f: oversized_header()])
+def test_bad_headers(make_file, hub_repo):
+    repo = hub_repo(TINY)
+    repo.files["model.safetensors"] = make_file(repo.files["model.safetensors"])
+    with pytest.raises(errors.HeaderError):
+        open_snapshot(TINY)
+
+
+def test_malformed_and_missing_config(hub_repo):
+    repo = hub_repo(TINY)
+    repo.files["config.json"] = b'{"model_type": "llama",'
+    with pytest.raises(errors.ConfigError, match="not valid JSON"):
+        open_snapshot(TINY)
+    del repo.files["config.json"]
+    with pytest.raises(errors.NoUsableFiles, match="no config.json"):
+        open_snapshot(TINY)
+
+
+def test_pickle_only_repo_is_never_downloaded(hub_repo, fake_hub):
+    hub_repo(TINY, weights="bin")
+    snapshot = open_snapshot(TINY)
+    spec = build_spec(snapshot)
+    assert snapshot.headers == {}
+    assert snapshot.formats == ("pytorch",)
+    assert not spec.parameters.exact
+    assert abs(spec.parameters.total - 106_816) / 106_816 < 0.005
+    assert_headers_only(fake_hub, TINY)
+
+
+def test_remote_code_repo(hub_repo):
+    hub_repo("hfmem-test/tiny-remote-code")
+    assert open_snapshot("hfmem-test/tiny-remote-code").custom_code
+
+
+def test_local_directory_single_and_sharded(tmp_path):
+    tensors = [Tensor("model.embed_tokens.weight", "F16", (32, 8)), Tensor("lm_head.weight", "F16", (32, 8))]
+    config = {"model_type": "llama", "hidden_size": 8, "vocab_size": 32, "num_hidden_layers": 0}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    for i, tensor in enumerate(tensors):
+        file = safetensors_file([tensor])
+        (tmp_path / f"model-0000{i + 1}-of-00002.safetensors").write_bytes(file.head + bytes(file.size - len(file.head)))
+    weight_map = {t.name: f"model-0000{i + 1}-of-00002.safetensors" for i, t in enumerate(tensors)}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    snapshot = open_snapshot(str(tmp_path))
+    spec = build_spec(snapshot)
+    assert snapshot.source == "local"
+    assert spec.parameters.total == 512
+    assert spec.parameters.embedding == 512
+    assert spec.files.count == 4
+
+
+def test_local_directory_without_config(tmp_path):
+    with pytest.raises(errors.NoUsableFiles):
+        open_snapshot(str(tmp_path))

@@ -1,0 +1,46 @@
+import pytest
+
+from hfmem.errors import ModelRefError
+from hfmem.refs import parse_ref
+
+
+@pytest.mark.parametrize(
+    "text, repo_id, revision",
+    [
+        ("meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B", None),
+        ("gpt2", "gpt2", None),
+        ("Qwen/Qwen3-8B@v1.0", "Qwen/Qwen3-8B", "v1.0"),
+        ("org/name@" + "a" * 40, "org/name", "a" * 40),
+        ("https://hub.example/org/name", "org/name", None),
+        ("https://hub.example/org/name/tree/dev", "org/name", "dev"),
+    ],
+)
+def test_hub_references(text, repo_id, revision):
+    ref = parse_ref(text)
+    assert (ref.repo_id, ref.revision, ref.path) == (repo_id, revision, None)
+
+
+def test_revision_option_applies_only_when_the_text_names_none():
+    assert parse_ref("org/name", "dev").revision == "dev"
+    assert parse_ref("org/name@v2", "dev").revision == "v2"
+
+
+def test_pinned_only_for_full_commit_shas():
+    assert parse_ref("org/name@" + "0123456789abcdef" * 2 + "01234567").pinned
+    assert not parse_ref("org/name@main").pinned
+    assert not parse_ref("org/name").pinned
+
+
+@pytest.mark.parametrize("text", ["", "a//b", "org/name@", "too/many/parts", "bad name!", "./does-not-exist"])
+def test_bad_references(text):
+    with pytest.raises(ModelRefError):
+        parse_ref(text)
+
+
+def test_local_directory(tmp_path, monkeypatch):
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert parse_ref("org/name").path is None  # no config.json: still a repo id
+    (tmp_path / "org" / "name" / "config.json").write_text("{}")
+    assert parse_ref("org/name").path is not None
+    assert parse_ref(str(tmp_path)).path == tmp_path

@@ -1,0 +1,115 @@
+"""build_spec: exact counts from headers, checked against the dataset's ground truth and synthetic cases."""
+
+import pytest
+
+from hfmem.header import Header, Tensor
+from hfmem.snapshot import RepoFile, Snapshot
+from hfmem.spec import build_spec, read_quantization
+from tests import dataset
+from tests.dataset import needs_dataset
+
+GROUND_TRUTH = dataset.model_dirs(with_ground_truth=True)
+
+
+def snapshot_of(config: dict, tensors: list[Tensor], files: tuple[RepoFile, ...] = ()) -> Snapshot:
+    headers = {"model.safetensors": Header(tuple(tensors))} if tensors else {}
+    return Snapshot("org/model", "org/model", None, "c" * 40, "hub", files, config, headers)
+
+
+def dataset_tensors(model_dir) -> list[Tensor]:
+    return [Tensor(name, t["dtype"], tuple(t["shape"])) for name, t in dataset.tensors(model_dir).items()]
+
+
+@needs_dataset
+@pytest.mark.parametrize("model_dir", GROUND_TRUTH, ids=[dataset.repo_id(d) for d in GROUND_TRUTH])
+def test_counts_equal_ground_truth(model_dir):
+    expected = dataset.expected(model_dir)
+    spec = build_spec(snapshot_of(dataset.config(model_dir), dataset_tensors(model_dir)))
+    params = expected["params"]
+    assert spec.parameters.total == params["checkpoint_elements"]
+    assert spec.parameters.by_dtype == params["checkpoint_elements_by_dtype"]
+    assert spec.files.weights_bytes == params["checkpoint_bytes_at_listed_dtypes"]
+    emb = params["embedding"]
+    assert spec.parameters.embedding == (
+        emb["input_embedding"] + emb["other_embedding_tables"] + emb["untied_output_projection"]
+    )
+    if params["active_per_token"] is None:
+        assert spec.parameters.active is None
+    else:
+        # Persistent buffers saved in the checkpoint (DeepSeek's e_score_correction_bias) are always active.
+        buffers = params["checkpoint_elements"] - params["total"]
+        assert spec.parameters.active == params["active_per_token"] + buffers
+
+
+def test_tied_weights_are_counted_once_as_stored():
+    config = {"model_type": "llama", "hidden_size": 4, "vocab_size": 10, "tie_word_embeddings": True}
+    tensors = [Tensor("model.embed_tokens.weight", "BF16", (10, 4)), Tensor("model.norm.weight", "BF16", (4,))]
+    spec = build_spec(snapshot_of(config, tensors))
+    assert spec.parameters.total == 44
+    assert spec.parameters.embedding == 40
+    assert spec.dtype == "bfloat16"
+
+
+def test_dtype_from_headers_when_the_config_has_none():
+    tensors = [Tensor("a.weight", "F16", (4, 4)), Tensor("b.weight", "F32", (2,))]
+    spec = build_spec(snapshot_of({"model_type": "gpt2"}, tensors))
+    assert spec.dtype == "float16"
+    assert spec.parameters.by_dtype == {"F16": 16, "F32": 2}
+
+
+def test_newer_dtype_key_wins_over_headers():
+    spec = build_spec(snapshot_of({"model_type": "bert", "dtype": "float32"}, [Tensor("x.weight", "F16", (2,))]))
+    assert spec.dtype == "float32"
+
+
+def test_moe_active_counts_routed_experts_k_over_e():
+    config = {"model_type": "mixtral", "num_local_experts": 4, "num_experts_per_tok": 1}
+    tensors = [Tensor(f"model.layers.0.mlp.experts.{i}.w1.weight", "BF16", (10, 10)) for i in range(4)]
+    tensors.append(Tensor("model.layers.0.mlp.gate.weight", "BF16", (4, 10)))
+    spec = build_spec(snapshot_of(config, tensors))
+    assert spec.parameters.total == 440
+    assert spec.parameters.active == 40 + 100
+
+
+def test_pickle_only_repo_derives_counts_from_config_and_warns():
+    config = {
+        "model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "vocab_size": 100, "torch_dtype": "float16",
+    }  # fmt: skip
+    files = (RepoFile("config.json", 500), RepoFile("pytorch_model.bin", 123_456), RepoFile("training_args.bin", 9))
+    spec = build_spec(snapshot_of(config, [], files))
+    assert not spec.parameters.exact
+    assert spec.parameters.total > 0
+    assert spec.parameters.by_dtype == {"F16": spec.parameters.total}
+    assert spec.files.weights_bytes == 123_456  # the pickle file, not training_args.bin
+    assert spec.files.formats == ("pytorch",)
+    assert any("pickle" in w for w in spec.warnings)
+
+
+def test_unknown_dtype_is_a_warning_not_a_crash():
+    spec = build_spec(snapshot_of({"model_type": "llama"}, [Tensor("x.weight", "F3_NEW", (8,), 3)]))
+    assert spec.files.weights_bytes == 3
+    assert any("F3_NEW" in w for w in spec.warnings)
+
+
+@pytest.mark.parametrize(
+    "config, method, bits",
+    [
+        ({"quantization_config": {"quant_method": "fp8", "fmt": "e4m3"}}, "fp8", 8.0),
+        ({"quantization_config": {"quant_method": "gptq", "bits": 4}}, "gptq", 4.0),
+        ({"quantization_config": {"load_in_4bit": True}}, "bitsandbytes", 4.0),
+        ({"quantization_config": {"quant_method": "mxfp4"}}, "mxfp4", 4.0),
+        ({"text_config": {"quantization_config": {"quant_method": "awq", "w_bit": 4}}}, "awq", 4.0),
+    ],
+)
+def test_quantization_config(config, method, bits):
+    q = read_quantization(config)
+    assert (q.method, q.bits) == (method, bits)
+
+
+def test_download_bytes_and_formats():
+    files = (RepoFile("config.json", 10), RepoFile("model.safetensors", 100), RepoFile("pytorch_model.bin", 90))
+    spec = build_spec(snapshot_of({"model_type": "gpt2"}, [Tensor("w.weight", "F32", (2,))], files))
+    assert spec.files.download_bytes == 200
+    assert spec.files.formats == ("pytorch", "safetensors")
+    assert spec.files.count == 3
