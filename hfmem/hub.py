@@ -4,6 +4,7 @@ Two sequential round trips per model: (1) model_info with file sizes gives the c
 gated flag; (2) config.json and every safetensors header, concurrently and pinned to that commit. A sharded repo
 on main has all its shard headers in one request (`get_sharded_safetensors_metadata`); elsewhere each shard
 header is a ranged read (100 kB, plus one more only for a longer header). Weights are never downloaded.
+Resolved snapshots are kept in the metadata cache (cache.py), keyed by commit.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from huggingface_hub import HfApi, constants, hf_hub_url
+from huggingface_hub import HfApi, ModelInfo, constants, hf_hub_url
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -33,6 +34,7 @@ try:  # huggingface_hub 2.x ships its own httpx fork
 except ImportError:  # pragma: no cover
     from httpx import TransportError  # type: ignore[no-redef]
 
+from .cache import MetadataCache
 from .errors import (
     AccessDenied,
     ConfigError,
@@ -67,28 +69,58 @@ class HubOptions:
 
 
 def fetch_snapshot(ref: ModelRef, options: HubOptions) -> Snapshot:
-    """Resolve `ref` on the Hub. Raises an HfmemError subclass for every failure."""
-    assert ref.repo_id is not None
+    """Resolve `ref` on the Hub, or from the metadata cache. Raises an HfmemError subclass for every failure.
+
+    A pinned commit found in the cache needs no request; a branch or tag resolved before costs one small sha lookup
+    when its commit is cached; in offline mode (HF_HUB_OFFLINE) the cache is all there is.
+    """
+    repo_id = ref.repo_id
+    assert repo_id is not None
+    cache = MetadataCache.default()
+    revision = ref.revision or constants.DEFAULT_REVISION
+    known = ref.revision if ref.pinned else cache.commit(repo_id, revision)
+    if known is not None and (ref.pinned or constants.HF_HUB_OFFLINE) and (hit := cache.load(ref, known)):
+        return hit
     if constants.HF_HUB_OFFLINE:
-        raise HubUnavailable(f"{ref.text}: HF_HUB_OFFLINE is set and the model is not in the local cache")
+        raise HubUnavailable(f"{ref.text}: HF_HUB_OFFLINE is set and the model is not in hfmem's cache")
     api = HfApi(endpoint=options.endpoint, token=options.token)
     with _translated_errors(ref, options):
+        if known is not None and not ref.pinned:
+            # Resolved before: look up the sha alone; if that commit is cached, nothing else is needed.
+            latest = _retrying(
+                lambda: api.model_info(repo_id, revision=ref.revision, expand=["sha", "gated"], timeout=options.timeout),
+                options,
+            )
+            if latest.sha and (hit := cache.load(ref, latest.sha)):
+                if latest.sha != known:
+                    cache.save_commit(repo_id, revision, latest.sha)
+                return replace(hit, gated=_gated(latest))
         info = _retrying(
-            lambda: api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True, timeout=options.timeout),
+            lambda: api.model_info(repo_id, revision=ref.revision, files_metadata=True, timeout=options.timeout),
             options,
         )
+        commit = info.sha
+        if commit is not None:
+            cache.save_commit(repo_id, revision, commit)
+            if hit := cache.load(ref, commit):
+                return replace(hit, gated=_gated(info))
         files = tuple(RepoFile(s.rfilename, s.size) for s in info.siblings or ())
         names = {f.path for f in files}
         if "config.json" not in names:
             raise NoUsableFiles(f"{ref.text} has no config.json (hfmem reads transformers-style repos)")
-        commit = info.sha
         on_main = ref.revision in (None, constants.DEFAULT_REVISION)
         with ThreadPoolExecutor(max_workers=16) as pool:
-            config_bytes = pool.submit(_get_file, api, ref.repo_id, "config.json", commit, options)
-            headers = _read_headers(api, pool, ref.repo_id, commit, names, on_main, options)
+            config_bytes = pool.submit(_get_file, api, repo_id, "config.json", commit, options)
+            headers = _read_headers(api, pool, repo_id, commit, names, on_main, options)
             config = _decode_config(ref, config_bytes.result())
-    gated = info.gated if isinstance(info.gated, str) else None
-    return Snapshot(ref.text, ref.repo_id, ref.revision, commit, "hub", files, config, headers, gated)
+    snapshot = Snapshot(ref.text, repo_id, ref.revision, commit, "hub", files, config, headers, _gated(info))
+    if commit is not None:
+        cache.save(snapshot)
+    return snapshot
+
+
+def _gated(info: ModelInfo) -> str | None:
+    return info.gated if isinstance(info.gated, str) else None
 
 
 def _read_headers(
@@ -136,7 +168,7 @@ def _read_files(
 
 
 def _to_header(filename: str, meta: SafetensorsFileMetadata) -> Header:
-    decoded = {
+    decoded: dict[str, object] = {
         name: {"dtype": t.dtype, "shape": t.shape, "data_offsets": list(t.data_offsets)}
         for name, t in meta.tensors.items()
     }
@@ -202,7 +234,8 @@ def _translated_errors(ref: ModelRef, options: HubOptions) -> Iterator[None]:
         yield
     except GatedRepoError as e:
         raise AccessDenied(
-            f"{name} is gated: accept its terms on the Hub, then log in (`hf auth login`), set HF_TOKEN or pass --token"
+            f"{name} is gated: accept its terms at {options.url}/{ref.repo_id}, then log in (`hf auth login`), "
+            "set HF_TOKEN or pass --token"
         ) from e
     except RevisionNotFoundError as e:
         raise RevisionNotFound(f"{ref.repo_id} has no revision '{ref.revision}'") from e

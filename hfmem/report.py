@@ -9,9 +9,8 @@ from tabulate import tabulate
 from .api import ModelReport
 from .errors import HfmemError
 from .memory import render
+from .memory.render import UNITS
 from .spec import ModelSpec
-
-UNITS = {"gib": (2**30, "GiB"), "gb": (10**9, "GB")}
 
 
 def to_dict(report: ModelReport) -> dict[str, Any]:
@@ -90,11 +89,17 @@ def render_spec(spec: ModelSpec, units: str) -> str:
         arch.append(f"{sliding}/{len(a.layer_types)} layers sliding window {a.sliding_window}")
     p = spec.parameters
     params = [format_count(p.total) + ("" if p.exact else " (from config.json, approximate)")]
-    params += [f"{dtype} {n:,}" for dtype, n in p.by_dtype.items()] if len(p.by_dtype) > 1 else [next(iter(p.by_dtype), "")]
+    if len(p.by_dtype) == 1:
+        params.append(f"all {next(iter(p.by_dtype))}")
+    else:
+        params += [f"{dtype} {n:,}" for dtype, n in p.by_dtype.items()]
     params.append(f"embedding {p.embedding:,}")
     if p.active is not None:
         params.append(f"active per token {format_count(p.active)}")
-    quant = f", {spec.quantization.method} {spec.quantization.bits or ''} bit".rstrip() if spec.quantization else ""
+    quant = ""
+    if spec.quantization:
+        bits = f" ({spec.quantization.bits:g}-bit)" if spec.quantization.bits else ""
+        quant = f" · quantized: {spec.quantization.method}{bits}"
     files = [
         f"{format_bytes(spec.files.weights_bytes, units)} of weights",
         f"download {format_bytes(spec.files.download_bytes, units)} in {spec.files.count} files",
@@ -113,7 +118,8 @@ def render_spec(spec: ModelSpec, units: str) -> str:
 def render_report(report: ModelReport, units: str = "gib", explain: bool = False, tables: bool = True) -> str:
     parts = [render_spec(report.spec, units), render.render_breakdown(report.memory, units)]
     if report.gpu is not None:
-        parts.append(render.render_fit(report, units))
+        parts.append(render.render_fit(report.gpu, units))
+        parts.append(render.render_limits(report.spec, report.settings, report.gpu.gpu))
     if tables:
         parts.append(render.render_sweep(report.spec, report.settings, units))
         parts.append(render.render_what_if(report.spec, report.settings, report.gpu, units))

@@ -7,14 +7,14 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import huggingface_hub
 import pytest
 from huggingface_hub import constants
 
 from .dataset import DATASET
-from .fakehub import FIXTURES, FakeHub, FakeRepo, repo_from_dataset
+from .fakehub import FIXTURES, SHARD_BYTES, FakeHub, FakeRepo, repo_from_dataset
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,15 +51,20 @@ def hub_repo(fake_hub: FakeHub) -> Callable[..., FakeRepo]:
     Keyword arguments are FakeRepo fields (faults), or `shard_bytes` / `weights` for repo_from_dataset. A dataset
     model skips the test when ../shared/hub-dataset is absent."""
 
-    def add(repo_id: str, *, shard_bytes: int | None = None, weights: str | None = None, **fields: Any) -> FakeRepo:
+    def add(
+        repo_id: str,
+        *,
+        shard_bytes: int = SHARD_BYTES,
+        weights: Literal["safetensors", "bin"] = "safetensors",
+        **fields: Any,
+    ) -> FakeRepo:
         folder = repo_id.replace("/", "__")
         model_dir = next((d for d in (FIXTURES / folder, DATASET / "models" / folder) if d.is_dir()), None)
         if model_dir is None:
             if not DATASET.is_dir():
                 pytest.skip("../shared/hub-dataset is not present")
             raise LookupError(f"no fixture or dataset model named {repo_id}")
-        options = {k: v for k, v in (("shard_bytes", shard_bytes), ("weights", weights)) if v is not None}
-        repo = repo_from_dataset(model_dir, **options)
+        repo = repo_from_dataset(model_dir, shard_bytes=shard_bytes, weights=weights)
         return fake_hub.add_repo(dataclasses.replace(repo, **fields))
 
     return add
@@ -97,8 +102,8 @@ def hf_isolation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_hub_serve
         "HF_HUB_OFFLINE": False,
         "HF_HUB_DISABLE_TELEMETRY": True,
     }
-    for name, value in patched.items():
-        monkeypatch.setattr(constants, name, value)
+    for name, constant in patched.items():
+        monkeypatch.setattr(constants, name, constant)
 
 
 def _is_loopback(host: str | bytes | None) -> bool:

@@ -12,6 +12,10 @@ real client and its `hf_raise_for_status` run unchanged:
 Anything else gets 501 and is logged (`FakeHub.unhandled`). Weight files are virtual (`LazyFile`): real header bytes,
 then zeros up to a declared size, generated on the fly, so a 1 TB repo costs only its headers in memory.
 
+Faults are FakeRepo fields (`gated`, `private`, `fail_first` / `fail_path` / `retry_after`) or edits of `repo.files`
+(`truncated(...)`, `oversized_header()`, malformed or deleted config.json). Unknown repos, revisions and files get
+RepoNotFound / RevisionNotFound / EntryNotFound, as on the Hub.
+
     python -m tests.fakehub --latency 0.05 [--dataset]    # serve the fixture (and dataset) repos; prints the URL
 """
 
@@ -27,10 +31,10 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from huggingface_hub import split_state_dict_into_shards_factory
@@ -85,13 +89,16 @@ class LazyFile:
     def parameters(self) -> dict[str, int]:
         """Elements per dtype in the header, as the Hub reports them in model_info's `safetensors`."""
         counts: dict[str, int] = {}
-        for name, info in (self.header or {}).items():
-            if name != "__metadata__":
-                counts[info["dtype"]] = counts.get(info["dtype"], 0) + math.prod(info["shape"])
+        try:
+            for name, info in (self.header or {}).items():
+                if name != "__metadata__":
+                    counts[info["dtype"]] = counts.get(info["dtype"], 0) + math.prod(info["shape"])
+        except (KeyError, TypeError):  # a deliberately malformed header: the Hub shows no counts
+            return {}
         return counts
 
 
-Content = Union[bytes, LazyFile]  # bytes: a small file stored in git; LazyFile: an LFS file
+Content = bytes | LazyFile  # bytes: a small file stored in git; LazyFile: an LFS file
 
 
 @dataclass
@@ -196,7 +203,8 @@ def build_repo(
     """A repo from explicit tensors and config (a dict, raw bytes, or None for no config.json), plus `files`."""
     repo_files = dict(files or {})
     if config is not None:
-        repo_files["config.json"] = config if isinstance(config, bytes) else (json.dumps(config, indent=2) + "\n").encode()
+        text = config if isinstance(config, bytes) else (json.dumps(config, indent=2) + "\n").encode()
+        repo_files["config.json"] = text
     repo_files |= weight_files(tensors, shard_bytes=shard_bytes, weights=weights)
     return FakeRepo(repo_id, repo_files)
 
@@ -242,6 +250,8 @@ def dataset_repos() -> list[FakeRepo]:
 
 @dataclass
 class LoggedRequest:
+    """One request, as the fake Hub answered it."""
+
     method: str
     path: str  # URL path as sent (percent-encoded)
     query: str
@@ -598,20 +608,31 @@ def _safetensors_metadata(repo: FakeRepo, call: _Call) -> _Reply:
     index_bytes = repo.files.get(call.file or "")
     if not isinstance(index_bytes, bytes):
         return _error(404, "EntryNotFound", f"{call.file} does not exist on \"main\"")
-    try:
-        index = json.loads(index_bytes)
-        shards = {name: repo.files[name] for name in sorted(set(index["weight_map"].values()))}
-    except (ValueError, KeyError, TypeError, AttributeError):
+    parsed = _parse_index(index_bytes)
+    if parsed is None:
         return _error(400, None, f"{call.file} is not a valid safetensors index")
+    shard_names, index_json = parsed
     headers = []
-    for name, shard in shards.items():
+    for name in shard_names:
+        shard = repo.files.get(name)
         if not isinstance(shard, LazyFile) or shard.header is None:
             return _error(400, None, f"could not parse the safetensors header of {name}")
         headers.append(json.dumps(name).encode() + b":" + shard.header_json)
-    # Spliced from the stored header text: serialising 270 decoded headers would take longer than a round trip.
-    rest = json.dumps({k: v for k, v in index.items() if k != "weight_map"}).encode()
-    body = b'{"headers":{' + b",".join(headers) + b'},"index":' + rest + b"}"
+    # Spliced from stored JSON text: serialising DeepSeek's 270 decoded headers would take longer than a round trip.
+    body = b'{"headers":{' + b",".join(headers) + b'},"index":' + index_json + b"}"
     return _Reply(200, {"Content-Type": "application/json; charset=utf-8"}, [body], len(body))
+
+
+@lru_cache(maxsize=64)
+def _parse_index(index_bytes: bytes) -> tuple[tuple[str, ...], bytes] | None:
+    """A safetensors index's shard names and its JSON without the weight_map; None if it is broken. Cached (4 MB for
+    DeepSeek-V3)."""
+    try:
+        index = json.loads(index_bytes)
+        shard_names = tuple(sorted(set(index["weight_map"].values())))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return shard_names, json.dumps({k: v for k, v in index.items() if k != "weight_map"}).encode()
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
@@ -694,7 +715,7 @@ def _etag(content: Content) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.fakehub", description="Serve the fake Hub until interrupted.")
+    parser = argparse.ArgumentParser(prog="python -m tests.fakehub", description="Serve the fake Hub until stopped.")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds slept before each response")
     parser.add_argument("--dataset", action="store_true", help="also serve the ../shared/hub-dataset models")

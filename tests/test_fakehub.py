@@ -7,7 +7,7 @@ import struct
 from collections.abc import Callable
 
 import pytest
-from huggingface_hub import HfApi, RepoFolder, constants, get_token
+from huggingface_hub import HfApi, RepoFile, RepoFolder, constants, get_token
 from huggingface_hub.errors import (
     BadRequestError,
     GatedRepoError,
@@ -54,15 +54,27 @@ def triples(tensor_list: list[Tensor]) -> list[tuple[str, str, tuple[int, ...]]]
     return [(t.name, t.dtype, t.shape) for t in tensor_list]
 
 
+def lazy(repo: FakeRepo, path: str) -> LazyFile:
+    content = repo.files[path]
+    assert isinstance(content, LazyFile)
+    return content
+
+
+def small(repo: FakeRepo, path: str) -> bytes:
+    content = repo.files[path]
+    assert isinstance(content, bytes)
+    return content
+
+
 def test_model_info_with_files_metadata(api: HfApi, hub_repo: HubRepo, fake_hub: FakeHub) -> None:
     repo = hub_repo(TINY)
     info = api.model_info(TINY, files_metadata=True)
-    weights = repo.files["model.safetensors"]
-    assert isinstance(weights, LazyFile)
+    weights = lazy(repo, "model.safetensors")
     assert info.sha == repo.sha and len(repo.sha) == 40
+    assert info.siblings is not None
     assert [s.rfilename for s in info.siblings] == ["config.json", "model.safetensors"]
     config, model = info.siblings
-    assert (config.size, config.lfs) == (len(repo.files["config.json"]), None)
+    assert (config.size, config.lfs) == (len(small(repo, "config.json")), None)
     assert model.size == weights.size == len(weights.head) + 2 * 106_816
     assert model.lfs is not None and model.lfs.sha256 == weights.sha256 and model.lfs.size == weights.size
     assert info.gated is False and info.private is False
@@ -70,7 +82,7 @@ def test_model_info_with_files_metadata(api: HfApi, hub_repo: HubRepo, fake_hub:
     assert info.safetensors is not None and info.safetensors.parameters == {"BF16": 106_816}
     [request] = fake_hub.log
     assert (request.route, request.query, request.status) == ("info", "blobs=true", 200)
-    assert api.model_info(TINY).siblings[1].size is None  # sizes only with blobs=true
+    assert [s.size for s in api.model_info(TINY).siblings or []] == [None, None]  # sizes only with blobs=true
 
 
 def test_revisions(api: HfApi, hub_repo: HubRepo) -> None:
@@ -99,9 +111,7 @@ def test_header_read_is_one_ranged_get(api: HfApi, hub_repo: HubRepo, fake_hub: 
 def test_long_header_takes_a_second_read(api: HfApi, fake_hub: FakeHub) -> None:
     many = [Tensor(f"model.layers.{i}.a_rather_long_tensor_name.weight", "F16", (8, 8)) for i in range(2_000)]
     repo = fake_hub.add_repo(build_repo("hfmem-test/long-header", many, {"model_type": "llama"}))
-    weights = repo.files["model.safetensors"]
-    assert isinstance(weights, LazyFile)
-    length = len(weights.head) - 8
+    length = len(lazy(repo, "model.safetensors").head) - 8
     assert length > 100_000
     metadata = api.parse_safetensors_file_metadata(repo.repo_id, "model.safetensors")
     assert as_triples(metadata) == triples(many)
@@ -163,17 +173,16 @@ def test_dataset_giant_repo_builds_quickly() -> None:
 @needs_dataset
 def test_real_header_file(api: HfApi, fake_hub: FakeHub) -> None:
     """A repo can serve real header bytes: the all-MiniLM header shipped in the dataset, at its real file size."""
-    head = (DATASET / "safetensors-headers" / "sentence-transformers__all-MiniLM-L6-v2.model.safetensors.header.bin")
-    repo = FakeRepo("sentence-transformers/all-MiniLM-L6-v2", {"model.safetensors": LazyFile(head.read_bytes(), 90_868_376)})
-    fake_hub.add_repo(repo)
+    head = DATASET / "safetensors-headers" / "sentence-transformers__all-MiniLM-L6-v2.model.safetensors.header.bin"
+    weights = LazyFile(head.read_bytes(), 90_868_376)
+    repo = fake_hub.add_repo(FakeRepo("sentence-transformers/all-MiniLM-L6-v2", {"model.safetensors": weights}))
     metadata = api.parse_safetensors_file_metadata(repo.repo_id, "model.safetensors")
     assert len(metadata.tensors) == 104 and metadata.parameter_count == {"F32": 22_713_216, "I64": 512}
 
 
 def test_resolve_headers_and_ranges(hub_repo: HubRepo, fake_hub: FakeHub) -> None:
     repo = hub_repo(TINY)
-    weights = repo.files["model.safetensors"]
-    assert isinstance(weights, LazyFile)
+    weights = lazy(repo, "model.safetensors")
     size, url = weights.size, f"{fake_hub.url}/{TINY}/resolve/main/model.safetensors"
     session = get_session()
     head = session.head(url)
@@ -183,7 +192,7 @@ def test_resolve_headers_and_ranges(hub_repo: HubRepo, fake_hub: FakeHub) -> Non
     assert head.headers["Accept-Ranges"] == "bytes"
     config_head = session.head(f"{fake_hub.url}/{TINY}/resolve/main/config.json")
     assert "X-Linked-Size" not in config_head.headers
-    assert int(config_head.headers["Content-Length"]) == len(repo.files["config.json"])
+    assert int(config_head.headers["Content-Length"]) == len(small(repo, "config.json"))
 
     def get(byte_range: str):
         return session.get(url, headers={"Range": byte_range})
@@ -268,9 +277,7 @@ def test_injected_failures_on_one_path(api: HfApi, hub_repo: HubRepo) -> None:
 def test_broken_headers(api: HfApi, hub_repo: HubRepo, fake_hub: FakeHub) -> None:
     repo = hub_repo(TINY, shard_bytes=60_000)
     shard = "model-00002-of-00004.safetensors"
-    good = repo.files[shard]
-    assert isinstance(good, LazyFile)
-    repo.files[shard] = truncated(good)
+    repo.files[shard] = truncated(lazy(repo, shard))
     with pytest.raises(SafetensorsParsingError):
         api.parse_safetensors_file_metadata(TINY, shard)
     with pytest.raises(BadRequestError):
@@ -280,14 +287,15 @@ def test_broken_headers(api: HfApi, hub_repo: HubRepo, fake_hub: FakeHub) -> Non
     with pytest.raises(SafetensorsParsingError, match="too big"):
         api.parse_safetensors_file_metadata(TINY, shard)
     assert [r.range for r in fake_hub.log] == ["bytes=0-100000"]
-    assert struct.unpack("<Q", fake_hub.repos[TINY].files[shard].head[:8])[0] > 100_000_000  # type: ignore[union-attr]
+    assert struct.unpack("<Q", lazy(repo, shard).head[:8])[0] > 100_000_000
 
 
 def test_bin_only_repo(api: HfApi, hub_repo: HubRepo) -> None:
     hub_repo(TINY, weights="bin")
     info = api.model_info(TINY, files_metadata=True)
-    assert [(s.rfilename, s.size) for s in info.siblings] == [("config.json", 667), ("pytorch_model.bin", 213_632)]
-    assert info.safetensors is None and "safetensors" not in info.tags
+    sizes = [(s.rfilename, s.size) for s in info.siblings or []]
+    assert sizes == [("config.json", 667), ("pytorch_model.bin", 213_632)]
+    assert info.safetensors is None and "safetensors" not in (info.tags or [])
     with pytest.raises(NotASafetensorsRepoError):
         api.get_safetensors_metadata(TINY)
 
@@ -296,7 +304,7 @@ def test_remote_code_repo(api: HfApi, hub_repo: HubRepo) -> None:
     repo = hub_repo("hfmem-test/tiny-remote-code")
     info = api.model_info(repo.repo_id)
     assert info.config is not None and info.config["auto_map"]["AutoModelForCausalLM"].startswith("modeling_tiny.")
-    assert "custom_code" in info.tags
+    assert "custom_code" in (info.tags or [])
     assert api.file_exists(repo.repo_id, "modeling_tiny.py")
 
 
@@ -342,8 +350,9 @@ def test_tree(api: HfApi, hub_repo: HubRepo) -> None:
         ("RepoFile", "model.safetensors"),
         ("RepoFolder", "tokenizer"),
     ]
-    assert isinstance(top[2], RepoFolder)
-    assert top[1].lfs is not None and top[1].size == repo.files["model.safetensors"].size  # type: ignore[union-attr]
+    weights, folder = top[1:]
+    assert isinstance(weights, RepoFile) and isinstance(folder, RepoFolder)
+    assert weights.lfs is not None and weights.size == lazy(repo, "model.safetensors").size
 
 
 def test_isolation_defaults(hub_repo: HubRepo, fake_hub: FakeHub, tmp_path) -> None:

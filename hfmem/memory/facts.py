@@ -1,0 +1,274 @@
+"""What the memory model needs to know about a model, derived once from its ModelSpec.
+
+Dimensions come from the Architecture; which tensors are linear weights (for LoRA, bitsandbytes quantisation and
+the largest layer) comes from the checkpoint's tensor names and shapes. A repo without safetensors gets a
+Llama-style tensor list built from the config instead, and a warning says so.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import weakref
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from .. import dtypes
+from ..architecture import Architecture
+from ..header import Tensor
+from ..spec import ModelSpec, is_embedding
+
+_BLOCK = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\.")
+# 2-D router weights that are bare nn.Parameters, not nn.Linear (memory-model.md A.4): never LoRA or bnb targets.
+_BARE_ROUTERS = {"deepseek_v2": "gate", "deepseek_v3": "gate", "gpt_oss": "router"}
+# transformers' Conv1D stores weights as (in, out) rather than nn.Linear's (out, in).
+_CONV1D_TYPES = {"gpt2"}
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+
+
+@dataclass(frozen=True)
+class Linear:
+    """One linear weight: module name (tensor name without '.weight'), features, and its block index."""
+
+    module: str
+    in_features: int
+    out_features: int
+    block: int | None
+
+    @property
+    def numel(self) -> int:
+        return self.in_features * self.out_features
+
+
+@dataclass(frozen=True)
+class Dims:
+    """Dimensions with None resolved to 0 (a 0 switches the dependent term off; facts.warnings says so)."""
+
+    hidden: int
+    layers: int  # layers that carry activations: decoder (or encoder) stack; both stacks for encoder-decoder
+    decoder_layers: int  # layers holding a KV cache (0 for encoder-only)
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    max_positions: int | None
+    gated: bool
+    layer_kinds: tuple[str, ...]  # per decoder layer: "full_attention" | "sliding_attention" | other
+    window: int | None
+    mla: bool
+    q_lora_rank: int
+    kv_lora_rank: int
+    qk_head_dim: int  # per-head query/key width (MLA: nope + rope)
+    v_head_dim: int
+    qk_rope_head_dim: int
+    moe_layers: int  # layers whose MLP is a routed mixture of experts
+    experts: int
+    experts_per_token: int
+    expert_intermediate: int
+    shared_intermediate: int
+    encoder_decoder: bool
+    encoder_only: bool
+    has_lm_logits: bool  # a vocabulary projection over every position (causal/seq2seq/masked LM)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    spec: ModelSpec
+    dims: Dims
+    tensors: tuple[Tensor, ...]  # the checkpoint's, or the config-derived stand-in (synthetic=True)
+    synthetic: bool
+    linears: tuple[Linear, ...]  # every nn.Linear weight except the output projection and bare routers
+    linears_by_leaf: dict[str, tuple[Linear, ...]]  # "q_proj" -> every linear whose module name ends with it
+    embeddings: tuple[Tensor, ...]  # 2-D embedding / output tables (LoRA may target them by name)
+    float_shapes: tuple[tuple[int, ...], ...]  # shapes of the floating-point tensors (optimizer state)
+    trainable_parameters: int  # floating-point elements (what full fine-tuning updates)
+    largest_layer_parameters: int  # the largest decoder block, or a larger single tensor (e.g. the embedding)
+    largest_tensor_parameters: int
+    warnings: tuple[str, ...]
+
+    @property
+    def model_type(self) -> str:
+        return self.spec.architecture.model_type or ""
+
+    @cached_property
+    def linear_parameters(self) -> int:
+        return sum(lin.numel for lin in self.linears)
+
+    @cached_property
+    def sums(self) -> dict[tuple[object, ...], tuple[Any, Any]]:
+        """Per-model cache of tensor sums that estimates ask for repeatedly (keyed by the caller)."""
+        return {}
+
+    @cached_property
+    def largest_linear(self) -> Linear | None:
+        return max(self.linears, key=lambda lin: lin.numel, default=None)
+
+
+_RECENT: list[tuple[weakref.ref[ModelSpec], ModelFacts]] = []  # identity cache: a report analyses one spec often
+_RECENT_LOCK = threading.Lock()
+_RECENT_SIZE = 4
+
+
+def analyse(spec: ModelSpec) -> ModelFacts:
+    """Everything the memory model reads from a spec. Specs are immutable, so the last few results are reused
+    (estimate, the tables and the renderers all start from the same spec)."""
+    with _RECENT_LOCK:
+        for ref, facts in _RECENT:
+            if ref() is spec:
+                return facts
+    facts = _analyse(spec)
+    with _RECENT_LOCK:
+        _RECENT.insert(0, (weakref.ref(spec), facts))
+        del _RECENT[_RECENT_SIZE:]
+    return facts
+
+
+def _analyse(spec: ModelSpec) -> ModelFacts:
+    warnings: list[str] = []
+    dims = _dims(spec.architecture, spec.tensors, warnings)
+    tensors, synthetic = spec.tensors, False
+    if not tensors:
+        tensors, synthetic = _synthetic_tensors(spec.architecture, dims, spec.dtype), True
+        warnings.append(
+            "no safetensors headers: linear-layer shapes (LoRA counts, int8/int4 sizes, largest layer) are derived "
+            "from config.json in Llama layout"
+        )
+    model_type = spec.architecture.model_type or ""
+    linears = tuple(lin for t in tensors if (lin := _linear(t, model_type)) is not None)
+    blocks: dict[str, int] = {}  # "encoder.block.0." -> its parameters (encoder and decoder blocks kept apart)
+    for t in tensors:
+        if (m := _BLOCK.search(t.name)) is not None:
+            key = t.name[: m.end()]
+            blocks[key] = blocks.get(key, 0) + t.numel
+    largest_tensor = max((t.numel for t in tensors), default=0)
+    floats = [t for t in tensors if t.dtype.upper() in _FLOAT_DTYPES or t.dtype.upper().startswith("F8")]
+    by_leaf: dict[str, list[Linear]] = {}
+    for lin in linears:
+        by_leaf.setdefault(lin.module.rsplit(".", 1)[-1], []).append(lin)
+    return ModelFacts(
+        spec=spec,
+        dims=dims,
+        tensors=tensors,
+        synthetic=synthetic,
+        linears=linears,
+        linears_by_leaf={leaf: tuple(group) for leaf, group in by_leaf.items()},
+        embeddings=tuple(t for t in tensors if len(t.shape) == 2 and is_embedding(t.name)),
+        float_shapes=tuple(t.shape for t in floats),
+        trainable_parameters=sum(t.numel for t in floats) or spec.parameters.total,
+        largest_layer_parameters=max(max(blocks.values(), default=0), largest_tensor),
+        largest_tensor_parameters=largest_tensor,
+        warnings=tuple(warnings),
+    )
+
+
+def block_of(name: str) -> int | None:
+    m = _BLOCK.search(name)
+    return int(m.group(1)) if m else None
+
+
+def _linear(t: Tensor, model_type: str) -> Linear | None:
+    if not t.name.endswith(".weight") or len(t.shape) != 2 or is_embedding(t.name):
+        return None
+    module = t.name.removesuffix(".weight")
+    if _BARE_ROUTERS.get(model_type) == module.rsplit(".", 1)[-1]:
+        return None
+    rows, cols = t.shape
+    conv1d = model_type in _CONV1D_TYPES and module.rsplit(".", 1)[-1].startswith(("c_", "q_attn"))
+    return Linear(module, rows if conv1d else cols, cols if conv1d else rows, block_of(t.name))
+
+
+def _dims(arch: Architecture, tensors: tuple[Tensor, ...], warnings: list[str]) -> Dims:
+    missing = [name for name in ("hidden_size", "num_hidden_layers", "num_attention_heads") if not getattr(arch, name)]
+    if missing:
+        warnings.append(f"config lacks {', '.join(missing)}: activations and KV cache are left out (0 bytes)")
+    hidden, layers, heads = arch.hidden_size or 0, arch.num_hidden_layers or 0, arch.num_attention_heads or 0
+    head_dim = arch.head_dim or (hidden // heads if heads else 0)
+    intermediate = arch.intermediate_size or 4 * hidden
+    if arch.intermediate_size is None and hidden:
+        warnings.append(f"config lacks intermediate_size: activations assume 4 x hidden = {intermediate}")
+    if arch.vocab_size is None:
+        warnings.append("config lacks vocab_size: the logits term is left out")
+    mla = arch.attention == "mla"
+    nope, rope = arch.qk_nope_head_dim or 0, arch.qk_rope_head_dim or 0
+    decoder_layers = 0 if arch.is_encoder_only else (arch.num_decoder_layers or layers)
+    kinds = arch.layer_types or ("full_attention",) * decoder_layers
+    moe_blocks = {b for t in tensors if ".experts." in t.name and (b := block_of(t.name)) is not None}
+    experts = arch.num_experts or 0
+    moe_layers = len(moe_blocks) if tensors else (layers if experts else 0)
+    expert_inner = arch.moe_intermediate_size or intermediate
+    names = " ".join(arch.architectures)
+    masked_lm = any(marker in names for marker in ("MaskedLM", "PreTraining"))
+    return Dims(
+        hidden=hidden,
+        layers=layers + (decoder_layers if arch.is_encoder_decoder else 0),
+        decoder_layers=decoder_layers,
+        heads=heads,
+        kv_heads=arch.num_key_value_heads or heads,
+        head_dim=head_dim,
+        intermediate=intermediate,
+        vocab=arch.vocab_size or 0,
+        max_positions=arch.max_position_embeddings,
+        gated=arch.gated_mlp,
+        layer_kinds=tuple(kinds),
+        window=arch.sliding_window,
+        mla=mla,
+        q_lora_rank=arch.q_lora_rank or 0,
+        kv_lora_rank=arch.kv_lora_rank or 0,
+        qk_head_dim=(nope + rope) if mla else head_dim,
+        v_head_dim=(arch.v_head_dim or head_dim) if mla else head_dim,
+        qk_rope_head_dim=rope,
+        moe_layers=moe_layers if experts else 0,
+        experts=experts,
+        experts_per_token=arch.num_experts_per_tok or 1,
+        expert_intermediate=expert_inner,
+        shared_intermediate=(arch.num_shared_experts or 0) * expert_inner,
+        encoder_decoder=arch.is_encoder_decoder,
+        encoder_only=arch.is_encoder_only,
+        has_lm_logits=bool(arch.vocab_size) and (not arch.is_encoder_only or masked_lm),
+    )
+
+
+def _synthetic_tensors(arch: Architecture, dims: Dims, dtype: str | None) -> tuple[Tensor, ...]:
+    """A Llama-layout tensor list from the config, for repos without safetensors headers."""
+    st = dtypes.TORCH_TO_SAFETENSORS.get(dtype or "", "F32")
+    h, a = dims.hidden, dims.heads
+    out: list[Tensor] = [Tensor("model.embed_tokens.weight", st, (dims.vocab, h))]
+    for i in range(arch.num_hidden_layers or 0):
+        p = f"model.layers.{i}"
+        if dims.mla:
+            attn = (
+                {"q_proj": (a * dims.qk_head_dim, h)}
+                if not dims.q_lora_rank
+                else {"q_a_proj": (dims.q_lora_rank, h), "q_b_proj": (a * dims.qk_head_dim, dims.q_lora_rank)}
+            )
+            attn |= {
+                "kv_a_proj_with_mqa": (dims.kv_lora_rank + dims.qk_rope_head_dim, h),
+                "kv_b_proj": (a * (dims.qk_head_dim - dims.qk_rope_head_dim + dims.v_head_dim), dims.kv_lora_rank),
+                "o_proj": (h, a * dims.v_head_dim),
+            }
+        else:
+            q, kv = a * dims.head_dim, dims.kv_heads * dims.head_dim
+            attn = {"q_proj": (q, h), "k_proj": (kv, h), "v_proj": (kv, h), "o_proj": (h, q)}
+        out += [Tensor(f"{p}.self_attn.{n}.weight", st, shape) for n, shape in attn.items()]
+        experts = range(dims.experts) if dims.experts else ()
+        mlps = [f"{p}.mlp.experts.{e}" for e in experts] or [f"{p}.mlp"]
+        inner = dims.expert_intermediate if dims.experts else dims.intermediate
+        for m in mlps:
+            gate = [Tensor(f"{m}.gate_proj.weight", st, (inner, h))] if dims.gated else []
+            out += gate + [
+                Tensor(f"{m}.up_proj.weight", st, (inner, h)),
+                Tensor(f"{m}.down_proj.weight", st, (h, inner)),
+            ]
+        if dims.experts:
+            out.append(Tensor(f"{p}.mlp.gate.weight", st, (dims.experts, h)))
+        out += [
+            Tensor(f"{p}.input_layernorm.weight", st, (h,)),
+            Tensor(f"{p}.post_attention_layernorm.weight", st, (h,)),
+        ]
+    out.append(Tensor("model.norm.weight", st, (h,)))
+    if not arch.tie_word_embeddings and not arch.is_encoder_only:
+        out.append(Tensor("lm_head.weight", st, (dims.vocab, h)))
+    return tuple(t for t in out if math.prod(t.shape) > 0)

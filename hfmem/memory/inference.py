@@ -1,0 +1,86 @@
+"""Inference (generation): weights + KV cache + the prefill's activation peak + overhead."""
+
+from __future__ import annotations
+
+from . import activations as act
+from .facts import ModelFacts
+from .kv import kv_cache
+from .results import Estimate, Formula
+from .settings import Settings
+from .weights import FLOAT_BYTES, compute_dtype, inference_weights
+
+
+def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> Estimate:
+    dims, gpus, b = facts.dims, settings.gpus, settings.batch_size
+    weights = inference_weights(facts, settings, warnings)
+    weights_bytes = -(-weights.total_bytes // gpus)  # split across GPUs (tensor-parallel style)
+    kv_bytes, kv_formula = kv_cache(facts, settings, seq_len, warnings)
+    dtype = compute_dtype(facts, settings)
+    c = FLOAT_BYTES[dtype]
+    eager = settings.attention == "eager"
+    layer = b * seq_len * act.prefill_layer_peak(dims, c, b, seq_len, eager) if dims.hidden else 0
+    logit_positions = seq_len if settings.logits == "all" else 1
+    logits = b * logit_positions * dims.vocab * act.logits_inference(c) if dims.has_lm_logits else 0
+    # bitsandbytes dequantises one linear weight at a time to compute dtype (4-bit) or holds int8 activations
+    # and an int32 accumulator (LLM.int8) for the largest linear.
+    largest = facts.largest_linear
+    quant = 0
+    if weights.linear_bytes and largest is not None:
+        quant = (
+            c * largest.numel
+            if settings.dtype == "int4"
+            else b * seq_len * (largest.in_features + 4 * largest.out_features)
+        )
+    activations = max(layer, logits) + quant
+    formulas = (
+        Formula(
+            weights.formula.name,
+            weights.formula.expression + (f", / {gpus} GPUs" if gpus > 1 else ""),
+            weights.formula.inputs,
+            weights_bytes,
+            weights.formula.exact,
+        ),
+        kv_formula,
+        Formula(
+            "prefill layer peak",
+            "b x s x (residual + normed input + widest of norm / attention / MLP "
+            "intermediates)" + (" + b x heads x s^2 x (c + 4) eager scores" if eager else ""),
+            {"batch_size": b, "seq_len": seq_len, "compute_bytes": c},
+            layer,
+            exact=False,
+        ),
+        Formula(
+            "logits",
+            f"b x {'s' if settings.logits == 'all' else '1'} x vocab x (c + 4) (fp32 copy)",
+            {"batch_size": b, "positions": logit_positions, "vocab": dims.vocab},
+            logits,
+            exact=False,
+        ),
+        Formula(
+            "quantised matmul",
+            "4-bit: c x largest linear dequantised; int8: b x s x (in + 4 x out)",
+            {"largest_linear": largest.numel if largest else 0},
+            quant,
+            exact=False,
+        ),
+        Formula("activations", "max(prefill layer peak, logits) + quantised matmul", {}, activations, exact=False),
+        Formula("overhead", "CUDA context + library workspaces (setting)", {}, settings.overhead_bytes, exact=False),
+    )
+    return Estimate(
+        components={
+            "weights": weights_bytes,
+            "kv_cache": kv_bytes,
+            "activations": activations,
+            "overhead": settings.overhead_bytes,
+        },
+        settings={
+            "batch_size": b,
+            "seq_len": seq_len,
+            "dtype": settings.dtype if settings.dtype != "auto" else (facts.spec.dtype or dtype),
+            "kv_dtype": settings.kv_dtype if settings.kv_dtype != "auto" else dtype,
+            "attention": settings.attention,
+            "logits": settings.logits,
+            "gpus": gpus,
+        },
+        formulas=formulas,
+    )

@@ -1,0 +1,232 @@
+"""LoRA / QLoRA: exact adapter parameters from header shapes, frozen base, fp32 adapters, peak by phase."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .facts import ModelFacts
+from .phases import Phase, peak, step_activations
+from .results import Formula, LoraEstimate
+from .settings import Settings
+from .states import SHAPED, Sharding, optimizer_state_bytes, step_temporary_bytes
+from .weights import FLOAT_BYTES, compute_dtype, inference_weights, quantised_weights
+
+ALL_LINEAR = "all-linear"
+ADAPTER_BYTES = 4  # PEFT autocast_adapter_dtype=True keeps adapters in fp32 (peft src/peft/mapping_func.py)
+# PEFT-style default targets where the attention projections have other names (memory-model.md A.4).
+DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
+    "gpt2": ("c_attn",),
+    "gpt_bigcode": ("c_attn",),
+    "bert": ("query", "key", "value"),
+    "roberta": ("query", "key", "value"),
+    "xlm-roberta": ("query", "key", "value"),
+    "distilbert": ("q_lin", "k_lin", "v_lin"),
+    "t5": ("q", "k", "v", "o"),
+    "mt5": ("q", "k", "v", "o"),
+    "phi3": ("qkv_proj", "o_proj"),
+    "phi": ("q_proj", "k_proj", "v_proj", "dense"),
+    "gptj": ("q_proj", "k_proj", "v_proj", "out_proj"),
+    "gpt_neox": ("query_key_value", "dense"),
+    "falcon": ("query_key_value", "dense"),
+    "bloom": ("query_key_value", "dense"),
+}
+# Otherwise: whichever of these attention projection names the checkpoint has.
+ATTENTION_NAMES = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "qkv_proj",
+    "q_a_proj",
+    "q_b_proj",
+    "kv_a_proj_with_mqa",
+    "kv_b_proj",
+    "query_key_value",
+    "c_attn",
+    "query",
+    "key",
+    "value",
+    "Wqkv",
+)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """One adapted module: LoRA A (r x in) and B (out x r)."""
+
+    module: str
+    in_features: int
+    out_features: int
+    linear: bool  # False for an embedding table (its input is token ids: no activation copy)
+
+
+def matches(module: str, target: str) -> bool:
+    """PEFT target_modules semantics: the full module name equals the target or ends with '.target'."""
+    return module == target or module.endswith("." + target)
+
+
+def default_targets(facts: ModelFacts) -> tuple[str, ...]:
+    present = facts.linears_by_leaf.keys()
+    preset = DEFAULT_TARGETS.get(facts.model_type)
+    if preset and present & set(preset):
+        return tuple(t for t in preset if t in present)
+    found = tuple(name for name in ATTENTION_NAMES if name in present)
+    return found or ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def adapters(facts: ModelFacts, targets: tuple[str, ...]) -> list[Adapter]:
+    """Modules PEFT would adapt: all-linear = every nn.Linear but the output layer (facts.linears already leaves
+    out lm_head and bare-parameter routers); named targets may also hit embedding tables."""
+    if ALL_LINEAR in targets:
+        return [Adapter(lin.module, lin.in_features, lin.out_features, True) for lin in facts.linears]
+    leaves = {t.rsplit(".", 1)[-1] for t in targets}  # a module matching a target ends with its last part
+    candidates = [lin for leaf in sorted(leaves) for lin in facts.linears_by_leaf.get(leaf, ())]
+    found = [
+        Adapter(lin.module, lin.in_features, lin.out_features, True)
+        for lin in candidates
+        if any(matches(lin.module, t) for t in targets)
+    ]
+    for t in facts.embeddings:
+        module = t.name.removesuffix(".weight")
+        if any(matches(module, x) for x in targets):
+            rows, cols = t.shape
+            lm_head = module.endswith(("lm_head", "embed_out"))  # a Linear over the vocabulary
+            found.append(Adapter(module, cols, rows, lm_head))
+    return found
+
+
+def resolve_targets(facts: ModelFacts, settings: Settings) -> tuple[str, ...]:
+    if settings.lora_targets is None:
+        return default_targets(facts)
+    if any(t.lower() == ALL_LINEAR for t in settings.lora_targets):
+        return (ALL_LINEAR,)
+    return settings.lora_targets
+
+
+def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> LoraEstimate:
+    r = settings.lora_rank
+    targets = resolve_targets(facts, settings)
+    adapted = adapters(facts, targets)
+    if not adapted:
+        warnings.append(f"LoRA targets {', '.join(targets)} match no module of this checkpoint: nothing to train")
+    trainable = sum(r * (a.in_features + a.out_features) for a in adapted)
+    shard = Sharding.of(settings)
+    if settings.qlora:
+        base = quantised_weights(facts, 4, double_quant=True)
+        c = 2  # QLoRA computes in 16-bit (bnb_4bit_compute_dtype=bfloat16 in the QLoRA recipe)
+    else:
+        base = inference_weights(facts, settings, warnings)
+        c = FLOAT_BYTES[compute_dtype(facts, settings)]
+    weights = shard.split(base.total_bytes, 3)
+    params = trainable * ADAPTER_BYTES
+    shapes = (
+        [s for a in adapted for s in ((r, a.in_features), (a.out_features, r))] if settings.optimizer in SHAPED else []
+    )
+    optimizer, optimizer_expr = optimizer_state_bytes(settings.optimizer, ADAPTER_BYTES, trainable, shapes)
+    largest = max((max(a.in_features, a.out_features) * r for a in adapted), default=0)
+    temporary, temporary_expr = step_temporary_bytes(settings.optimizer, ADAPTER_BYTES, trainable, largest)
+    grads = shard.split(params, 2)
+    optimizer, temporary = shard.split(optimizer, 1), shard.split(temporary, 1)
+    # PEFT casts each adapted linear's input to fp32 and saves it, and lora_B saves lora_A's output (A.4b).
+    adapter_act = sum(ADAPTER_BYTES * (a.in_features + r) for a in adapted if a.linear)
+    steps = step_activations(
+        facts.dims,
+        c=c,
+        residual=c,
+        batch_size=settings.batch_size,
+        seq_len=seq_len,
+        trainable=False,
+        eager=settings.attention == "eager",
+        checkpointing=settings.grad_checkpointing,
+        adapter_bytes_per_token=adapter_act,
+    )
+    # A quantised base is dequantised one linear at a time, in compute dtype, in forward and in backward.
+    dequant = c * facts.largest_linear.numel if base.linear_bytes and facts.largest_linear else 0
+
+    def phase(name: str, g: int, o: int, a: int) -> Phase:
+        return Phase(
+            name,
+            {"weights": weights, "adapters": shard.split(params, 3), "gradients": g, "optimizer": o, "activations": a},
+        )
+
+    phases = [
+        phase("forward", 0, optimizer, steps.saved + steps.logits_forward + dequant),
+        phase("loss backward", 0, optimizer, steps.saved + steps.logits_backward),
+        phase("backward end", grads, optimizer, steps.layer + steps.working + dequant),
+        phase("optimizer step", grads, optimizer + temporary, 0),
+    ]
+    if settings.grad_checkpointing:
+        phases.insert(2, phase("recompute", 0, optimizer, steps.saved + steps.layer + steps.working + dequant))
+    top = peak(phases)
+    where = shard.describe()
+    base_what = (
+        "QLoRA: linear weights NF4 + double quantisation (4.127 bits), rest 16-bit"
+        if settings.qlora
+        else "frozen base as loaded"
+    )
+    formulas = (
+        Formula(
+            "weights",
+            f"{base_what}; {base.formula.expression}, {where}",
+            base.formula.inputs,
+            weights,
+            exact=base.formula.exact,
+        ),
+        Formula(
+            "adapters",
+            "Σ over adapted modules r x (in + out) trainable params x 4 B (fp32 adapters)",
+            {"rank": r, "modules": len(adapted), "targets": ",".join(targets), "trainable_parameters": trainable},
+            shard.split(params, 3),
+            exact=not facts.synthetic,
+        ),
+        Formula("gradients", "trainable params x 4 B", {"trainable_parameters": trainable}, grads, exact=True),
+        Formula(
+            "optimizer",
+            f"{settings.optimizer.value}: {optimizer_expr}",
+            {"trainable_parameters": trainable},
+            optimizer,
+            exact=True,
+        ),
+        Formula("optimizer step", temporary_expr, {"trainable_parameters": trainable}, temporary, exact=False),
+        Formula(
+            "adapter activations",
+            "Σ adapted linears (in + r) x 4 B per token (PEFT fp32 input copy)",
+            {"bytes_per_token": adapter_act},
+            adapter_act * settings.batch_size * seq_len,
+            exact=False,
+        ),
+        *steps.formulas,
+        Formula(
+            "dequantised weight",
+            "c x largest linear (bitsandbytes dequantises per layer)",
+            {"compute_bytes": c},
+            dequant,
+            exact=False,
+        ),
+        Formula(
+            "peak phase",
+            " | ".join(f"{p.name}: {p.total_bytes:,}" for p in phases),
+            {"phase": top.name},
+            top.total_bytes,
+            exact=False,
+        ),
+    )
+    return LoraEstimate(
+        components=dict(top.parts) | {"overhead": settings.overhead_bytes},
+        settings={
+            "rank": r,
+            "target_modules": list(targets),
+            "qlora": settings.qlora,
+            "batch_size": settings.batch_size,
+            "seq_len": seq_len,
+            "optimizer": settings.optimizer.value,
+            "grad_checkpointing": settings.grad_checkpointing,
+            "gpus": settings.gpus,
+            "zero": shard.zero,
+            "peak_phase": top.name,
+        },
+        formulas=formulas,
+        trainable_parameters=trainable,
+        all_parameters=facts.spec.parameters.total + trainable,
+        target_modules=targets,
+    )

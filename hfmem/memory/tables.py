@@ -1,0 +1,140 @@
+"""Tables users ask for (memory-model.md A.5): sequence x batch sweep, largest context / batch that fits, what-if."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+
+from ..gpus import Gpu
+from ..spec import ModelSpec
+from .estimator import mode_estimate
+from .facts import ModelFacts, analyse
+from .settings import Optimizer, Recipe, Settings
+
+MODES = ("inference", "training", "lora")
+SWEEP_SEQ_LENS = (512, 2048, 8192)
+SWEEP_BATCHES = (1, 4, 8)
+MAX_BATCH = 1 << 16
+UNKNOWN_CONTEXT = 1 << 20  # search bound when the config states no context
+WHAT_IF_GPUS = 8  # ZeRO rows spread over this many GPUs unless --gpus says more
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    seq_len: int
+    batch_size: int
+    totals: dict[str, int]  # mode -> total bytes
+
+
+@dataclass(frozen=True)
+class WhatIfRow:
+    change: str
+    mode: str  # the mode the change applies to
+    total_bytes: int
+    baseline_bytes: int  # the same mode without the change
+    fits: bool | None  # None when no GPU was given
+
+    @property
+    def saving_bytes(self) -> int:
+        return self.baseline_bytes - self.total_bytes
+
+
+def _facts(model: ModelSpec | ModelFacts) -> ModelFacts:
+    return model if isinstance(model, ModelFacts) else analyse(model)
+
+
+def _total(facts: ModelFacts, settings: Settings, mode: str) -> int:
+    return mode_estimate(facts, settings, mode).total_bytes
+
+
+def sweep_seq_lens(max_positions: int | None) -> tuple[int, ...]:
+    """512 / 2048 / 8192 and the model's context (those beyond the context left out)."""
+    if max_positions is None:
+        return SWEEP_SEQ_LENS
+    return tuple(sorted({s for s in SWEEP_SEQ_LENS if s < max_positions} | {max_positions}))
+
+
+def sweep(model: ModelSpec | ModelFacts, settings: Settings) -> list[SweepRow]:
+    """Total per mode over sequence lengths x batch sizes, so linear and quadratic growth show at a glance."""
+    facts = _facts(model)
+    rows = []
+    for seq_len in sweep_seq_lens(facts.dims.max_positions):
+        for batch in SWEEP_BATCHES:
+            point = replace(settings, seq_len=seq_len, batch_size=batch)
+            rows.append(SweepRow(seq_len, batch, {mode: _total(facts, point, mode) for mode in MODES}))
+    return rows
+
+
+def _largest(fits: Callable[[int], bool], high: int) -> int | None:
+    """The largest n in [1, high] with fits(n), for a fits() that is true up to some n; None if fits(1) is false."""
+    if not fits(1):
+        return None
+    low = 1
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def max_seq_len(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> dict[str, int | None]:
+    """Per mode, the longest sequence (up to the model's context) that fits the GPU at the given batch size."""
+    facts = _facts(model)
+    usable = int(gpu.memory_bytes * settings.usable_fraction)
+    bound = facts.dims.max_positions or UNKNOWN_CONTEXT
+
+    def fits(mode: str, seq_len: int) -> bool:
+        return _total(facts, replace(settings, seq_len=seq_len), mode) <= usable
+
+    return {mode: _largest(partial(fits, mode), bound) for mode in MODES}
+
+
+def max_batch(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> dict[str, int | None]:
+    """Per mode, the largest batch that fits the GPU at the given sequence length."""
+    facts = _facts(model)
+    usable = int(gpu.memory_bytes * settings.usable_fraction)
+
+    def fits(mode: str, batch_size: int) -> bool:
+        return _total(facts, replace(settings, batch_size=batch_size), mode) <= usable
+
+    return {mode: _largest(partial(fits, mode), MAX_BATCH) for mode in MODES}
+
+
+def what_if(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu | None = None) -> list[WhatIfRow]:
+    """The usual memory savers on this model, each as the new total of the mode it affects. Savings are not
+    additive: each row changes one thing from the baseline, and the peak may move to another phase."""
+    facts = _facts(model)
+    usable = int(gpu.memory_bytes * settings.usable_fraction) if gpu else None
+    gpus = max(settings.gpus, WHAT_IF_GPUS)
+    other_recipe = Recipe.BF16 if settings.recipe is not Recipe.BF16 else Recipe.MIXED
+    changes: list[tuple[str, str, Settings]] = [
+        ("baseline", "inference", settings),
+        ("baseline", "training", settings),
+        ("baseline", "lora", settings),
+        ("gradient checkpointing", "training", replace(settings, grad_checkpointing=not settings.grad_checkpointing)),
+        (f"recipe {other_recipe.value}", "training", replace(settings, recipe=other_recipe)),
+        ("8-bit AdamW", "training", replace(settings, optimizer=Optimizer.ADAMW_8BIT)),
+        (f"ZeRO-2 over {gpus} GPUs", "training", replace(settings, gpus=gpus, zero=2)),
+        (f"ZeRO-3 over {gpus} GPUs", "training", replace(settings, gpus=gpus, zero=3)),
+        ("gradient checkpointing", "lora", replace(settings, grad_checkpointing=not settings.grad_checkpointing)),
+        ("QLoRA (NF4 base)", "lora", replace(settings, qlora=True)),
+    ]
+    if facts.spec.quantization is None:
+        changes += [
+            ("int8 weights", "inference", replace(settings, dtype="int8")),
+            ("int4 weights", "inference", replace(settings, dtype="int4")),
+        ]
+    changes.append(("fp8 KV cache", "inference", replace(settings, kv_dtype="fp8")))
+    if settings.grad_checkpointing:
+        changes = [
+            (name.replace("gradient checkpointing", "no gradient checkpointing"), mode, s) for name, mode, s in changes
+        ]
+    baselines = {mode: _total(facts, settings, mode) for mode in MODES}
+    rows = []
+    for name, mode, changed in changes:
+        total = baselines[mode] if changed == settings else _total(facts, changed, mode)
+        rows.append(WhatIfRow(name, mode, total, baselines[mode], None if usable is None else total <= usable))
+    return rows

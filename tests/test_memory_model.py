@@ -1,0 +1,334 @@
+"""The memory model: exact terms (KV per token, LoRA counts, weights), invariants, and the JSON shape."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from hfmem.header import Tensor
+from hfmem.memory import (
+    Int4Scheme,
+    Optimizer,
+    Recipe,
+    Settings,
+    adapters,
+    estimate,
+    kv_bytes_per_token,
+    resolve_targets,
+)
+from hfmem.memory.facts import analyse
+from hfmem.memory.states import RECIPE_BYTES, optimizer_state_bytes
+from hfmem.memory.weights import int4_bytes
+from hfmem.spec import Quantization
+
+from .dataset import needs_dataset
+from .test_memory_specs import ARCHS, arch_spec, dataset_folder, dataset_spec, make_spec, tiny_spec
+
+GIB = 2**30
+
+
+# --- exact terms ---
+
+
+def test_kv_bytes_per_token_gqa_and_mla():
+    assert kv_bytes_per_token(analyse(arch_spec("llama-3.1-8b")), Settings()) == 131_072
+    assert kv_bytes_per_token(analyse(arch_spec("deepseek-v3")), Settings()) == 70_272  # 61 x 576 x 2, no x2
+    assert kv_bytes_per_token(analyse(arch_spec("llama-3.1-8b")), Settings(kv_dtype="fp8")) == 65_536
+
+
+def test_kv_cache_is_batch_times_seq_times_bytes_per_token():
+    spec = arch_spec("llama-3.1-8b")
+    report = estimate(spec, Settings(batch_size=3, seq_len=1000))
+    assert report.inference.components["kv_cache"] == 3 * 1000 * 131_072
+
+
+def test_kv_stops_growing_at_the_window_for_sliding_layers():
+    spec = arch_spec("gemma-3-1b")  # 26 layers: 4 global, 22 sliding with window 512
+    per_layer = 2 * 1 * 256 * 2
+
+    def kv(seq: int) -> int:
+        return estimate(spec, Settings(seq_len=seq)).inference.components["kv_cache"]
+
+    assert kv(256) == 26 * 256 * per_layer
+    assert kv(4096) == (4 * 4096 + 22 * 512) * per_layer
+    assert kv(8192) - kv(4096) == 4 * 4096 * per_layer  # only the global layers keep growing
+
+
+def test_encoder_only_has_no_kv_and_encoder_decoder_adds_cross_attention():
+    assert estimate(arch_spec("bert-base"), Settings(seq_len=512)).inference.components["kv_cache"] == 0
+    t5 = estimate(arch_spec("t5-small"), Settings(seq_len=100)).inference.components["kv_cache"]
+    assert t5 == 2 * 6 * 100 * (2 * 8 * 64 * 2)  # decoder self-attention + cross-attention over 100 tokens
+
+
+def test_lora_counts_match_peft_from_config_shapes():
+    spec = arch_spec("llama-3.2-3b")
+    qv = estimate(spec, Settings(lora_rank=32, lora_targets=("q_proj", "v_proj"))).lora
+    mlp = estimate(spec, Settings(lora_rank=10, lora_targets=("gate_proj", "up_proj", "down_proj"))).lora
+    assert qv.trainable_parameters == 9_175_040
+    assert mlp.trainable_parameters == 9_461_760
+    assert any("no safetensors headers" in w for w in estimate(spec, Settings()).warnings)
+
+
+@needs_dataset
+def test_lora_counts_match_peft_from_headers():
+    spec = dataset_spec(dataset_folder("meta-llama__Llama-3.2-3B"))
+    lora = estimate(spec, Settings(lora_rank=32, lora_targets=("q_proj", "v_proj"))).lora
+    assert lora.trainable_parameters == 9_175_040
+    assert lora.peft_line == "trainable params: 9,175,040 || all params: 3,221,924,864 || trainable%: 0.2848"
+
+
+def test_peft_suffix_matching_and_all_linear():
+    facts = analyse(tiny_spec())
+    assert len(adapters(facts, ("q_proj",))) == 2
+    assert len(adapters(facts, ("self_attn.q_proj",))) == 2
+    assert adapters(facts, ("proj",)) == []  # a suffix must be a whole name component
+    everything = adapters(facts, ("all-linear",))
+    assert len(everything) == 14 and not any("lm_head" in a.module for a in everything)
+    assert len(adapters(facts, ("lm_head",))) == 1  # named explicitly, the output layer is adapted
+    assert resolve_targets(facts, Settings(lora_targets=("ALL-LINEAR",))) == ("all-linear",)
+
+
+LAYOUTS = {
+    "gpt2": ["transformer.h.0.attn.c_attn", "transformer.h.0.attn.c_proj", "transformer.h.0.mlp.c_fc"],
+    "bert": [
+        "encoder.layer.0.attention.self.query",
+        "encoder.layer.0.attention.self.key",
+        "encoder.layer.0.attention.self.value",
+        "encoder.layer.0.attention.output.dense",
+    ],
+    "t5": [f"encoder.block.0.layer.0.SelfAttention.{x}" for x in "qkvo"]
+    + ["encoder.block.0.layer.1.DenseReluDense.wi"],
+    "phi3": ["model.layers.0.self_attn.qkv_proj", "model.layers.0.self_attn.o_proj", "model.layers.0.mlp.gate_up_proj"],
+    "mistral": ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj", "model.layers.0.mlp.up_proj"],
+}
+
+
+@pytest.mark.parametrize(
+    ("model_type", "targets"),
+    [
+        ("gpt2", ("c_attn",)),
+        ("bert", ("query", "key", "value")),
+        ("t5", ("q", "k", "v", "o")),
+        ("phi3", ("qkv_proj", "o_proj")),
+        ("mistral", ("q_proj", "v_proj")),
+    ],
+)
+def test_default_targets_per_architecture(model_type, targets):
+    tensors = tuple(Tensor(f"{name}.weight", "F32", (64, 64)) for name in LAYOUTS[model_type])
+    spec = make_spec(replace(ARCHS["llama-3.1-8b"], model_type=model_type), tensors)
+    assert resolve_targets(analyse(spec), Settings()) == targets
+
+
+def test_mla_default_targets_and_bare_router():
+    facts = analyse(arch_spec("deepseek-v3"))
+    assert resolve_targets(facts, Settings()) == ("o_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj")
+    assert not any(lin.module.endswith("mlp.gate") for lin in facts.linears)
+
+
+# --- weights ---
+
+
+def test_int4_below_int8_below_bf16_and_nf4_bits():
+    spec = tiny_spec()
+    w = {d: estimate(spec, Settings(dtype=d)).inference.components["weights"] for d in ("bfloat16", "int8", "int4")}
+    assert w["int4"] < w["int8"] < w["bfloat16"] == spec.files.weights_bytes
+    assert int4_bytes(64 * 16384) * 8 / (64 * 16384) == pytest.approx(4.127, abs=0.001)
+    assert int4_bytes(64 * 16384, double_quant=False) * 8 / (64 * 16384) == pytest.approx(4.5)
+    # embeddings and lm_head stay 16-bit: the quantised model is larger than every weight at 4 bits
+    assert w["int4"] > spec.parameters.total // 2
+
+
+def test_float_recast_and_quantised_checkpoint_taken_as_stored():
+    spec = tiny_spec("F32")
+    assert estimate(spec, Settings()).inference.components["weights"] == 4 * spec.parameters.total
+    assert estimate(spec, Settings(dtype="float16")).inference.components["weights"] == 2 * spec.parameters.total
+    quantised = replace(tiny_spec(), quantization=Quantization("gptq", 4.0))
+    report = estimate(quantised, Settings(dtype="int4"))
+    assert report.inference.components["weights"] == quantised.files.weights_bytes
+    assert any("already quantised" in w for w in report.warnings)
+
+
+# --- training: bytes per parameter ---
+
+
+@pytest.mark.parametrize("recipe", list(Recipe))
+def test_bytes_per_parameter_for_each_recipe(recipe):
+    spec = tiny_spec()
+    params = spec.parameters.total
+    settings = Settings(recipe=recipe, optimizer=Optimizer.SGD, batch_size=1, seq_len=8)
+    training = estimate(spec, settings).training
+    weight_b, grad_b, _, _ = RECIPE_BYTES[recipe]
+    assert training.settings["peak_phase"] in ("forward", "loss backward", "backward end", "optimizer step")
+    formulas = {f.name: f.result_bytes for f in training.formulas}
+    assert formulas["weights"] == weight_b * params
+    assert formulas["gradients"] == grad_b * params
+    assert {Recipe.MIXED: (4, 4), Recipe.BF16: (2, 2), Recipe.FP32: (4, 4)}[recipe] == (weight_b, grad_b)
+
+
+@pytest.mark.parametrize("optimizer", list(Optimizer))
+def test_optimizer_state_for_each_optimizer(optimizer):
+    shapes = [(4096, 1024), (1024,)]
+    numel = 4096 * 1024 + 1024
+    state, expression = optimizer_state_bytes(optimizer, 4, numel, shapes)
+    expected = {
+        Optimizer.ADAMW: 8 * numel,
+        Optimizer.ADAMW_8BIT: 2 * (4096 * 1024 + 4 * (4096 * 1024 // 2048)) + 8 * 1024,
+        Optimizer.SGD: 0,
+        Optimizer.SGD_MOMENTUM: 4 * numel,
+        Optimizer.ADAFACTOR: 4 * (4096 + 1024 + 1024),
+    }[optimizer]
+    assert state == expected and expression
+    report = estimate(tiny_spec(), Settings(optimizer=optimizer))
+    assert report.training.total_bytes > 0 and report.training.settings["optimizer"] == optimizer.value
+
+
+def test_cli_strings_are_accepted_for_enums():
+    settings = Settings(optimizer="adamw-8bit", recipe="bf16", int4="bnb-default")  # type: ignore[arg-type]
+    assert settings.optimizer is Optimizer.ADAMW_8BIT and settings.recipe is Recipe.BF16
+    assert settings.int4 is Int4Scheme.BNB_DEFAULT
+    with pytest.raises(ValueError):
+        Settings(dtype="int3")
+
+
+def test_mixed_precision_costs_more_than_pure_bf16_and_8bit_adam_saves():
+    spec = arch_spec("llama-3.1-8b")
+    base = Settings(seq_len=512)
+    mixed = estimate(spec, base).training.total_bytes
+    bf16 = estimate(spec, replace(base, recipe=Recipe.BF16)).training.total_bytes
+    eight = estimate(spec, replace(base, optimizer=Optimizer.ADAMW_8BIT)).training.total_bytes
+    assert bf16 < mixed and eight < mixed
+
+
+def test_gradient_checkpointing_shrinks_long_sequence_training():
+    spec = arch_spec("llama-3.2-3b")
+    plain = estimate(spec, Settings(seq_len=8192, recipe=Recipe.BF16)).training
+    checkpointed = estimate(spec, Settings(seq_len=8192, recipe=Recipe.BF16, grad_checkpointing=True)).training
+    assert checkpointed.components["activations"] < plain.components["activations"] / 2
+
+
+def test_zero_stages_shrink_per_gpu_states():
+    spec = arch_spec("llama-3.1-8b")
+    totals = [estimate(spec, Settings(seq_len=512, gpus=8, zero=z)).training.total_bytes for z in range(4)]
+    assert totals[3] < totals[2] <= totals[1] < totals[0]
+    assert estimate(spec, Settings(seq_len=512, gpus=1, zero=3)).training.settings["zero"] == 0
+
+
+def test_eager_attention_adds_quadratic_scores():
+    spec = arch_spec("llama-3.1-8b")
+    sdpa = estimate(spec, Settings(seq_len=8192)).inference.components["activations"]
+    eager = estimate(spec, Settings(seq_len=8192, attention="eager")).inference.components["activations"]
+    assert eager >= 32 * 8192 * 8192 * 6 > sdpa  # heads x s^2 x (2 + 4) B, one layer at a time
+
+
+def test_logits_last_position_by_default():
+    spec = arch_spec("llama-3.1-8b")
+    last = estimate(spec, Settings(seq_len=4096)).inference
+    every = estimate(spec, Settings(seq_len=4096, logits="all")).inference
+    assert every.components["activations"] >= 4096 * 128256 * 6 > last.components["activations"]
+
+
+# --- invariants on a seeded grid ---
+
+SPECS = ["llama-3.2-3b", "deepseek-v3", "gemma-3-1b", "t5-small", "bert-base"]
+
+
+def _grid(seed: int, n: int) -> list[Settings]:
+    rnd = random.Random(seed)
+    return [
+        Settings(
+            batch_size=rnd.choice([1, 2, 3, 8]),
+            seq_len=rnd.choice([1, 17, 512, 2048, 5000]),
+            dtype=rnd.choice(["auto", "float32", "bfloat16", "float16", "int8", "int4"]),
+            kv_dtype=rnd.choice(["auto", "float16", "fp8"]),
+            attention=rnd.choice(["sdpa", "eager"]),
+            optimizer=rnd.choice(list(Optimizer)),
+            recipe=rnd.choice(list(Recipe)),
+            grad_checkpointing=rnd.random() < 0.5,
+            lora_rank=rnd.choice([1, 8, 64]),
+            lora_targets=rnd.choice([None, ("all-linear",), ("q_proj", "v_proj")]),
+            qlora=rnd.random() < 0.3,
+            gpus=rnd.choice([1, 2, 8]),
+            zero=rnd.choice([0, 1, 2, 3]),
+        )
+        for _ in range(n)
+    ]
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_components_sum_to_totals_and_grow_with_batch_and_seq(name):
+    spec = arch_spec(name)
+    for settings in _grid(seed=len(name), n=12):
+        report = estimate(spec, settings)
+        for est in report.by_mode().values():
+            assert est.total_bytes == sum(est.components.values())
+            assert all(isinstance(v, int) and v >= 0 for v in est.components.values())
+        bigger_batch = estimate(spec, replace(settings, batch_size=settings.batch_size + 1))
+        longer = estimate(spec, replace(settings, seq_len=(settings.seq_len or 1) * 2))
+        for mode, est in report.by_mode().items():
+            assert bigger_batch.by_mode()[mode].total_bytes >= est.total_bytes, (mode, settings)
+            assert longer.by_mode()[mode].total_bytes >= est.total_bytes, (mode, settings)
+
+
+@pytest.mark.parametrize("name", ["llama-3.2-3b", "deepseek-v3", "gemma-3-1b"])
+def test_lora_below_full_training(name):
+    spec = arch_spec(name)
+    for settings in _grid(seed=7, n=8):
+        report = estimate(spec, replace(settings, recipe=Recipe.MIXED, optimizer=Optimizer.ADAMW))
+        assert report.lora.total_bytes < report.training.total_bytes
+
+
+def test_degrades_on_a_config_without_dimensions():
+    arch = replace(
+        ARCHS["llama-3.1-8b"],
+        hidden_size=None,
+        num_hidden_layers=None,
+        num_attention_heads=None,
+        vocab_size=None,
+        head_dim=None,
+    )
+    report = estimate(make_spec(arch, total=1000), Settings())
+    assert report.inference.components["kv_cache"] == 0
+    assert report.training.components["activations"] == 0
+    assert any("activations and KV cache are left out" in w for w in report.warnings)
+
+
+# --- JSON shape (CONTRACT.md) ---
+
+
+def test_to_dict_matches_the_contract():
+    data = estimate(tiny_spec(), Settings()).to_dict()
+    assert list(data) == ["inference", "training", "lora"]
+    assert list(data["inference"]["components"]) == ["weights", "kv_cache", "activations", "overhead"]
+    assert list(data["training"]["components"]) == ["weights", "gradients", "optimizer", "activations", "overhead"]
+    assert list(data["lora"]["components"]) == [
+        "weights",
+        "adapters",
+        "gradients",
+        "optimizer",
+        "activations",
+        "overhead",
+    ]
+    for mode in data.values():
+        assert mode["total_bytes"] == sum(mode["components"].values())
+    assert {"batch_size", "seq_len", "dtype", "kv_dtype"} <= set(data["inference"]["settings"])
+    assert {"batch_size", "seq_len", "optimizer", "recipe", "grad_checkpointing"} <= set(data["training"]["settings"])
+    assert {"rank", "target_modules", "qlora"} <= set(data["lora"]["settings"])
+    assert data["lora"]["settings"]["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert isinstance(data["lora"]["trainable_parameters"], int)
+    assert data["inference"]["settings"]["dtype"] == "bfloat16"
+    assert data["training"]["settings"]["recipe"] == "mixed" and data["training"]["settings"]["optimizer"] == "adamw"
+
+
+def test_default_seq_len_is_context_capped_at_4096():
+    assert estimate(tiny_spec(), Settings()).inference.settings["seq_len"] == 2048
+    assert estimate(arch_spec("llama-3.1-8b"), Settings()).inference.settings["seq_len"] == 4096
+
+
+def test_qlora_base_is_4bit_and_smaller():
+    spec = arch_spec("llama-3.1-8b")
+    lora = estimate(spec, Settings(seq_len=512)).lora
+    qlora = estimate(spec, Settings(seq_len=512, qlora=True)).lora
+    assert qlora.components["weights"] < lora.components["weights"] / 2
+    assert qlora.trainable_parameters == lora.trainable_parameters
