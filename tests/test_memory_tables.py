@@ -8,7 +8,6 @@ import pytest
 
 from hfmem.gpus import Gpu, find_gpu
 from hfmem.memory import (
-    GpuFit,
     Recipe,
     Settings,
     estimate,
@@ -20,7 +19,14 @@ from hfmem.memory import (
     sweep,
     what_if,
 )
-from hfmem.memory.render import render_breakdown, render_explain, render_fit, render_sweep, render_what_if
+from hfmem.memory.render import (
+    render_breakdown,
+    render_explain,
+    render_fit,
+    render_limits,
+    render_sweep,
+    render_what_if,
+)
 
 from .test_memory_specs import arch_spec, tiny_spec
 
@@ -145,15 +151,6 @@ def test_render_labels_units(units):
     for text in texts:
         assert label in text.splitlines()[0]
     assert report.lora.peft_line in texts[0]
-    assert "max context" in texts[2]
+    assert "max context" in render_limits(spec, settings, fit.gpu)
 
 
-def test_render_fit_accepts_a_report_holding_a_fit():
-    spec = tiny_spec()
-    report = estimate(spec, Settings())
-    fit = fit_gpus(report, find_gpu("T4"), Settings())
-
-    class Holder:
-        gpu: GpuFit | None = fit
-
-    assert render_fit(Holder()) == render_fit(fit)
