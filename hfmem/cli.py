@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from enum import IntEnum
 from typing import Any
 
 import click
 
 from .api import ModelReport, inspect_model
+from .audit import DEFAULT_JOBS, DEFAULT_TIMEOUT, FORMATS, AuditRow, iter_audit, read_models, write_rows
+from .checks import MODES, Mode, check_model, render_check
 from .errors import HfmemError
 from .gpus import Gpu, find_gpu
 from .hub import HubOptions
@@ -24,6 +27,7 @@ class ExitCode(IntEnum):
     OK = 0
     FAILED = 1  # a check failed, the model does not fit, or an audit row has an error
     UNRESOLVED = 2  # the model could not be resolved (also click's usage errors)
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 
 def _choice(values) -> click.Choice:
@@ -66,6 +70,12 @@ def memory_options(f: Callable) -> Callable:
     for option in reversed(options):
         f = option(f)
     return f
+
+
+units_option = click.option(
+    "--units", type=_choice(["gib", "gb"]), default="gib", show_default=True,
+    help="Human output in GiB (2^30) or GB (10^9); JSON is always bytes.",
+)
 
 
 def settings_from(opts: dict[str, Any]) -> Settings:
@@ -131,8 +141,7 @@ def cli() -> None:
 @memory_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one object, or an array for several).")
 @click.option("--explain", is_flag=True, help="Every formula with its inputs, and common rules of thumb beside ours.")
-@click.option("--units", type=_choice(["gib", "gb"]), default="gib", show_default=True,
-              help="Human output in GiB (2^30) or GB (10^9); JSON is always bytes.")
+@units_option
 @click.option("--tables/--no-tables", default=True, show_default=True,
               help="Show the sequence x batch sweep and the what-if table.")
 def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, tables: bool, **opts: Any) -> None:
@@ -171,6 +180,89 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
         click.echo(json.dumps(outputs[0] if len(outputs) == 1 else outputs, indent=2))
     if failed:
         raise click.exceptions.Exit(ExitCode.UNRESOLVED)
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--mode", type=_choice(MODES), default="inference", show_default=True,
+              help="What the GPU fit is checked for.")
+@memory_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@units_option
+def check(model: str, mode: Mode, as_json: bool, units: str, **opts: Any) -> None:
+    """Pre-download sanity check of MODEL: one verdict (ok / warn / fail) per check.
+
+    Download size by format, safetensors or pickle-only weights, gated, custom code, config consistency
+    (fields, dtype, vocab_size, tied embeddings), and whether --mode fits --gpu / --gpu-memory.
+
+    Exit status: 0 all good and it fits, 1 a check failed or it does not fit, 2 the model could not be resolved.
+    """
+    settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
+    try:
+        result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, units=units)
+    except HfmemError as e:
+        report_error(model, e, as_json)
+        raise click.exceptions.Exit(ExitCode.UNRESOLVED) from None
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else render_check(result))
+    if not result.passed:
+        raise click.exceptions.Exit(ExitCode.FAILED)
+
+
+@cli.command()
+@click.argument("source", type=click.File("r"), default="-", metavar="[FILE|-]")
+@memory_options
+@click.option("--format", "fmt", type=_choice(FORMATS), default="table", show_default=True, help="Output format.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default="-",
+              metavar="FILE", help="Write the rows here instead of stdout.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=DEFAULT_JOBS, show_default=True,
+              help="Models resolved at once.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds one model may take, retries included.")
+@units_option
+def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: str, **opts: Any) -> None:
+    """Audit a list of models: one row each (model, params, dtype, weights, inference, training, LoRA, fits, error).
+
+    FILE (default: stdin) holds one reference per line (# comments and blank lines are skipped) or is a CSV with
+    a `model` column. Every memory option applies to every row. A model that fails gives a row with its error and
+    the rest go on; Ctrl-C stops and writes the rows already done.
+
+    Exit status: 0 when every model resolved, 1 when any row has an error, 130 when interrupted.
+    """
+    settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
+    try:
+        models = read_models(source.read())
+    except HfmemError as e:
+        raise click.BadParameter(str(e), param_hint="FILE") from None
+    if not models:
+        raise click.BadParameter("no model references in the input", param_hint="FILE")
+    done: dict[int, AuditRow] = {}
+    interrupted = False
+    try:
+        results = iter_audit(models, settings, gpu=gpu, revision=opts["revision"], hub=hub, jobs=jobs, timeout=timeout)
+        with closing(results), _progress(len(models)) as advance:
+            for index, row in results:
+                done[index] = row
+                advance()
+    except KeyboardInterrupt:
+        interrupted = True
+    rows = [done[i] for i in sorted(done)]
+    with click.open_file(output, "w") as out:
+        write_rows(rows, fmt, out, units)
+    if interrupted:
+        click.echo(f"hfmem: interrupted: {len(rows)} of {len(models)} models audited", err=True)
+        raise click.exceptions.Exit(ExitCode.INTERRUPTED)
+    if any(row.error for row in rows):
+        raise click.exceptions.Exit(ExitCode.FAILED)
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr when it is a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield lambda: None
+        return
+    with click.progressbar(length=total, label="auditing", file=sys.stderr, show_pos=True) as bar:
+        yield lambda: bar.update(1)
 
 
 def main() -> None:

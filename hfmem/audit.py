@@ -1,0 +1,195 @@
+"""Batch audits: read a list of model references, resolve them concurrently, and give one row per model.
+
+A model that fails is a row carrying its error (pip-audit's skipped-dependency pattern), never an exception: one bad
+model cannot stop a batch. Only Ctrl-C does, and the rows finished before it are kept (see `iter_audit`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from collections.abc import Generator, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import IO, Any
+
+from tabulate import tabulate
+
+from .api import ModelReport, inspect_model
+from .checks import MODES
+from .errors import HfmemError, ModelRefError
+from .gpus import Gpu
+from .hub import HubOptions
+from .memory import Settings
+from .report import format_bytes
+
+DEFAULT_JOBS = 16  # models resolved at once; each also reads its files concurrently
+DEFAULT_TIMEOUT = 120.0  # seconds one model may take, retries included
+FORMATS = ("table", "csv", "json", "jsonl")
+# CONTRACT.md's row, then additions. Sizes are bytes.
+COLUMNS = ("model", "params", "dtype", "weights", *MODES, "fits", "error", "error_type", "commit")
+_INLINE_COMMENT = re.compile(r"\s+#.*$")
+
+
+@dataclass(frozen=True)
+class RowError:
+    type: str  # an HfmemError code, "timeout", or "internal" for an unexpected exception
+    message: str
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One model of an audit: its report, or the error that stopped it."""
+
+    model: str
+    report: ModelReport | None = None
+    error: RowError | None = None
+
+    @classmethod
+    def failed(cls, model: str, error: Exception) -> AuditRow:
+        if isinstance(error, HfmemError):
+            return cls(model, error=RowError(error.code, str(error)))
+        return cls(model, error=RowError("internal", f"internal error: {error.__class__.__name__}: {error}"))
+
+    @property
+    def fits(self) -> dict[str, bool] | None:
+        """Mode -> fits on the GPU given to the audit; None without one (or on error)."""
+        return self.report.gpu.to_dict()["fits"] if self.report and self.report.gpu else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as JSON (sizes in bytes; `error` as in CONTRACT.md's error object)."""
+        r = self.report
+        memory = r.memory.by_mode() if r else {}
+        return {
+            "model": self.model,
+            "params": r.spec.parameters.total if r else None,
+            "dtype": r.spec.dtype if r else None,
+            "weights": r.spec.files.weights_bytes if r else None,
+            **{mode: memory[mode].total_bytes if r else None for mode in MODES},
+            "fits": self.fits,
+            "error": {"type": self.error.type, "message": self.error.message} if self.error else None,
+            "commit": r.spec.commit if r else None,
+        }
+
+
+def read_models(text: str) -> list[str]:
+    """References from a list (one per line; `#` comments and blank lines skipped) or a CSV with a `model` column."""
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        return []
+    header = [name.strip().lower() for name in next(csv.reader(lines[:1]))]
+    if "model" in header:
+        column = header.index("model")
+        return [row[column].strip() for row in csv.reader(lines[1:]) if len(row) > column and row[column].strip()]
+    if len(header) > 1:
+        raise ModelRefError("the input looks like CSV but has no 'model' column")
+    return [_INLINE_COMMENT.sub("", line).strip() for line in lines]
+
+
+def iter_audit(
+    models: Sequence[str],
+    settings: Settings | None = None,
+    *,
+    gpu: Gpu | None = None,
+    revision: str | None = None,
+    hub: HubOptions | None = None,
+    jobs: int = DEFAULT_JOBS,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Generator[tuple[int, AuditRow], None, None]:
+    """(input index, row) for each model as it finishes; never raises for a model.
+
+    A model still running after `timeout` seconds gets a "timeout" row (its thread is left to finish in the
+    background). Closing the iterator, or Ctrl-C while it waits, cancels the models not started yet."""
+    settings = settings or Settings()
+    started: dict[int, float] = {}
+
+    def run(index: int) -> AuditRow:
+        started[index] = time.monotonic()
+        try:
+            return AuditRow(models[index], inspect_model(models[index], settings, gpu=gpu, revision=revision, hub=hub))
+        except Exception as e:  # noqa: BLE001  # every failure is a row, unexpected ones as "internal"
+            return AuditRow.failed(models[index], e)
+
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hfmem-audit")
+    try:
+        pending: dict[Future[AuditRow], int] = {pool.submit(run, i): i for i in range(len(models))}
+        while pending:
+            deadlines = [started[i] + timeout for i in pending.values() if i in started]
+            wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else timeout
+            done, _ = wait(pending, timeout=wait_s, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield pending.pop(future), future.result()
+            now = time.monotonic()
+            for future, i in list(pending.items()):
+                if i in started and now - started[i] >= timeout:
+                    del pending[future]
+                    message = f"{models[i]}: no result within {timeout:g} s (raise the limit with --timeout)"
+                    yield i, AuditRow(models[i], error=RowError("timeout", message))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def audit_models(
+    models: Sequence[str],
+    settings: Settings | None = None,
+    *,
+    gpu: Gpu | None = None,
+    revision: str | None = None,
+    hub: HubOptions | None = None,
+    jobs: int = DEFAULT_JOBS,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[AuditRow]:
+    """One row per model, in input order; a model that fails gives a row with its `error`."""
+    rows = dict(iter_audit(models, settings, gpu=gpu, revision=revision, hub=hub, jobs=jobs, timeout=timeout))
+    return [rows[i] for i in range(len(models))]
+
+
+def write_rows(rows: Iterable[AuditRow], fmt: str, out: IO[str], units: str = "gib") -> None:
+    """Write rows as a table (sizes in `units`), CSV, a JSON array or JSON lines (sizes in bytes)."""
+    if fmt == "table":
+        out.write(render_table(rows, units) + "\n")
+    elif fmt == "json":
+        out.write(json.dumps([row.to_dict() for row in rows], indent=2) + "\n")
+    elif fmt == "jsonl":
+        out.writelines(json.dumps(row.to_dict()) + "\n" for row in rows)
+    elif fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            data = row.to_dict()
+            data["fits"] = _fits_text(row.fits)
+            data["error"], data["error_type"] = (row.error.message, row.error.type) if row.error else (None, None)
+            writer.writerow(data)
+    else:
+        raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+
+
+def render_table(rows: Iterable[AuditRow], units: str = "gib") -> str:
+    """The human table; the fits and error columns appear only when some row has one."""
+    rows = list(rows)
+    show_fits = any(row.fits is not None for row in rows)
+    show_error = any(row.error for row in rows)
+    headers = ["model", "params", "dtype", "weights", "inference", "training", "LoRA"]
+    headers += ["fits"] * show_fits + ["error"] * show_error
+    body = []
+    for row in rows:
+        data = row.to_dict()
+        cells = [row.model]
+        if row.report:
+            cells += [f"{data['params']:,}", data["dtype"] or ""]
+            cells += [format_bytes(data[key], units) for key in ("weights", *MODES)]
+        else:
+            cells += [""] * 6
+        cells += [_fits_text(row.fits)] * show_fits + [row.error.message if row.error else ""] * show_error
+        body.append(cells)
+    align = ["left"] + ["right", "left"] + ["right"] * 4 + ["left"] * (show_fits + show_error)
+    return tabulate(body, headers, tablefmt="simple", disable_numparse=True, colalign=align)
+
+
+def _fits_text(fits: dict[str, bool] | None) -> str:
+    """The modes that fit, e.g. "inference lora"; "none" when none does; "" without a GPU."""
+    if fits is None:
+        return ""
+    return " ".join(mode for mode, ok in fits.items() if ok) or "none"

@@ -1,0 +1,164 @@
+"""The metadata cache: round trips, corrupt entries, and what a warm, pinned or offline resolve asks of the Hub."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from huggingface_hub import constants
+
+from hfmem import errors
+from hfmem.api import open_snapshot
+from hfmem.cache import MetadataCache
+from hfmem.header import Header, Tensor
+from hfmem.refs import parse_ref
+from hfmem.snapshot import RepoFile, Snapshot
+from tests.fakehub import FakeHub
+
+TINY = "hfmem-test/tiny-llama"
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def snapshot(repo_id: str = "org/model", commit: str = SHA) -> Snapshot:
+    header = Header((Tensor("a.weight", "BF16", (4, 2)), Tensor("b.bias", "F32", ())), {"format": "pt"})
+    files = (RepoFile("config.json", 12), RepoFile("model.safetensors", 100))
+    config = {"model_type": "llama", "text_config": {"vocab_size": 3}}
+    return Snapshot(repo_id, repo_id, None, commit, "hub", files, config, {"model.safetensors": header}, "manual")
+
+
+def entry_path(cache: MetadataCache, repo_id: str, commit: str) -> Path:
+    return cache.root / f"models--{repo_id.replace('/', '--')}" / "snapshots" / f"{commit}.json"
+
+
+def test_lives_beside_huggingface_hubs_cache():
+    assert MetadataCache.default().root == Path(constants.HF_HOME) / "hfmem"
+
+
+def test_round_trip(tmp_path):
+    cache, original = MetadataCache(tmp_path), snapshot()
+    cache.save(original)
+    loaded = cache.load(parse_ref("org/model@v1"), SHA)
+    assert loaded == dataclasses.replace(original, model="org/model@v1", revision="v1", source="cache")
+    assert not list(tmp_path.rglob("*.tmp")), "written atomically: no temporary file left behind"
+
+
+def test_refs_map_revisions_to_commits(tmp_path):
+    cache = MetadataCache(tmp_path)
+    assert cache.commit("org/model", "main") is None
+    cache.save_commit("org/model", "refs/pr/1", SHA)
+    assert cache.commit("org/model", "refs/pr/1") == SHA
+    assert cache.commit("org/model", "main") is None
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda path: path.write_text("{not json"),
+        lambda path: path.write_bytes(b"\xff\xfe"),
+        lambda path: path.write_text('{"format": 1}'),
+        lambda path: path.write_text(path.read_text().replace('"format":1', '"format":99')),
+        lambda path: path.write_text(path.read_text().replace('[4,2]', '"x"')),
+        lambda path: path.write_text("[]"),
+    ],
+    ids=["not-json", "not-utf8", "fields-missing", "other-format", "bad-shape", "not-an-object"],
+)
+def test_a_corrupt_entry_is_a_miss(tmp_path, damage):
+    cache = MetadataCache(tmp_path)
+    cache.save(snapshot())
+    damage(entry_path(cache, "org/model", SHA))
+    assert cache.load(parse_ref("org/model"), SHA) is None
+
+
+def test_an_entry_for_another_repo_or_commit_is_a_miss(tmp_path):
+    cache = MetadataCache(tmp_path)
+    cache.save(snapshot())
+    other = SHA.replace("0", "f")
+    entry_path(cache, "org/model", SHA).rename(entry_path(cache, "org/model", other))
+    assert cache.load(parse_ref("org/model"), other) is None
+
+
+def test_a_garbled_ref_is_a_miss(tmp_path):
+    cache = MetadataCache(tmp_path)
+    cache.save_commit("org/model", "main", "not a sha")
+    assert cache.commit("org/model", "main") is None
+
+
+def test_an_unwritable_cache_is_skipped(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cache = MetadataCache(blocker / "hfmem")  # a folder under a file cannot be created
+    cache.save(snapshot())
+    cache.save_commit("org/model", "main", SHA)
+    assert cache.load(parse_ref("org/model"), SHA) is None
+
+
+# --- through the resolver, against the fake Hub ---
+
+
+def routes(hub: FakeHub) -> list[str]:
+    return [r.route or "?" for r in hub.log]
+
+
+def test_second_resolve_is_one_small_request(hub_repo, fake_hub):
+    hub_repo(TINY)
+    first = open_snapshot(TINY)
+    assert first.source == "hub" and "resolve" in routes(fake_hub)
+    fake_hub.reset_log()
+    second = open_snapshot(TINY)
+    assert routes(fake_hub) == ["info"], "only the revision -> sha lookup"
+    assert "expand=sha" in fake_hub.log[0].query and fake_hub.log[0].bytes_sent < 200
+    assert second.source == "cache"
+    assert dataclasses.replace(second, source="hub") == first
+
+
+def test_pinned_commit_in_the_cache_needs_no_request(hub_repo, fake_hub):
+    repo = hub_repo(TINY)
+    open_snapshot(TINY)
+    fake_hub.reset_log()
+    pinned = open_snapshot(f"{TINY}@{repo.sha}")
+    assert fake_hub.log == []
+    assert pinned.commit == repo.sha and pinned.revision == repo.sha and pinned.source == "cache"
+
+
+def test_a_moved_branch_is_fetched_again(hub_repo, fake_hub):
+    repo = hub_repo(TINY)
+    open_snapshot(TINY)
+    repo.sha = SHA  # main now points at another commit
+    fake_hub.reset_log()
+    moved = open_snapshot(TINY)
+    assert moved.commit == SHA and moved.source == "hub"
+    assert "resolve" in routes(fake_hub)
+    assert MetadataCache.default().commit(TINY, "main") == SHA
+
+
+def test_offline_mode_reads_the_cache(hub_repo, fake_hub, monkeypatch):
+    hub_repo(TINY)
+    online = open_snapshot(TINY)
+    fake_hub.reset_log()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    offline = open_snapshot(TINY)
+    assert fake_hub.log == []
+    assert offline.source == "cache" and offline.commit == online.commit
+    with pytest.raises(errors.HubUnavailable, match="HF_HUB_OFFLINE"):
+        open_snapshot("nobody/nothing")
+
+
+def test_a_corrupt_entry_is_refetched_and_rewritten(hub_repo, fake_hub):
+    repo = hub_repo(TINY)
+    open_snapshot(TINY)
+    path = entry_path(MetadataCache.default(), TINY, repo.sha)
+    path.write_text("garbage")
+    fake_hub.reset_log()
+    again = open_snapshot(TINY)
+    assert again.source == "hub" and "resolve" in routes(fake_hub)
+    fake_hub.reset_log()
+    assert open_snapshot(TINY).source == "cache"
+    assert routes(fake_hub) == ["info"]
+
+
+def test_gated_flag_comes_from_the_hub_not_the_cache(hub_repo, fake_hub):
+    repo = hub_repo(TINY)
+    open_snapshot(TINY)
+    repo.gated = "auto"  # gating is a repo setting, not part of a commit
+    assert open_snapshot(TINY).gated == "auto"
