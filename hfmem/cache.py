@@ -117,7 +117,7 @@ def _encode_header(header: Header) -> dict[str, Any]:
 
 def _decode_header(encoded: Any) -> Header:
     tensors = tuple(
-        Tensor(str(name), str(dtype), tuple(int(d) for d in shape), int(nbytes))
+        Tensor(str(name), str(dtype), tuple(map(int, shape)), int(nbytes))
         for name, dtype, shape, nbytes in encoded["tensors"]
     )
     return Header(tensors, _object(encoded["metadata"]))

@@ -87,12 +87,18 @@ def header_from_dict(decoded: Any, filename: str) -> Header:
             begin, end = info["data_offsets"]
         except (KeyError, TypeError, ValueError) as e:
             raise HeaderError(f"{filename}: tensor {name!r} lacks dtype, shape or data_offsets") from e
-        if not all(isinstance(d, int) and d >= 0 for d in shape):
+        try:  # a non-integer or negative dimension shows in the product's type or in min()
+            numel = math.prod(shape)
+            valid = isinstance(numel, int) and min(shape, default=0) >= 0
+        except TypeError:
+            valid = False
+        if not valid:
             raise HeaderError(f"{filename}: tensor {name!r} has an invalid shape {list(shape)}")
         if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
             raise HeaderError(f"{filename}: tensor {name!r} has invalid data_offsets")
         # A dtype newer than our table is sized by its offsets rather than refused.
-        if dtypes.bits(dtype) is not None and dtypes.nbytes(dtype, math.prod(shape)) != end - begin:
+        width = dtypes.BITS.get(dtype)
+        if width is not None and (numel * width + 7) // 8 != end - begin:
             raise HeaderError(f"{filename}: tensor {name!r} has data_offsets that do not match its size")
         entries.append((begin, end, Tensor(name, dtype, shape, end - begin)))
     entries.sort(key=lambda e: (e[0], e[1]))

@@ -58,7 +58,7 @@ EMBEDDING_MODULES = {
 
 
 def is_embedding(name: str) -> bool:
-    parts = name.split(".")
+    parts = name.rsplit(".", 2)
     return len(parts) >= 2 and parts[-2] in EMBEDDING_MODULES
 
 
@@ -106,13 +106,17 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
 
 def _count_parameters(tensors: tuple[Tensor, ...], arch: Architecture) -> Parameters:
     by_dtype: dict[str, int] = {}
+    embedding = experts = 0
     for t in tensors:
-        by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.numel
+        numel = t.numel
+        by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + numel
+        if is_embedding(t.name):
+            embedding += numel
+        elif is_expert(t.name):
+            experts += numel
     total = sum(by_dtype.values())
-    embedding = sum(t.numel for t in tensors if is_embedding(t.name))
     active = None
     if arch.num_experts and arch.num_experts_per_tok:
-        experts = sum(t.numel for t in tensors if is_expert(t.name))
         active = total - experts + experts * arch.num_experts_per_tok // arch.num_experts
     return Parameters(total, dict(sorted(by_dtype.items())), embedding, active)
 

@@ -11,7 +11,7 @@ import math
 import re
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -128,59 +128,84 @@ def analyse(spec: ModelSpec) -> ModelFacts:
 
 def _analyse(spec: ModelSpec) -> ModelFacts:
     warnings: list[str] = []
-    dims = _dims(spec.architecture, spec.tensors, warnings)
+    model_type = spec.architecture.model_type or ""
+    scan = _scan(spec.tensors, model_type)
+    dims = _dims(spec.architecture, len(scan.moe_blocks) if spec.tensors else None, warnings)
     tensors, synthetic = spec.tensors, False
     if not tensors:
         tensors, synthetic = _synthetic_tensors(spec.architecture, dims, spec.dtype), True
+        scan = _scan(tensors, model_type)
         warnings.append(
             "no safetensors headers: linear-layer shapes (LoRA counts, int8/int4 sizes, largest layer) are derived "
             "from config.json in Llama layout"
         )
-    model_type = spec.architecture.model_type or ""
-    linears = tuple(lin for t in tensors if (lin := _linear(t, model_type)) is not None)
-    blocks: dict[str, int] = {}  # "encoder.block.0." -> its parameters (encoder and decoder blocks kept apart)
-    for t in tensors:
-        if (m := _BLOCK.search(t.name)) is not None:
-            key = t.name[: m.end()]
-            blocks[key] = blocks.get(key, 0) + t.numel
-    largest_tensor = max((t.numel for t in tensors), default=0)
-    floats = [t for t in tensors if t.dtype.upper() in _FLOAT_DTYPES or t.dtype.upper().startswith("F8")]
     by_leaf: dict[str, list[Linear]] = {}
-    for lin in linears:
+    for lin in scan.linears:
         by_leaf.setdefault(lin.module.rsplit(".", 1)[-1], []).append(lin)
     return ModelFacts(
         spec=spec,
         dims=dims,
         tensors=tensors,
         synthetic=synthetic,
-        linears=linears,
+        linears=tuple(scan.linears),
         linears_by_leaf={leaf: tuple(group) for leaf, group in by_leaf.items()},
-        embeddings=tuple(t for t in tensors if len(t.shape) == 2 and is_embedding(t.name)),
-        float_shapes=tuple(t.shape for t in floats),
-        trainable_parameters=sum(t.numel for t in floats) or spec.parameters.total,
-        largest_layer_parameters=max(max(blocks.values(), default=0), largest_tensor),
-        largest_tensor_parameters=largest_tensor,
+        embeddings=tuple(scan.embeddings),
+        float_shapes=tuple(scan.float_shapes),
+        trainable_parameters=scan.float_parameters or spec.parameters.total,
+        largest_layer_parameters=max(max(scan.blocks.values(), default=0), scan.largest_tensor),
+        largest_tensor_parameters=scan.largest_tensor,
         warnings=tuple(warnings),
     )
 
 
-def block_of(name: str) -> int | None:
-    m = _BLOCK.search(name)
-    return int(m.group(1)) if m else None
+@dataclass
+class _Scan:
+    """One pass over the tensors (DeepSeek-V3 has 45k of them, so each is looked at once)."""
+
+    linears: list[Linear] = field(default_factory=list)
+    embeddings: list[Tensor] = field(default_factory=list)
+    float_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    float_parameters: int = 0
+    blocks: dict[str, int] = field(default_factory=dict)  # "encoder.block.0." -> its parameters
+    moe_blocks: set[int] = field(default_factory=set)  # block indices holding routed experts
+    largest_tensor: int = 0
 
 
-def _linear(t: Tensor, model_type: str) -> Linear | None:
-    if not t.name.endswith(".weight") or len(t.shape) != 2 or is_embedding(t.name):
-        return None
-    module = t.name.removesuffix(".weight")
-    if _BARE_ROUTERS.get(model_type) == module.rsplit(".", 1)[-1]:
-        return None
-    rows, cols = t.shape
-    conv1d = model_type in _CONV1D_TYPES and module.rsplit(".", 1)[-1].startswith(("c_", "q_attn"))
-    return Linear(module, rows if conv1d else cols, cols if conv1d else rows, block_of(t.name))
+def _scan(tensors: tuple[Tensor, ...], model_type: str) -> _Scan:
+    scan = _Scan()
+    bare_router = _BARE_ROUTERS.get(model_type)
+    conv1d = model_type in _CONV1D_TYPES
+    for t in tensors:
+        name, shape, numel = t.name, t.shape, t.numel
+        match = _BLOCK.search(name)
+        block = int(match.group(1)) if match else None
+        if match:
+            key = name[: match.end()]
+            scan.blocks[key] = scan.blocks.get(key, 0) + numel
+            if ".experts." in name:
+                scan.moe_blocks.add(int(match.group(1)))
+        scan.largest_tensor = max(scan.largest_tensor, numel)
+        if t.dtype in _FLOAT_DTYPES or t.dtype.startswith("F8"):
+            scan.float_shapes.append(shape)
+            scan.float_parameters += numel
+        if len(shape) != 2:
+            continue
+        if is_embedding(name):
+            scan.embeddings.append(t)
+        elif name.endswith(".weight"):
+            module = name[: -len(".weight")]
+            leaf = module.rsplit(".", 1)[-1]
+            if leaf == bare_router:  # a bare nn.Parameter router, not an nn.Linear
+                continue
+            rows, cols = shape
+            if conv1d and leaf.startswith(("c_", "q_attn")):  # transformers' Conv1D stores (in, out)
+                rows, cols = cols, rows
+            scan.linears.append(Linear(module, cols, rows, block))
+    return scan
 
 
-def _dims(arch: Architecture, tensors: tuple[Tensor, ...], warnings: list[str]) -> Dims:
+def _dims(arch: Architecture, moe_blocks: int | None, warnings: list[str]) -> Dims:
+    """`moe_blocks`: blocks holding routed experts in the checkpoint (None when there is no checkpoint)."""
     missing = [name for name in ("hidden_size", "num_hidden_layers", "num_attention_heads") if not getattr(arch, name)]
     if missing:
         warnings.append(f"config lacks {', '.join(missing)}: activations and KV cache are left out (0 bytes)")
@@ -195,9 +220,8 @@ def _dims(arch: Architecture, tensors: tuple[Tensor, ...], warnings: list[str]) 
     nope, rope = arch.qk_nope_head_dim or 0, arch.qk_rope_head_dim or 0
     decoder_layers = 0 if arch.is_encoder_only else (arch.num_decoder_layers or layers)
     kinds = arch.layer_types or ("full_attention",) * decoder_layers
-    moe_blocks = {b for t in tensors if ".experts." in t.name and (b := block_of(t.name)) is not None}
     experts = arch.num_experts or 0
-    moe_layers = len(moe_blocks) if tensors else (layers if experts else 0)
+    moe_layers = moe_blocks if moe_blocks is not None else (layers if experts else 0)
     expert_inner = arch.moe_intermediate_size or intermediate
     names = " ".join(arch.architectures)
     masked_lm = any(marker in names for marker in ("MaskedLM", "PreTraining"))
