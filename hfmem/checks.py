@@ -242,7 +242,9 @@ def _fit(report: ModelReport, mode: Mode, units: str) -> Finding:
     on = f"{gpu['name']} ({format_bytes(gpu['memory_bytes'], units)})"
     if gpu["fits"][mode]:
         return Finding("fit", Level.OK, f"{need}: fits on {on}")
-    return Finding("fit", Level.FAIL, f"{need}: does not fit on {on}; {gpu['gpus_needed'][mode]} GPUs needed")
+    needed = gpu["gpus_needed"][mode]
+    advice = f"{needed} GPUs needed" if needed is not None else "no number of these GPUs is enough"
+    return Finding("fit", Level.FAIL, f"{need}: does not fit on {on}; {advice}")
 
 
 def _module(tensor_name: str) -> str:

@@ -50,9 +50,15 @@ def error_dict(model: str, error: HfmemError) -> dict[str, Any]:
 
 
 def format_bytes(n: int | None, units: str = "gib") -> str:
+    """GiB (or GB), stepping down to MiB / KiB (MB / kB) for small sizes so that nothing reads as 0.00."""
     if n is None:
         return "?"
     divisor, label = UNITS[units]
+    step, smaller = (2**10, ("MiB", "KiB")) if units == "gib" else (10**3, ("MB", "kB"))
+    for name in smaller:
+        if n >= divisor / 10:
+            break
+        divisor, label = divisor // step, name
     return f"{n / divisor:,.2f} {label}"
 
 
