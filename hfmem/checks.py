@@ -243,7 +243,12 @@ def _fit(report: ModelReport, mode: Mode, units: str) -> Finding:
     if gpu["fits"][mode]:
         return Finding("fit", Level.OK, f"{need}: fits on {on}")
     needed = gpu["gpus_needed"][mode]
-    advice = f"{needed} GPUs needed" if needed is not None else "no number of these GPUs is enough"
+    advice = (
+        f"{needed} GPUs needed"
+        if needed is not None
+        else "no number of these GPUs is enough: what one GPU holds alone (activations, context) is too big; "
+        "try --grad-checkpointing, a smaller --seq-len or --batch-size"
+    )
     return Finding("fit", Level.FAIL, f"{need}: does not fit on {on}; {advice}")
 
 
