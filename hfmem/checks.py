@@ -67,7 +67,7 @@ class CheckReport:
             "mode": self.mode,
             "passed": self.passed,
             "checks": [f.to_dict() for f in self.findings],
-            "download": {"bytes": _download_bytes(s), "by_format": bytes_by_format(s)},
+            "download": {"bytes": s.download_bytes, "by_format": bytes_by_format(s)},
             "memory_bytes": self.report.memory.by_mode()[self.mode].total_bytes if self.report else None,
             "gpu": self.report.gpu.to_dict() if self.report and self.report.gpu else None,
             "warnings": list(self.report.warnings if self.report else s.warnings),
@@ -129,15 +129,10 @@ def bytes_by_format(snapshot: Snapshot) -> dict[str, int]:
     return dict(sorted(sizes.items(), key=lambda item: -item[1]))
 
 
-def _download_bytes(snapshot: Snapshot) -> int | None:
-    sizes = [f.size for f in snapshot.files]
-    return None if None in sizes else sum(size or 0 for size in sizes)
-
-
 def _download(snapshot: Snapshot, units: str) -> Finding:
     by_format = bytes_by_format(snapshot)
     split = " · ".join(f"{name} {format_bytes(n, units)}" for name, n in by_format.items())
-    total = format_bytes(_download_bytes(snapshot), units)
+    total = format_bytes(snapshot.download_bytes, units)
     message = f"{total} in {len(snapshot.files)} files ({split})"
     copies = sorted(set(by_format) - {"safetensors", "other"})
     if "safetensors" in by_format and copies:

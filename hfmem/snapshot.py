@@ -53,6 +53,12 @@ class Snapshot:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def download_bytes(self) -> int | None:
+        """Every file of the repo (None when a size is unknown)."""
+        sizes = [f.size for f in self.files]
+        return None if None in sizes else sum(f.size or 0 for f in self.files)
+
+    @property
     def formats(self) -> tuple[str, ...]:
         return tuple(sorted({f.format for f in self.files if f.format}))
 

@@ -8,7 +8,7 @@ from . import dtypes
 from .architecture import Architecture
 from .config import config_parameters, read_architecture
 from .header import Tensor
-from .snapshot import PICKLE_FORMATS, RepoFile, Snapshot
+from .snapshot import PICKLE_FORMATS, Snapshot
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
         warnings.append(_no_safetensors_warning(snapshot))
     files = Files(
         weights_bytes=weights_bytes,
-        download_bytes=_download_bytes(snapshot.files),
+        download_bytes=snapshot.download_bytes,
         formats=snapshot.formats,
         count=len(snapshot.files),
     )
@@ -139,11 +139,6 @@ def _no_safetensors_warning(snapshot: Snapshot) -> str:
             "(approximate); hfmem never downloads or unpickles them"
         )
     return "no safetensors weights: parameter counts are derived from config.json (approximate)"
-
-
-def _download_bytes(files: tuple[RepoFile, ...]) -> int | None:
-    sizes = [f.size for f in files]
-    return None if None in sizes else sum(sizes)  # type: ignore[arg-type]
 
 
 def _config_dtype(config: dict) -> str | None:

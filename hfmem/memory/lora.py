@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .facts import ModelFacts
-from .phases import Phase, peak, step_activations
+from .phases import Phase, peak, peak_formula, step_activations
 from .results import Formula, LoraEstimate
 from .settings import Settings
 from .states import SHAPED, Sharding, optimizer_state_bytes, step_temporary_bytes
@@ -203,13 +203,7 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
             dequant,
             exact=False,
         ),
-        Formula(
-            "peak phase",
-            " | ".join(f"{p.name}: {p.total_bytes:,}" for p in phases),
-            {"phase": top.name},
-            top.total_bytes,
-            exact=False,
-        ),
+        peak_formula(phases),
     )
     return LoraEstimate(
         components=dict(top.parts) | {"overhead": settings.overhead_bytes},

@@ -29,6 +29,13 @@ def peak(phases: list[Phase]) -> Phase:
     return max(phases, key=lambda p: p.total_bytes)
 
 
+def peak_formula(phases: list[Phase]) -> Formula:
+    """Every phase's total, and which one is the peak."""
+    top = peak(phases)
+    expression = " | ".join(f"{p.name}: {p.total_bytes:,}" for p in phases)
+    return Formula("peak phase", expression, {"phase": top.name}, top.total_bytes, exact=False)
+
+
 @dataclass(frozen=True)
 class StepActivations:
     saved: int  # kept for backward at the end of forward (logits excluded)

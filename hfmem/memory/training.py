@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .facts import ModelFacts
-from .phases import Phase, peak, step_activations
+from .phases import Phase, peak, peak_formula, step_activations
 from .results import Estimate, Formula
 from .settings import Recipe, Settings
 from .states import RECIPE_BYTES, Sharding, optimizer_state_bytes, step_temporary_bytes
@@ -90,13 +90,7 @@ def training_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warni
         ),
         Formula("optimizer step", temporary_expr, {"parameters": params}, temporary, exact=False),
         *steps.formulas,
-        Formula(
-            "peak phase",
-            " | ".join(f"{p.name}: {p.total_bytes:,}" for p in phases),
-            {"phase": top.name},
-            top.total_bytes,
-            exact=False,
-        ),
+        peak_formula(phases),
     )
     components = dict(top.parts) | {"overhead": settings.overhead_bytes}
     return Estimate(
