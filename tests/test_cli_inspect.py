@@ -152,3 +152,14 @@ def test_python_dash_m_with_hf_endpoint(hub_repo, fake_hub: FakeHub):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["parameters"]["total"] == 106_816
+
+
+def test_token_option_opens_a_gated_repo(hub_repo):
+    hub_repo(TINY, gated=True)
+    assert run("inspect", TINY, "--json", "--token", FakeHub.valid_token).exit_code == 0
+
+
+def test_hf_token_environment_opens_a_gated_repo(hub_repo, monkeypatch):
+    hub_repo(TINY, gated=True)
+    monkeypatch.setenv("HF_TOKEN", FakeHub.valid_token)
+    assert run("inspect", TINY, "--json").exit_code == 0
