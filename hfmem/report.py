@@ -32,6 +32,7 @@ def to_dict(report: ModelReport) -> dict[str, Any]:
             "embedding": spec.parameters.embedding,
             "active": spec.parameters.active,
             "exact": spec.parameters.exact,
+            "logical": spec.parameters.logical,
         },
         "files": {
             "weights_bytes": spec.files.weights_bytes,
@@ -99,6 +100,8 @@ def render_spec(spec: ModelSpec, units: str) -> str:
         params.append(f"all {next(iter(p.by_dtype))}")
     else:
         params += [f"{dtype} {n:,}" for dtype, n in p.by_dtype.items()]
+    if p.logical is not None:
+        params.append(f"unpacked {format_count(p.logical)} (quantized weights, without scales)")
     params.append(f"embedding {p.embedding:,}")
     if p.active is not None:
         params.append(f"active per token {format_count(p.active)}")

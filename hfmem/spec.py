@@ -24,6 +24,8 @@ class Parameters:
     embedding: int  # input embedding + other embedding tables + an untied output projection
     active: int | None  # MoE: parameters used per token (routed experts counted k/E); None for dense models
     exact: bool = True  # False when derived from config.json (no safetensors headers)
+    # What a quantized checkpoint stands for: packed weights unpacked, scales and zero points left out.
+    logical: int | None = None  # None: the same as total
 
 
 @dataclass(frozen=True)
@@ -67,14 +69,37 @@ def is_expert(name: str) -> bool:
     return ".experts." in name
 
 
+# Quantization side tensors (GPTQ/AWQ, compressed-tensors, MXFP4, bitsandbytes, FP8): no parameters of their own.
+QUANT_AUXILIARY = (
+    ".qzeros", ".scales", ".g_idx", "_scales", ".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map",
+    ".weight_scale", ".weight_scale_inv", ".input_scale", ".weight_zero_point", ".weight_shape", ".weight_g_idx",
+    ".SCB", ".weight_format",
+)  # fmt: skip
+
+
+def logical_numel(t: Tensor, quant: Quantization | None) -> int:
+    """The parameters a tensor of a quantized checkpoint stands for (huggingface.js counts them the same way)."""
+    if quant is None:
+        return t.numel
+    if t.name.endswith(QUANT_AUXILIARY) or ".quant_state." in t.name:
+        return 0
+    bits = int(quant.bits or 4)
+    if t.name.endswith((".qweight", ".weight_packed")) and t.dtype in ("I32", "U32"):
+        return t.numel * (32 // bits)  # GPTQ / AWQ / compressed-tensors pack 32/bits values per int32
+    if t.dtype == "U8" and (t.name.endswith("_blocks") or (quant.method == "bitsandbytes" and bits == 4)):
+        return t.numel * 2  # MXFP4 blocks and bitsandbytes NF4/FP4: two 4-bit values per byte
+    return t.numel
+
+
 def build_spec(snapshot: Snapshot) -> ModelSpec:
     """Normalise a snapshot: architecture from config.json, exact counts from the safetensors headers."""
     architecture, config_warnings = read_architecture(snapshot.config)
     warnings = list(snapshot.warnings) + config_warnings
     tensors = tuple(t for header in snapshot.headers.values() for t in header.tensors)
     dtype = _config_dtype(snapshot.config)
+    quantization = read_quantization(snapshot.config)
     if tensors:
-        parameters = _count_parameters(tensors, architecture)
+        parameters = _count_parameters(tensors, architecture, quantization)
         weights_bytes = sum(t.nbytes for t in tensors)
         dtype = dtype or _dominant_dtype(parameters.by_dtype)
         unknown = sorted({t.dtype for t in tensors if dtypes.bits(t.dtype) is None})
@@ -96,7 +121,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
         source=snapshot.source,
         architecture=architecture,
         dtype=dtype,
-        quantization=read_quantization(snapshot.config),
+        quantization=quantization,
         parameters=parameters,
         files=files,
         tensors=tensors,
@@ -104,12 +129,14 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     )
 
 
-def _count_parameters(tensors: tuple[Tensor, ...], arch: Architecture) -> Parameters:
+def _count_parameters(tensors: tuple[Tensor, ...], arch: Architecture, quant: Quantization | None) -> Parameters:
+    """Exact counts; embedding and MoE figures are in logical parameters (the same as stored unless quantized)."""
     by_dtype: dict[str, int] = {}
-    embedding = experts = 0
+    logical = embedding = experts = 0
     for t in tensors:
-        numel = t.numel
-        by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + numel
+        by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.numel
+        numel = logical_numel(t, quant)
+        logical += numel
         if is_embedding(t.name):
             embedding += numel
         elif is_expert(t.name):
@@ -117,8 +144,10 @@ def _count_parameters(tensors: tuple[Tensor, ...], arch: Architecture) -> Parame
     total = sum(by_dtype.values())
     active = None
     if arch.num_experts and arch.num_experts_per_tok:
-        active = total - experts + experts * arch.num_experts_per_tok // arch.num_experts
-    return Parameters(total, dict(sorted(by_dtype.items())), embedding, active)
+        active = logical - experts + experts * arch.num_experts_per_tok // arch.num_experts
+    return Parameters(
+        total, dict(sorted(by_dtype.items())), embedding, active, logical=logical if logical != total else None
+    )
 
 
 def _parameters_from_config(snapshot: Snapshot, arch: Architecture, dtype: str | None) -> tuple[Parameters, int]:

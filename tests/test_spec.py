@@ -1,5 +1,7 @@
 """build_spec: exact counts from headers, checked against the dataset's ground truth and synthetic cases."""
 
+import math
+
 import pytest
 
 from hfmem.header import Header, Tensor
@@ -113,3 +115,43 @@ def test_download_bytes_and_formats():
     assert spec.files.download_bytes == 200
     assert spec.files.formats == ("pytorch", "safetensors")
     assert spec.files.count == 3
+
+
+QUANTIZED = [
+    (  # GPTQ 4-bit: eight values per int32; zero points, scales and the group index are no parameters
+        {"quantization_config": {"quant_method": "gptq", "bits": 4}},
+        [("l.qweight", "I32", (64, 256)), ("l.qzeros", "I32", (4, 32)), ("l.scales", "F16", (4, 256)),
+         ("l.g_idx", "I32", (512,)), ("l.bias", "F16", (256,))],
+        512 * 256 + 256,
+    ),
+    (  # gpt-oss MXFP4: two 4-bit values per byte in *_blocks, one scale byte per 32 values
+        {"quantization_config": {"quant_method": "mxfp4"}},
+        [("model.layers.0.mlp.experts.down_proj_blocks", "U8", (4, 8, 2, 16)),
+         ("model.layers.0.mlp.experts.down_proj_scales", "U8", (4, 8, 2)),
+         ("model.layers.0.mlp.experts.down_proj_bias", "BF16", (4, 8))],
+        4 * 8 * 64 + 32,
+    ),
+    (  # bitsandbytes NF4 saved quantized: packed uint8 weight plus its quant state
+        {"quantization_config": {"load_in_4bit": True}},
+        [("l.weight", "U8", (2048, 1)), ("l.weight.absmax", "F32", (64,)), ("l.weight.quant_map", "F32", (16,)),
+         ("l.weight.quant_state.bitsandbytes__nf4", "U8", (100,))],
+        4096,
+    ),
+    (  # DeepSeek FP8: one byte per parameter, block scales are no parameters
+        {"quantization_config": {"quant_method": "fp8"}},
+        [("l.weight", "F8_E4M3", (256, 256)), ("l.weight_scale_inv", "F32", (2, 2))],
+        256 * 256,
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("config, tensors, logical", QUANTIZED, ids=["gptq", "mxfp4", "bnb-nf4", "fp8"])
+def test_quantized_checkpoints_report_unpacked_parameters(config, tensors, logical):
+    spec = build_spec(snapshot_of(config, [Tensor(n, d, s) for n, d, s in tensors]))
+    assert spec.parameters.total == sum(math.prod(s) for _, _, s in tensors)  # the contract: elements as stored
+    assert spec.parameters.logical == logical
+
+
+def test_unquantized_checkpoints_have_no_separate_logical_count():
+    spec = build_spec(snapshot_of({"model_type": "llama"}, [Tensor("l.weight", "BF16", (4, 4))]))
+    assert spec.parameters.logical is None
