@@ -124,10 +124,23 @@ def render_spec(spec: ModelSpec, units: str) -> str:
     return tabulate(rows, tablefmt="plain")
 
 
+def _activation_note(report: ModelReport, units: str) -> str:
+    """Activations do not shard over data-parallel GPUs: say so when they alone crowd a GPU."""
+    assert report.gpu is not None
+    usable = report.gpu.gpu.memory_bytes * report.gpu.usable_fraction
+    notes = [
+        f"\n{mode}: activations alone take {format_bytes(estimate.components['activations'], units)} per GPU, "
+        "whatever the number of GPUs; --grad-checkpointing or a shorter --seq-len shrinks them."
+        for mode, estimate in (("training", report.memory.training), ("lora", report.memory.lora))
+        if estimate.components.get("activations", 0) > usable / 2 and not report.gpu.fits[mode]
+    ]
+    return "".join(notes)
+
+
 def render_report(report: ModelReport, units: str = "gib", explain: bool = False, tables: bool = True) -> str:
     parts = [render_spec(report.spec, units), render.render_breakdown(report.memory, units)]
     if report.gpu is not None:
-        parts.append(render.render_fit(report.gpu, units))
+        parts.append(render.render_fit(report.gpu, units) + _activation_note(report, units))
         parts.append(render.render_limits(report.spec, report.settings, report.gpu.gpu))
     if tables:
         parts.append(render.render_sweep(report.spec, report.settings, units))
