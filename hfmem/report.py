@@ -115,7 +115,7 @@ def render_spec(spec: ModelSpec, units: str) -> str:
         f"formats: {', '.join(spec.files.formats) or 'none'}",
     ]
     rows = [
-        ("Model", f"{spec.model} @ {spec.revision or ('main' if spec.source == 'hub' else 'local')} ({where})"),
+        ("Model", f"{spec.model} @ {spec.revision or ('main' if spec.source != 'local' else 'local')} ({where})"),
         ("Architecture", " · ".join(str(x) for x in arch)),
         ("Parameters", " · ".join(params)),
         ("Dtype", f"{spec.dtype}{quant}"),

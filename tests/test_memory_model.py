@@ -299,7 +299,8 @@ def test_degrades_on_a_config_without_dimensions():
 
 def test_to_dict_matches_the_contract():
     data = estimate(tiny_spec(), Settings()).to_dict()
-    assert list(data) == ["inference", "training", "lora"]
+    assert list(data) == ["inference", "training", "lora", "cpu"]  # the contract's three, then an addition
+    assert list(data["cpu"]["components"]) == ["weights", "kv_cache", "activations"]
     assert list(data["inference"]["components"]) == ["weights", "kv_cache", "activations", "overhead"]
     assert list(data["training"]["components"]) == ["weights", "gradients", "optimizer", "activations", "overhead"]
     assert list(data["lora"]["components"]) == [
@@ -319,6 +320,13 @@ def test_to_dict_matches_the_contract():
     assert isinstance(data["lora"]["trainable_parameters"], int)
     assert data["inference"]["settings"]["dtype"] == "bfloat16"
     assert data["training"]["settings"]["recipe"] == "mixed" and data["training"]["settings"]["optimizer"] == "adamw"
+
+
+def test_cpu_ram_is_inference_without_cuda_and_a_second_copy_for_pickles():
+    report = estimate(tiny_spec(), Settings())
+    assert report.cpu.total_bytes == report.inference.total_bytes - report.inference.components["overhead"]
+    pickled = estimate(arch_spec("llama-3.1-8b"), Settings())
+    assert pickled.cpu.components["pickle_load_copy"] == pickled.facts.spec.files.weights_bytes
 
 
 def test_default_seq_len_is_context_capped_at_4096():

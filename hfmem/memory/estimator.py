@@ -6,7 +6,7 @@ from ..spec import ModelSpec
 from .facts import ModelFacts, analyse
 from .inference import inference_estimate
 from .lora import lora_estimate
-from .results import Estimate, MemoryReport
+from .results import Estimate, Formula, MemoryReport
 from .settings import Settings, resolve_seq_len
 from .training import training_estimate
 
@@ -22,13 +22,31 @@ def estimate_facts(facts: ModelFacts, settings: Settings) -> MemoryReport:
     seq_len = resolve_seq_len(settings, facts.dims.max_positions)
     if facts.dims.max_positions and seq_len > facts.dims.max_positions:
         warnings.append(f"seq_len {seq_len} exceeds the model's context of {facts.dims.max_positions} tokens")
+    inference = inference_estimate(facts, settings, seq_len, warnings)
     return MemoryReport(
-        inference=inference_estimate(facts, settings, seq_len, warnings),
+        inference=inference,
         training=training_estimate(facts, settings, seq_len, warnings),
         lora=lora_estimate(facts, settings, seq_len, warnings),
+        cpu=cpu_estimate(facts, inference),
         warnings=tuple(dict.fromkeys(warnings)),
         facts=facts,
     )
+
+
+def cpu_estimate(facts: ModelFacts, inference: Estimate) -> Estimate:
+    """Host RAM for inference on the CPU: the GPU estimate without the CUDA overhead. Safetensors are memory-mapped
+    into the model; a pickle checkpoint is read whole by torch.load before its tensors are assigned, so loading
+    one needs its bytes a second time (an upper bound for a sharded .bin: only its largest shard is in flight)."""
+    components = {name: size for name, size in inference.components.items() if name != "overhead"}
+    pickle_only = not facts.spec.parameters.exact and "pytorch" in facts.spec.files.formats
+    formulas = tuple(f for f in inference.formulas if f.name in components)
+    if pickle_only:
+        copy = facts.spec.files.weights_bytes
+        components["pickle_load_copy"] = copy
+        formulas += (
+            Formula("pickle_load_copy", "torch.load holds the .bin state dict while it is copied", {}, copy, False),
+        )
+    return Estimate(components, {"dtype": inference.settings["dtype"], "pickle_only": pickle_only}, formulas)
 
 
 def mode_estimate(facts: ModelFacts, settings: Settings, mode: str) -> Estimate:

@@ -54,7 +54,10 @@ def render_breakdown(report: MemoryReport, units: str = "gib") -> str:
         disable_numparse=True,
         colalign=("left", "right", "right", "right"),
     )
-    return f"{heading}\n{table}\n{lora.peft_line}"
+    cpu = f"CPU RAM to run inference without a GPU: {size(report.cpu.total_bytes, units)} {label(units)}"
+    if report.cpu.settings["pickle_only"]:
+        cpu += " (pickle checkpoint: torch.load holds a second copy while loading)"
+    return f"{heading}\n{table}\n{lora.peft_line}\n{cpu}"
 
 
 def render_fit(fit: GpuFit, units: str = "gib") -> str:

@@ -70,12 +70,18 @@ class MemoryReport:
     inference: Estimate
     training: Estimate
     lora: LoraEstimate
+    cpu: Estimate  # host RAM to run inference on the CPU, for users without a GPU
     warnings: tuple[str, ...]
     facts: ModelFacts = field(repr=False, compare=False)  # what the estimate was made from (for fit_gpus)
 
     def to_dict(self) -> dict[str, Any]:
-        """CONTRACT.md's `memory` object (sizes in bytes)."""
-        return {"inference": self.inference.to_dict(), "training": self.training.to_dict(), "lora": self.lora.to_dict()}
+        """CONTRACT.md's `memory` object (sizes in bytes), plus `cpu`."""
+        return {
+            "inference": self.inference.to_dict(),
+            "training": self.training.to_dict(),
+            "lora": self.lora.to_dict(),
+            "cpu": self.cpu.to_dict(),
+        }
 
     def by_mode(self) -> dict[str, Estimate]:
         return {"inference": self.inference, "training": self.training, "lora": self.lora}
