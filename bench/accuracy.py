@@ -16,12 +16,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hfmem.architecture import Architecture  # noqa: E402
-from hfmem.config import read_architecture  # noqa: E402
-from hfmem.header import Tensor  # noqa: E402
-from hfmem.memory import Int4Scheme, Recipe, Settings, estimate, kv_bytes_per_token  # noqa: E402
-from hfmem.memory.facts import analyse  # noqa: E402
-from hfmem.spec import Files, ModelSpec, Parameters, read_quantization  # noqa: E402
+from hfmem.architecture import Architecture
+from hfmem.header import Header, Tensor
+from hfmem.memory import Int4Scheme, Recipe, Settings, estimate, kv_bytes_per_token
+from hfmem.memory.facts import analyse
+from hfmem.snapshot import Snapshot
+from hfmem.spec import Files, ModelSpec, Parameters, build_spec
 
 DATASET = ROOT.parent / "shared" / "hub-dataset" / "models"
 OUTPUT = ROOT / "docs" / "accuracy.md"
@@ -61,18 +61,18 @@ class Row:
 
 
 def dataset_spec(name: str) -> ModelSpec | None:
-    """A ModelSpec from the dataset's config.json and tensors.json (None when the dataset is absent)."""
+    """A ModelSpec from the dataset's config.json and tensors.json, as `hfmem inspect` builds it (None when the
+    dataset is absent)."""
     folder = DATASET / name
     if not (folder / "tensors.json").is_file():
         return None
     config = json.loads((folder / "config.json").read_text())
-    arch, warnings = read_architecture(config)
     tensors = tuple(
         Tensor(n, v["dtype"], tuple(v["shape"])) for n, v in json.loads((folder / "tensors.json").read_text()).items()
     )
-    return _spec(
-        name.replace("__", "/"), arch, tensors, config.get("torch_dtype") or "float32", read_quantization(config)
-    )
+    model = name.replace("__", "/")
+    snapshot = Snapshot(model, model, None, None, "local", (), config, {"model.safetensors": Header(tensors)})
+    return build_spec(snapshot)
 
 
 def _spec(model: str, arch: Architecture, tensors: tuple[Tensor, ...], dtype: str, quantization=None) -> ModelSpec:

@@ -38,7 +38,7 @@ async def audit(models: list[str], jobs: int) -> None:
             try:
                 await arun(model_id=model)
                 return {"model": model, "error": None}
-            except Exception as e:  # noqa: BLE001  # hf-mem raises bare RuntimeErrors and httpx errors
+            except Exception as e:  # hf-mem raises bare RuntimeErrors and httpx errors
                 return {"model": model, "error": f"{e.__class__.__name__}: {e}"[:200]}
 
     for row in await asyncio.gather(*(one(m) for m in models)):

@@ -109,7 +109,7 @@ def iter_audit(
         started[index] = time.monotonic()
         try:
             return AuditRow(models[index], inspect_model(models[index], settings, gpu=gpu, revision=revision, hub=hub))
-        except Exception as e:  # noqa: BLE001  # every failure is a row, unexpected ones as "internal"
+        except Exception as e:  # every failure is a row, unexpected ones as "internal"
             return AuditRow.failed(models[index], e)
 
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hfmem-audit")

@@ -61,7 +61,7 @@ class CheckReport:
         s = self.snapshot
         return {
             "model": s.model,
-            "revision": s.revision or ("main" if s.source != "local" else None),
+            "revision": s.shown_revision,
             "commit": s.commit,
             "source": s.source,
             "mode": self.mode,
@@ -110,7 +110,7 @@ def check_snapshot(
 def render_check(check: CheckReport) -> str:
     """One verdict line per check under the model's identity, then the overall result."""
     s = check.snapshot
-    where = f" @ {s.revision or 'main'} ({s.commit[:12]})" if s.commit else ""
+    where = f" @ {s.shown_revision} ({s.commit[:12]})" if s.commit else ""
     lines = tabulate([(f.level.value, f.code, f.message) for f in check.findings], tablefmt="plain")
     failed = sum(f.level is Level.FAIL for f in check.findings)
     warned = sum(f.level is Level.WARN for f in check.findings)

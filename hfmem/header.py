@@ -10,7 +10,8 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from . import dtypes
 from .errors import HeaderError

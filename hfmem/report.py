@@ -18,7 +18,7 @@ def to_dict(report: ModelReport) -> dict[str, Any]:
     spec = report.spec
     return {
         "model": spec.model,
-        "revision": spec.revision or ("main" if spec.source != "local" else None),
+        "revision": report.snapshot.shown_revision,
         "commit": spec.commit,
         "source": spec.source,
         "architecture": spec.architecture.to_dict(),
@@ -70,7 +70,7 @@ def format_count(n: int) -> str:
     return f"{n:,}"
 
 
-def render_spec(spec: ModelSpec, units: str) -> str:
+def render_spec(spec: ModelSpec, revision: str | None, units: str) -> str:
     """Identity, architecture, exact parameters and files, as an aligned key/value block."""
     a = spec.architecture
     where = spec.commit[:12] if spec.commit else spec.source
@@ -115,7 +115,7 @@ def render_spec(spec: ModelSpec, units: str) -> str:
         f"formats: {', '.join(spec.files.formats) or 'none'}",
     ]
     rows = [
-        ("Model", f"{spec.model} @ {spec.revision or ('main' if spec.source != 'local' else 'local')} ({where})"),
+        ("Model", f"{spec.model} @ {revision or 'local'} ({where})"),
         ("Architecture", " · ".join(str(x) for x in arch)),
         ("Parameters", " · ".join(params)),
         ("Dtype", f"{spec.dtype}{quant}"),
@@ -138,7 +138,10 @@ def _activation_note(report: ModelReport, units: str) -> str:
 
 
 def render_report(report: ModelReport, units: str = "gib", explain: bool = False, tables: bool = True) -> str:
-    parts = [render_spec(report.spec, units), render.render_breakdown(report.memory, units)]
+    parts = [
+        render_spec(report.spec, report.snapshot.shown_revision, units),
+        render.render_breakdown(report.memory, units),
+    ]
     if report.gpu is not None:
         parts.append(render.render_fit(report.gpu, units) + _activation_note(report, units))
         parts.append(render.render_limits(report.spec, report.settings, report.gpu.gpu))

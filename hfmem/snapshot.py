@@ -53,6 +53,11 @@ class Snapshot:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def shown_revision(self) -> str | None:
+        """The revision as reports show it: the one asked for, else the default branch; None for a directory."""
+        return self.revision or (None if self.source == "local" else "main")
+
+    @property
     def download_bytes(self) -> int | None:
         """Every file of the repo (None when a size is unknown)."""
         sizes = [f.size for f in self.files]

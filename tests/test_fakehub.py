@@ -365,6 +365,6 @@ def test_isolation_defaults(hub_repo: HubRepo, fake_hub: FakeHub, tmp_path) -> N
 
 def test_no_network() -> None:
     with pytest.raises(socket.gaierror):
-        socket.getaddrinfo("huggingface.co", 443)
+        socket.getaddrinfo("hub.example.org", 443)
     with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
         sock.connect(("192.0.2.1", 443))

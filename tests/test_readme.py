@@ -18,7 +18,7 @@ def test_every_command_is_documented():
 
 def test_the_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
-    command = re.search(r"^(python -m pytest.*?)\s+# the tests$", README, re.M).group(1)
+    command = re.search(r"^(python -m pytest.*?)\s+# the tests$", README, re.MULTILINE).group(1)
     assert command in ci.splitlines()
 
 
