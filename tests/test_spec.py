@@ -155,3 +155,16 @@ def test_quantized_checkpoints_report_unpacked_parameters(config, tensors, logic
 def test_unquantized_checkpoints_have_no_separate_logical_count():
     spec = build_spec(snapshot_of({"model_type": "llama"}, [Tensor("l.weight", "BF16", (4, 4))]))
     assert spec.parameters.logical is None
+
+
+DENSE = [d for d in GROUND_TRUTH if dataset.expected(d)["params"]["active_per_token"] is None]
+
+
+@needs_dataset
+@pytest.mark.parametrize("model_dir", DENSE, ids=[dataset.repo_id(d) for d in DENSE])
+def test_pickle_only_counts_are_within_half_a_percent(model_dir):
+    files = (RepoFile("config.json", 1_000), RepoFile("pytorch_model.bin", 10**9))
+    spec = build_spec(snapshot_of(dataset.config(model_dir), [], files))
+    truth = dataset.expected(model_dir)["params"]["total"]
+    assert not spec.parameters.exact
+    assert abs(spec.parameters.total - truth) <= 0.005 * truth
