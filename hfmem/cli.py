@@ -230,6 +230,8 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
     Exit status: 0 when every model resolved, 1 when any row has an error, 130 when interrupted.
     """
     settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
+    if source.isatty():
+        raise click.UsageError("give a FILE of model references, or pipe them in (e.g. `hfmem audit - < models.txt`)")
     try:
         models = read_models(source.read())
     except HfmemError as e:

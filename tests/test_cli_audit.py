@@ -175,3 +175,15 @@ def test_progress_bar_on_a_terminal_only(hub_repo, fake_hub, tmp_path):
     assert process.returncode == 0
     assert [json.loads(line)["model"] for line in stdout.decode().splitlines()] == [TINY, TINY]
     assert b"auditing" in progress and b"2/2" in progress
+
+
+def test_no_file_and_a_terminal_on_stdin_is_a_usage_error():
+    """`hfmem audit` typed alone would wait for input forever; it says what to give instead."""
+    primary, secondary = pty.openpty()
+    result = subprocess.run(
+        [sys.executable, "-m", "hfmem", "audit"], stdin=secondary, capture_output=True, cwd=ROOT, timeout=60
+    )
+    os.close(secondary)
+    os.close(primary)
+    assert result.returncode == 2
+    assert b"give a FILE" in result.stderr
