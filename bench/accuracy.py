@@ -21,7 +21,7 @@ from hfmem.header import Header, Tensor
 from hfmem.memory import Int4Scheme, Recipe, Settings, estimate, kv_bytes_per_token
 from hfmem.memory.facts import analyse
 from hfmem.snapshot import Snapshot
-from hfmem.spec import Files, ModelSpec, Parameters, build_spec
+from hfmem.spec import Files, ModelSpec, build_spec, count_parameters
 
 DATASET = ROOT.parent / "shared" / "hub-dataset" / "models"
 OUTPUT = ROOT / "docs" / "accuracy.md"
@@ -76,11 +76,7 @@ def dataset_spec(name: str) -> ModelSpec | None:
 
 
 def _spec(model: str, arch: Architecture, tensors: tuple[Tensor, ...], dtype: str, quantization=None) -> ModelSpec:
-    by_dtype: dict[str, int] = {}
-    for t in tensors:
-        by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.numel
-    total = sum(by_dtype.values())
-    params = Parameters(total, by_dtype, 0, None, exact=bool(tensors))
+    params = replace(count_parameters(tensors, arch, quantization), exact=bool(tensors))
     files = Files(sum(t.nbytes for t in tensors), None, ("safetensors",), 1)
     return ModelSpec(model, None, None, "local", arch, dtype, quantization, params, files, tensors)
 

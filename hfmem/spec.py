@@ -99,7 +99,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     dtype = _config_dtype(snapshot.config)
     quantization = read_quantization(snapshot.config)
     if tensors:
-        parameters = _count_parameters(tensors, architecture, quantization)
+        parameters = count_parameters(tensors, architecture, quantization)
         weights_bytes = sum(t.nbytes for t in tensors)
         dtype = dtype or _dominant_dtype(parameters.by_dtype)
         unknown = sorted({t.dtype for t in tensors if dtypes.bits(t.dtype) is None})
@@ -129,7 +129,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     )
 
 
-def _count_parameters(tensors: tuple[Tensor, ...], arch: Architecture, quant: Quantization | None) -> Parameters:
+def count_parameters(tensors: tuple[Tensor, ...], arch: Architecture, quant: Quantization | None) -> Parameters:
     """Exact counts; embedding and MoE figures are in logical parameters (the same as stored unless quantized)."""
     by_dtype: dict[str, int] = {}
     logical = embedding = experts = 0

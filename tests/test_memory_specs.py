@@ -13,7 +13,7 @@ from hfmem.architecture import Architecture
 from hfmem.config import read_architecture
 from hfmem.header import Tensor
 from hfmem.memory.facts import analyse
-from hfmem.spec import Files, ModelSpec, Parameters, read_quantization
+from hfmem.spec import Files, ModelSpec, Parameters, count_parameters, read_quantization
 
 from .dataset import config, expected, model_dirs, needs_dataset, tensors
 
@@ -138,12 +138,13 @@ def make_spec(
     quantization=None,
 ) -> ModelSpec:
     """A ModelSpec as build_spec would make it: counts from the tensors, or `total` for a repo without them."""
-    by_dtype: dict[str, int] = {}
-    for t in tensors_:
-        by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.numel
-    count = sum(by_dtype.values()) if tensors_ else (total or 0)
-    weights = sum(t.nbytes for t in tensors_) if tensors_ else 2 * count
-    params = Parameters(count, by_dtype or {"BF16": count}, 0, None, exact=bool(tensors_))
+    if tensors_:
+        params = count_parameters(tensors_, arch, quantization)
+        weights = sum(t.nbytes for t in tensors_)
+    else:
+        count = total or 0
+        params = Parameters(count, {"BF16": count}, 0, None, exact=False)
+        weights = 2 * count
     files = Files(weights, None, ("safetensors",) if tensors_ else ("pytorch",), 1)
     return ModelSpec(model, None, None, "local", arch, dtype, quantization, params, files, tensors_)
 
