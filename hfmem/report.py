@@ -138,18 +138,19 @@ def _activation_note(report: ModelReport, units: str) -> str:
 
 
 def render_report(report: ModelReport, units: str = "gib", explain: bool = False, tables: bool = True) -> str:
+    facts = report.memory.facts  # the tables reuse the estimate's pass over the tensors
     parts = [
         render_spec(report.spec, report.snapshot.shown_revision, units),
         render.render_breakdown(report.memory, units),
     ]
     if report.gpu is not None:
         parts.append(render.render_fit(report.gpu, units) + _activation_note(report, units))
-        parts.append(render.render_limits(report.spec, report.settings, report.gpu.gpu))
+        parts.append(render.render_limits(facts, report.settings, report.gpu.gpu))
     if tables:
-        parts.append(render.render_sweep(report.spec, report.settings, units))
-        parts.append(render.render_what_if(report.spec, report.settings, report.gpu, units))
+        parts.append(render.render_sweep(facts, report.settings, units))
+        parts.append(render.render_what_if(facts, report.settings, report.gpu, units))
     if explain:
-        parts.append(render.render_explain(report.spec, report.settings, units))
+        parts.append(render.render_explain(facts, report.settings, units))
     if report.warnings:
         parts.append("\n".join(f"warning: {w}" for w in report.warnings))
     return "\n\n".join(parts)

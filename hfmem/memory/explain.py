@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..spec import ModelSpec
 from .estimator import estimate_facts
-from .facts import ModelFacts, analyse
+from .facts import ModelFacts, facts_of
 from .results import Formula
 from .settings import Settings, resolve_seq_len
 
@@ -22,14 +22,14 @@ class Rule:
 
 def explain(model: ModelSpec | ModelFacts, settings: Settings) -> dict[str, tuple[Formula, ...]]:
     """Per mode, the formulas behind each component, with inputs and results."""
-    facts = model if isinstance(model, ModelFacts) else analyse(model)
+    facts = facts_of(model)
     report = estimate_facts(facts, settings)
     return {mode: est.formulas for mode, est in report.by_mode().items()}
 
 
 def rules_of_thumb(model: ModelSpec | ModelFacts, settings: Settings) -> list[Rule]:
     """memory-model.md A.5's shortcuts, computed for this model, beside hfmem's figure for the same mode."""
-    facts = model if isinstance(model, ModelFacts) else analyse(model)
+    facts = facts_of(model)
     report = estimate_facts(facts, settings)
     params, weights = facts.spec.parameters.total, facts.spec.files.weights_bytes
     dims, b = facts.dims, settings.batch_size

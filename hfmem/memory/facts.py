@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
-import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -107,23 +105,14 @@ class ModelFacts:
         return max(self.linears, key=lambda lin: lin.numel, default=None)
 
 
-_RECENT: list[tuple[weakref.ref[ModelSpec], ModelFacts]] = []  # identity cache: a report analyses one spec often
-_RECENT_LOCK = threading.Lock()
-_RECENT_SIZE = 4
-
-
 def analyse(spec: ModelSpec) -> ModelFacts:
-    """Everything the memory model reads from a spec. Specs are immutable, so the last few results are reused
-    (estimate, the tables and the renderers all start from the same spec)."""
-    with _RECENT_LOCK:
-        for ref, facts in _RECENT:
-            if ref() is spec:
-                return facts
-    facts = _analyse(spec)
-    with _RECENT_LOCK:
-        _RECENT.insert(0, (weakref.ref(spec), facts))
-        del _RECENT[_RECENT_SIZE:]
-    return facts
+    """Everything the memory model reads from a spec (one pass over its tensors)."""
+    return _analyse(spec)
+
+
+def facts_of(model: ModelSpec | ModelFacts) -> ModelFacts:
+    """Tables and renderers take a spec or, to skip the pass over its tensors, facts already made from it."""
+    return model if isinstance(model, ModelFacts) else analyse(model)
 
 
 def _analyse(spec: ModelSpec) -> ModelFacts:

@@ -9,7 +9,7 @@ from tabulate import tabulate
 from ..gpus import Gpu
 from ..spec import ModelSpec
 from .explain import explain, rules_of_thumb
-from .facts import ModelFacts, analyse
+from .facts import ModelFacts, facts_of
 from .fit import GpuFit
 from .results import MemoryReport
 from .settings import Settings, resolve_seq_len
@@ -99,7 +99,7 @@ def render_sweep(model: ModelSpec | ModelFacts, settings: Settings, units: str =
 def render_what_if(
     model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu | GpuFit | None = None, units: str = "gib"
 ) -> str:
-    facts = model if isinstance(model, ModelFacts) else analyse(model)
+    facts = facts_of(model)
     device = gpu.gpu if isinstance(gpu, GpuFit) else gpu
     rows = []
     for row in what_if(facts, settings, device):
@@ -115,7 +115,7 @@ def render_what_if(
 
 def render_limits(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> str:
     """The inverse answers: the largest context and the largest batch that fit `gpu`, per mode."""
-    facts = model if isinstance(model, ModelFacts) else analyse(model)
+    facts = facts_of(model)
     seq, batch = max_seq_len(facts, settings, gpu), max_batch(facts, settings, gpu)
     inverse = [[m, seq[m] or "none", batch[m] or "none"] for m in MODES]
     seq_len = resolve_seq_len(settings, facts.dims.max_positions)
@@ -126,7 +126,7 @@ def render_limits(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -
 
 
 def render_explain(model: ModelSpec | ModelFacts, settings: Settings, units: str = "gib") -> str:
-    facts = model if isinstance(model, ModelFacts) else analyse(model)
+    facts = facts_of(model)
     parts = []
     for mode, formulas in explain(facts, settings).items():
         rows = [

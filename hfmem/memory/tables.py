@@ -9,7 +9,7 @@ from functools import partial
 from ..gpus import Gpu
 from ..spec import ModelSpec
 from .estimator import mode_estimate
-from .facts import ModelFacts, analyse
+from .facts import ModelFacts, facts_of
 from .settings import Optimizer, Recipe, Settings
 
 MODES = ("inference", "training", "lora")
@@ -40,10 +40,6 @@ class WhatIfRow:
         return self.baseline_bytes - self.total_bytes
 
 
-def _facts(model: ModelSpec | ModelFacts) -> ModelFacts:
-    return model if isinstance(model, ModelFacts) else analyse(model)
-
-
 def _total(facts: ModelFacts, settings: Settings, mode: str) -> int:
     return mode_estimate(facts, settings, mode).total_bytes
 
@@ -57,7 +53,7 @@ def sweep_seq_lens(max_positions: int | None) -> tuple[int, ...]:
 
 def sweep(model: ModelSpec | ModelFacts, settings: Settings) -> list[SweepRow]:
     """Total per mode over sequence lengths x batch sizes, so linear and quadratic growth show at a glance."""
-    facts = _facts(model)
+    facts = facts_of(model)
     rows = []
     for seq_len in sweep_seq_lens(facts.dims.max_positions):
         for batch in SWEEP_BATCHES:
@@ -82,7 +78,7 @@ def _largest(fits: Callable[[int], bool], high: int) -> int | None:
 
 def max_seq_len(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> dict[str, int | None]:
     """Per mode, the longest sequence (up to the model's context) that fits the GPU at the given batch size."""
-    facts = _facts(model)
+    facts = facts_of(model)
     usable = int(gpu.memory_bytes * settings.usable_fraction)
     bound = facts.dims.max_positions or UNKNOWN_CONTEXT
 
@@ -94,7 +90,7 @@ def max_seq_len(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> 
 
 def max_batch(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> dict[str, int | None]:
     """Per mode, the largest batch that fits the GPU at the given sequence length."""
-    facts = _facts(model)
+    facts = facts_of(model)
     usable = int(gpu.memory_bytes * settings.usable_fraction)
 
     def fits(mode: str, batch_size: int) -> bool:
@@ -106,7 +102,7 @@ def max_batch(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> di
 def what_if(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu | None = None) -> list[WhatIfRow]:
     """The usual memory savers on this model, each as the new total of the mode it affects. Savings are not
     additive: each row changes one thing from the baseline, and the peak may move to another phase."""
-    facts = _facts(model)
+    facts = facts_of(model)
     usable = int(gpu.memory_bytes * settings.usable_fraction) if gpu else None
     gpus = max(settings.gpus, WHAT_IF_GPUS)
     other_recipe = Recipe.BF16 if settings.recipe is not Recipe.BF16 else Recipe.MIXED
