@@ -25,7 +25,7 @@ from .header import Header, Tensor
 from .refs import COMMIT_SHA, ModelRef
 from .snapshot import RepoFile, Snapshot
 
-FORMAT = 1  # bump when the entry layout changes; entries of another format are misses
+FORMAT = 2  # bump when the entry layout changes; entries of another format are misses
 
 
 @dataclass(frozen=True)
@@ -111,14 +111,14 @@ class MetadataCache:
 def _encode_header(header: Header) -> dict[str, Any]:
     return {
         "metadata": dict(header.metadata),
-        "tensors": [[t.name, t.dtype, list(t.shape), t.nbytes] for t in header.tensors],
+        "tensors": [[t.name, t.dtype, list(t.shape), t.nbytes, t.count] for t in header.tensors],
     }
 
 
 def _decode_header(encoded: Any) -> Header:
     tensors = tuple(
-        Tensor(str(name), str(dtype), tuple(map(int, shape)), int(nbytes))
-        for name, dtype, shape, nbytes in encoded["tensors"]
+        Tensor(str(name), str(dtype), tuple(map(int, shape)), int(nbytes), int(count))
+        for name, dtype, shape, nbytes, count in encoded["tensors"]
     )
     return Header(tensors, _object(encoded["metadata"]))
 

@@ -22,10 +22,14 @@ MAX_HEADER_BYTES = 25_000_000
 
 @dataclass(frozen=True)
 class Tensor:
+    """One tensor, or `count` identical ones: a MoE layer's routed experts, named `...experts.*...` (grouped by
+    header_from_dict). `numel` and `nbytes` are per tensor; sums over a checkpoint multiply by `count`."""
+
     name: str
     dtype: str
     shape: tuple[int, ...]
     nbytes: int = field(default=None)  # type: ignore[assignment]  # from data_offsets; else from the dtype
+    count: int = 1
 
     def __post_init__(self) -> None:
         if self.nbytes is None:
@@ -38,14 +42,15 @@ class Tensor:
 
 @dataclass(frozen=True)
 class Header:
-    """One safetensors file's header: its tensors in file order and its metadata."""
+    """One safetensors file's header: its tensors in the order it lists them (a layer's experts as one entry) and
+    its metadata."""
 
     tensors: tuple[Tensor, ...]
     metadata: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def data_bytes(self) -> int:
-        return sum(t.nbytes for t in self.tensors)
+        return sum(t.nbytes * t.count for t in self.tensors)
 
 
 def header_length(prefix: bytes, filename: str) -> int:
@@ -78,7 +83,10 @@ def header_from_dict(decoded: Any, filename: str) -> Header:
     metadata = decoded.get("__metadata__", {})
     if not isinstance(metadata, dict):
         raise HeaderError(f"{filename}: __metadata__ is not an object")
-    entries = []
+    spans = []  # (begin, end, name), to check that the tensors tile the buffer
+    # Routed experts that differ only in their index are one entry (Tensor.count): exact sums are unchanged, and
+    # DeepSeek-V3's 45,395 tensors (163 shards) become 1,806 entries to store and scan.
+    counts: dict[tuple[str, str, tuple[int, ...], int], int] = {}
     for name, info in decoded.items():
         if name == "__metadata__":
             continue
@@ -101,14 +109,24 @@ def header_from_dict(decoded: Any, filename: str) -> Header:
         width = dtypes.BITS.get(dtype)
         if width is not None and (numel * width + 7) // 8 != end - begin:
             raise HeaderError(f"{filename}: tensor {name!r} has data_offsets that do not match its size")
-        entries.append((begin, end, Tensor(name, dtype, shape, end - begin)))
-    entries.sort(key=lambda e: (e[0], e[1]))
+        spans.append((begin, end, name))
+        key = (_expert_group(name) if ".experts." in name else name, dtype, shape, end - begin)
+        counts[key] = counts.get(key, 0) + 1
+    spans.sort()
     position = 0
-    for begin, end, tensor in entries:
+    for begin, end, name in spans:
         if begin != position:
-            raise HeaderError(f"{filename}: tensor {tensor.name!r} does not start where the previous one ends")
+            raise HeaderError(f"{filename}: tensor {name!r} does not start where the previous one ends")
         position = end
-    return Header(tuple(t for _, _, t in entries), {str(k): str(v) for k, v in metadata.items()})
+    tensors = tuple(Tensor(*key, count) for key, count in counts.items())
+    return Header(tensors, {str(k): str(v) for k, v in metadata.items()})
+
+
+def _expert_group(name: str) -> str:
+    """`model.layers.3.mlp.experts.17.down_proj.weight` -> `model.layers.3.mlp.experts.*.down_proj.weight`."""
+    start = name.index(".experts.") + len(".experts.")
+    stop = name.find(".", start)
+    return f"{name[:start]}*{name[stop:]}" if name[start:stop].isdigit() else name
 
 
 def write_header(tensors: list[Tensor], metadata: Mapping[str, str] | None = None) -> bytes:

@@ -47,8 +47,12 @@ class ModelSpec:
     quantization: Quantization | None
     parameters: Parameters
     files: Files
-    tensors: tuple[Tensor, ...]  # every tensor of the checkpoint; empty when counts come from the config
+    tensors: tuple[Tensor, ...]  # every tensor of the checkpoint (experts grouped); empty when counted from the config
     warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def tensor_count(self) -> int:
+        return sum(t.count for t in self.tensors)
 
 
 # Modules (the last name before .weight/.bias) that are embedding tables or the output projection.
@@ -100,7 +104,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     quantization = read_quantization(snapshot.config)
     if tensors:
         parameters = count_parameters(tensors, architecture, quantization)
-        weights_bytes = sum(t.nbytes for t in tensors)
+        weights_bytes = sum(t.nbytes * t.count for t in tensors)
         dtype = dtype or _dominant_dtype(parameters.by_dtype)
         unknown = sorted({t.dtype for t in tensors if dtypes.bits(t.dtype) is None})
         if unknown:
@@ -134,8 +138,8 @@ def count_parameters(tensors: tuple[Tensor, ...], arch: Architecture, quant: Qua
     by_dtype: dict[str, int] = {}
     logical = embedding = experts = 0
     for t in tensors:
-        by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.numel
-        numel = logical_numel(t, quant)
+        by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.numel * t.count
+        numel = logical_numel(t, quant) * t.count
         logical += numel
         if is_embedding(t.name):
             embedding += numel

@@ -10,7 +10,7 @@ from huggingface_hub import constants
 
 from hfmem import errors
 from hfmem.api import open_snapshot
-from hfmem.cache import MetadataCache
+from hfmem.cache import FORMAT, MetadataCache
 from hfmem.header import Header, Tensor
 from hfmem.refs import parse_ref
 from hfmem.snapshot import RepoFile, Snapshot
@@ -21,7 +21,8 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
 def snapshot(repo_id: str = "org/model", commit: str = SHA) -> Snapshot:
-    header = Header((Tensor("a.weight", "BF16", (4, 2)), Tensor("b.bias", "F32", ())), {"format": "pt"})
+    experts = Tensor("layers.0.experts.*.w.weight", "BF16", (2, 2), 8, count=4)
+    header = Header((Tensor("a.weight", "BF16", (4, 2)), Tensor("b.bias", "F32", ()), experts), {"format": "pt"})
     files = (RepoFile("config.json", 12), RepoFile("model.safetensors", 100))
     config = {"model_type": "llama", "text_config": {"vocab_size": 3}}
     return Snapshot(repo_id, repo_id, None, commit, "hub", files, config, {"model.safetensors": header}, "manual")
@@ -57,7 +58,7 @@ def test_refs_map_revisions_to_commits(tmp_path):
         lambda path: path.write_text("{not json"),
         lambda path: path.write_bytes(b"\xff\xfe"),
         lambda path: path.write_text('{"format": 1}'),
-        lambda path: path.write_text(path.read_text().replace('"format":1', '"format":99')),
+        lambda path: path.write_text(path.read_text().replace(f'"format":{FORMAT}', '"format":99')),
         lambda path: path.write_text(path.read_text().replace('[4,2]', '"x"')),
         lambda path: path.write_text("[]"),
     ],

@@ -23,6 +23,27 @@ def test_write_then_parse_round_trips():
     assert header.data_bytes == 80 + 16 + 4 + 0 + 3
 
 
+def test_routed_experts_are_grouped_per_layer():
+    experts = [
+        Tensor(f"model.layers.{layer}.mlp.experts.{e}.{proj}.weight", "BF16", (8, 4) if proj == "up" else (4, 8))
+        for layer in (0, 1) for e in range(3) for proj in ("up", "down")
+    ]  # fmt: skip
+    odd = Tensor("model.layers.1.mlp.experts.3.up.weight", "F32", (8, 4))  # another dtype stays apart
+    others = [Tensor("model.layers.0.mlp.gate.weight", "BF16", (3, 4)),
+              Tensor("model.layers.0.mlp.shared_experts.up.weight", "BF16", (8, 4))]  # fmt: skip
+    header = parse_header(write_header(others + experts + [odd]), "x.safetensors")
+    assert [(t.name, t.dtype, t.count) for t in header.tensors] == [
+        ("model.layers.0.mlp.gate.weight", "BF16", 1),
+        ("model.layers.0.mlp.shared_experts.up.weight", "BF16", 1),
+        ("model.layers.0.mlp.experts.*.up.weight", "BF16", 3),
+        ("model.layers.0.mlp.experts.*.down.weight", "BF16", 3),
+        ("model.layers.1.mlp.experts.*.up.weight", "BF16", 3),
+        ("model.layers.1.mlp.experts.*.down.weight", "BF16", 3),
+        ("model.layers.1.mlp.experts.*.up.weight", "F32", 1),
+    ]
+    assert header.data_bytes == sum(t.nbytes for t in others + experts + [odd])
+
+
 def test_agrees_with_the_safetensors_library():
     tensors = [t for t in TENSORS if t.dtype != "F4"]  # F4 is beyond what this reader build loads
     raw = write_header(tensors, {"format": "pt"})

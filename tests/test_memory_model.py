@@ -169,15 +169,15 @@ def test_bytes_per_parameter_for_each_recipe(recipe):
 
 @pytest.mark.parametrize("optimizer", list(Optimizer))
 def test_optimizer_state_for_each_optimizer(optimizer):
-    shapes = [(4096, 1024), (1024,)]
-    numel = 4096 * 1024 + 1024
+    shapes = {(4096, 1024): 3, (1024,): 2}  # shape -> how many tensors have it
+    numel = 3 * 4096 * 1024 + 2 * 1024
     state, expression = optimizer_state_bytes(optimizer, 4, numel, shapes)
     expected = {
         Optimizer.ADAMW: 8 * numel,
-        Optimizer.ADAMW_8BIT: 2 * (4096 * 1024 + 4 * (4096 * 1024 // 2048)) + 8 * 1024,
+        Optimizer.ADAMW_8BIT: 3 * 2 * (4096 * 1024 + 4 * (4096 * 1024 // 2048)) + 2 * 8 * 1024,
         Optimizer.SGD: 0,
         Optimizer.SGD_MOMENTUM: 4 * numel,
-        Optimizer.ADAFACTOR: 4 * (4096 + 1024 + 1024),
+        Optimizer.ADAFACTOR: 4 * (3 * (4096 + 1024) + 2 * 1024),
     }[optimizer]
     assert state == expected and expression
     report = estimate(tiny_spec(), Settings(optimizer=optimizer))

@@ -1,10 +1,13 @@
 """build_spec: exact counts from headers, checked against the dataset's ground truth and synthetic cases."""
 
 import math
+import re
 
 import pytest
 
-from hfmem.header import Header, Tensor
+from hfmem.api import report_for
+from hfmem.header import Header, Tensor, parse_header, write_header
+from hfmem.memory import Optimizer, Settings
 from hfmem.snapshot import RepoFile, Snapshot
 from hfmem.spec import build_spec, read_quantization
 from tests import dataset
@@ -168,3 +171,26 @@ def test_pickle_only_counts_are_within_half_a_percent(model_dir):
     truth = dataset.expected(model_dir)["params"]["total"]
     assert not spec.parameters.exact
     assert abs(spec.parameters.total - truth) <= 0.005 * truth
+
+
+# MoE checkpoints that store each routed expert as its own tensors (gpt-oss stores them fused: nothing to group).
+MOE = [d for d in GROUND_TRUTH if any(re.search(r"\.experts\.\d+\.", name) for name in dataset.tensors(d))]
+GROUPING_SETTINGS = [
+    Settings(),
+    Settings(dtype="int4", optimizer=Optimizer.ADAMW_8BIT, lora_targets=("all-linear",)),
+    Settings(dtype="int8", optimizer=Optimizer.ADAFACTOR, qlora=True, lora_targets=("down_proj", "q_proj")),
+    Settings(dtype="float16", gpus=4, zero=3),
+]
+
+
+@needs_dataset
+@pytest.mark.parametrize("model_dir", MOE, ids=[dataset.repo_id(d) for d in MOE])
+def test_grouping_experts_changes_no_number(model_dir):
+    tensors = dataset_tensors(model_dir)
+    grouped = parse_header(write_header(tensors), "model.safetensors").tensors
+    assert len(grouped) < len(tensors) and sum(t.count for t in grouped) == len(tensors)
+    config = dataset.config(model_dir)
+    for settings in GROUPING_SETTINGS:
+        a, b = report_for(snapshot_of(config, tensors), settings), report_for(snapshot_of(config, grouped), settings)
+        assert a.spec.parameters == b.spec.parameters and a.spec.files == b.spec.files
+        assert a.memory == b.memory  # every estimate, component and formula input

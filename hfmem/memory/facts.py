@@ -28,12 +28,14 @@ _FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
 
 @dataclass(frozen=True)
 class Linear:
-    """One linear weight: module name (tensor name without '.weight'), features, and its block index."""
+    """One linear weight (or `count` identical experts): module name (tensor name without '.weight'), features,
+    and its block index."""
 
     module: str
     in_features: int
     out_features: int
     block: int | None
+    count: int = 1
 
     @property
     def numel(self) -> int:
@@ -81,7 +83,7 @@ class ModelFacts:
     linears: tuple[Linear, ...]  # every nn.Linear weight except the output projection and bare routers
     linears_by_leaf: dict[str, tuple[Linear, ...]]  # "q_proj" -> every linear whose module name ends with it
     embeddings: tuple[Tensor, ...]  # 2-D embedding / output tables (LoRA may target them by name)
-    float_shapes: tuple[tuple[int, ...], ...]  # shapes of the floating-point tensors (optimizer state)
+    float_shapes: dict[tuple[int, ...], int]  # shape -> how many floating-point tensors have it (optimizer state)
     trainable_parameters: int  # floating-point elements (what full fine-tuning updates)
     largest_layer_parameters: int  # the largest decoder block, or a larger single tensor (e.g. the embedding)
     largest_tensor_parameters: int
@@ -93,7 +95,7 @@ class ModelFacts:
 
     @cached_property
     def linear_parameters(self) -> int:
-        return sum(lin.numel for lin in self.linears)
+        return sum(lin.numel * lin.count for lin in self.linears)
 
     @cached_property
     def sums(self) -> dict[tuple[object, ...], tuple[Any, Any]]:
@@ -139,7 +141,7 @@ def _analyse(spec: ModelSpec) -> ModelFacts:
         linears=tuple(scan.linears),
         linears_by_leaf={leaf: tuple(group) for leaf, group in by_leaf.items()},
         embeddings=tuple(scan.embeddings),
-        float_shapes=tuple(scan.float_shapes),
+        float_shapes=scan.float_shapes,
         trainable_parameters=scan.float_parameters or spec.parameters.total,
         largest_layer_parameters=max(max(scan.blocks.values(), default=0), scan.largest_tensor),
         largest_tensor_parameters=scan.largest_tensor,
@@ -153,7 +155,7 @@ class _Scan:
 
     linears: list[Linear] = field(default_factory=list)
     embeddings: list[Tensor] = field(default_factory=list)
-    float_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    float_shapes: dict[tuple[int, ...], int] = field(default_factory=dict)
     float_parameters: int = 0
     blocks: dict[str, int] = field(default_factory=dict)  # "encoder.block.0." -> its parameters
     moe_blocks: set[int] = field(default_factory=set)  # block indices holding routed experts
@@ -165,18 +167,18 @@ def _scan(tensors: tuple[Tensor, ...], model_type: str) -> _Scan:
     bare_router = _BARE_ROUTERS.get(model_type)
     conv1d = model_type in _CONV1D_TYPES
     for t in tensors:
-        name, shape, numel = t.name, t.shape, t.numel
+        name, shape, numel, count = t.name, t.shape, t.numel, t.count
         match = _BLOCK.search(name)
         block = int(match.group(1)) if match else None
         if match:
             key = name[: match.end()]
-            scan.blocks[key] = scan.blocks.get(key, 0) + numel
+            scan.blocks[key] = scan.blocks.get(key, 0) + numel * count
             if ".experts." in name:
                 scan.moe_blocks.add(int(match.group(1)))
         scan.largest_tensor = max(scan.largest_tensor, numel)
         if t.dtype in _FLOAT_DTYPES or t.dtype.startswith("F8"):
-            scan.float_shapes.append(shape)
-            scan.float_parameters += numel
+            scan.float_shapes[shape] = scan.float_shapes.get(shape, 0) + count
+            scan.float_parameters += numel * count
         if len(shape) != 2:
             continue
         if is_embedding(name):
@@ -189,7 +191,7 @@ def _scan(tensors: tuple[Tensor, ...], model_type: str) -> _Scan:
             rows, cols = shape
             if conv1d and leaf.startswith(("c_", "q_attn")):  # transformers' Conv1D stores (in, out)
                 rows, cols = cols, rows
-            scan.linears.append(Linear(module, cols, rows, block))
+            scan.linears.append(Linear(module, cols, rows, block, count))
     return scan
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from .facts import ModelFacts
@@ -52,12 +53,13 @@ ATTENTION_NAMES = (
 
 @dataclass(frozen=True)
 class Adapter:
-    """One adapted module: LoRA A (r x in) and B (out x r)."""
+    """One adapted module (or `count` identical experts): LoRA A (r x in) and B (out x r)."""
 
     module: str
     in_features: int
     out_features: int
     linear: bool  # False for an embedding table (its input is token ids: no activation copy)
+    count: int = 1
 
 
 def matches(module: str, target: str) -> bool:
@@ -78,11 +80,11 @@ def adapters(facts: ModelFacts, targets: tuple[str, ...]) -> list[Adapter]:
     """Modules PEFT would adapt: all-linear = every nn.Linear but the output layer (facts.linears already leaves
     out lm_head and bare-parameter routers); named targets may also hit embedding tables."""
     if ALL_LINEAR in targets:
-        return [Adapter(lin.module, lin.in_features, lin.out_features, True) for lin in facts.linears]
+        return [Adapter(lin.module, lin.in_features, lin.out_features, True, lin.count) for lin in facts.linears]
     leaves = {t.rsplit(".", 1)[-1] for t in targets}  # a module matching a target ends with its last part
     candidates = [lin for leaf in sorted(leaves) for lin in facts.linears_by_leaf.get(leaf, ())]
     found = [
-        Adapter(lin.module, lin.in_features, lin.out_features, True)
+        Adapter(lin.module, lin.in_features, lin.out_features, True, lin.count)
         for lin in candidates
         if any(matches(lin.module, t) for t in targets)
     ]
@@ -109,7 +111,7 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
     adapted = adapters(facts, targets)
     if not adapted:
         warnings.append(f"LoRA targets {', '.join(targets)} match no module of this checkpoint: nothing to train")
-    trainable = sum(r * (a.in_features + a.out_features) for a in adapted)
+    trainable = sum(r * (a.in_features + a.out_features) * a.count for a in adapted)
     shard = Sharding.of(settings)
     if settings.qlora:
         base = quantised_weights(facts, 4, double_quant=True)
@@ -119,16 +121,18 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
         c = FLOAT_BYTES[compute_dtype(facts, settings)]
     weights = shard.split(base.total_bytes, 3)
     params = trainable * ADAPTER_BYTES
-    shapes = (
-        [s for a in adapted for s in ((r, a.in_features), (a.out_features, r))] if settings.optimizer in SHAPED else []
-    )
+    shapes: Counter[tuple[int, ...]] = Counter()
+    if settings.optimizer in SHAPED:
+        for a in adapted:
+            shapes[(r, a.in_features)] += a.count
+            shapes[(a.out_features, r)] += a.count
     optimizer, optimizer_expr = optimizer_state_bytes(settings.optimizer, ADAPTER_BYTES, trainable, shapes)
     largest = max((max(a.in_features, a.out_features) * r for a in adapted), default=0)
     temporary, temporary_expr = step_temporary_bytes(settings.optimizer, ADAPTER_BYTES, trainable, largest)
     grads = shard.split(params, 2)
     optimizer, temporary = shard.split(optimizer, 1), shard.split(temporary, 1)
     # PEFT casts each adapted linear's input to fp32 and saves it, and lora_B saves lora_A's output (A.4b).
-    adapter_act = sum(ADAPTER_BYTES * (a.in_features + r) for a in adapted if a.linear)
+    adapter_act = sum(ADAPTER_BYTES * (a.in_features + r) * a.count for a in adapted if a.linear)
     steps = step_activations(
         facts.dims,
         c=c,
@@ -175,7 +179,12 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
         Formula(
             "adapters",
             "Σ over adapted modules r x (in + out) trainable params x 4 B (fp32 adapters)",
-            {"rank": r, "modules": len(adapted), "targets": ",".join(targets), "trainable_parameters": trainable},
+            {
+                "rank": r,
+                "modules": sum(a.count for a in adapted),
+                "targets": ",".join(targets),
+                "trainable_parameters": trainable,
+            },
             shard.split(params, 3),
             exact=not facts.synthetic,
         ),

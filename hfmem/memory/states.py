@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .settings import Optimizer, Recipe, Settings
@@ -23,10 +23,11 @@ SHAPED = (Optimizer.ADAMW_8BIT, Optimizer.ADAFACTOR)  # optimizers whose state d
 
 
 def optimizer_state_bytes(
-    optimizer: Optimizer, state_bytes: int, numel: int, shapes: Sequence[tuple[int, ...]] = ()
+    optimizer: Optimizer, state_bytes: int, numel: int, shapes: Mapping[tuple[int, ...], int] | None = None
 ) -> tuple[int, str]:
-    """Optimizer state for `numel` parameters (`shapes` gives their tensors; read only by SHAPED optimizers), and
-    the expression that gives it."""
+    """Optimizer state for `numel` parameters (`shapes`: shape -> how many of their tensors have it; read only by
+    SHAPED optimizers), and the expression that gives it."""
+    shapes = shapes or {}
     if optimizer is Optimizer.ADAMW:
         return 2 * numel * state_bytes, f"2 states (m, v) x params x {state_bytes} B"
     if optimizer is Optimizer.SGD:
@@ -35,12 +36,12 @@ def optimizer_state_bytes(
         return numel * state_bytes, f"1 momentum buffer x params x {state_bytes} B"
     if optimizer is Optimizer.ADAMW_8BIT:
         total = 0
-        for s in shapes:
+        for s, count in shapes.items():
             n = math.prod(s)
-            total += 2 * (n + 4 * -(-n // BNB_8BIT_BLOCK)) if n >= BNB_8BIT_MIN_SIZE else 8 * n
+            total += count * (2 * (n + 4 * -(-n // BNB_8BIT_BLOCK)) if n >= BNB_8BIT_MIN_SIZE else 8 * n)
         return total, "2 states x (1 B + fp32 absmax per 2048) per param; tensors < 4096 elements keep fp32 states"
     if optimizer is Optimizer.ADAFACTOR:
-        factored = sum(_adafactor_elements(s) for s in shapes)
+        factored = sum(_adafactor_elements(s) * count for s, count in shapes.items())
         return (
             factored * state_bytes,
             f"factored 2nd moment: rows + cols per matrix, numel per vector, x {state_bytes} B",

@@ -60,7 +60,7 @@ def inference_weights(facts: ModelFacts, settings: Settings, warnings: list[str]
         formula = Formula(
             "weights",
             f"Σ tensor bytes from the safetensors headers, {what}",
-            {"tensors": len(spec.tensors), "parameters": spec.parameters.total},
+            {"tensors": spec.tensor_count, "parameters": spec.parameters.total},
             stored,
             exact=spec.parameters.exact,
         )
@@ -109,7 +109,9 @@ def _quantised_parts(facts: ModelFacts, bits: int, double_quant: bool) -> tuple[
     memo, key = facts.sums, ("quantised", bits, double_quant)
     if key not in memo:
         linear_names = {lin.module + ".weight" for lin in facts.linears}
-        linear = sum(int8_bytes(lin) if bits == 8 else int4_bytes(lin.numel, double_quant) for lin in facts.linears)
+        linear = sum(
+            (int8_bytes(lin) if bits == 8 else int4_bytes(lin.numel, double_quant)) * lin.count for lin in facts.linears
+        )
         rest = sum(_cast_bytes(t, 2) for t in facts.tensors if t.name not in linear_names)
         memo[key] = (linear, rest)
     return memo[key]
@@ -117,4 +119,4 @@ def _quantised_parts(facts: ModelFacts, bits: int, double_quant: bool) -> tuple[
 
 def _cast_bytes(t: Tensor, size: int) -> int:
     """Floating tensors re-cast to `size` bytes per element; integer buffers (position_ids) keep their bytes."""
-    return t.numel * size if t.dtype.upper() in _FLOAT_DTYPES else t.nbytes
+    return (t.numel * size if t.dtype.upper() in _FLOAT_DTYPES else t.nbytes) * t.count
