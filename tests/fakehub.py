@@ -123,6 +123,10 @@ class FakeRepo:
     retry_after: int | None = 0  # Retry-After sent with injected failures (None: no header)
     revisions: dict[str, Commit] = field(default_factory=dict)  # branch or tag name -> commit; see add_revision
     sha: str = ""  # main's commit; derived from repo_id when empty
+    # A push racing the client: once a request whose URL path contains push_after is answered, main moves to a
+    # new commit holding these files.
+    push: dict[str, Content] | None = None
+    push_after: str = ""
 
     def __post_init__(self) -> None:
         self.sha = self.sha or _sha1(self.repo_id)
@@ -408,7 +412,10 @@ class FakeHub:
             return _model_info(repo, commit, call.query)
         if route == "tree":
             return _tree(commit, call)
-        return _resolve(commit, call)
+        reply = _resolve(commit, call)
+        if repo.push is not None and repo.push_after and repo.push_after in call.path:
+            repo.files, repo.sha, repo.push = repo.push, _sha1(repo.sha), None
+        return reply
 
     def _injected_failure(self, repo: FakeRepo, path: str) -> _Reply | None:
         if repo.fail_path not in path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 
 import pytest
 
@@ -13,7 +14,7 @@ from hfmem.hub import HubOptions
 from hfmem.spec import build_spec
 from tests import dataset
 from tests.dataset import needs_dataset
-from tests.fakehub import FakeHub, build_repo, oversized_header, safetensors_file, truncated
+from tests.fakehub import FakeHub, LazyFile, build_repo, oversized_header, safetensors_file, truncated
 
 GROUND_TRUTH = dataset.model_dirs(with_ground_truth=True)
 DIMS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
@@ -121,9 +122,21 @@ def test_unknown_revision(hub_repo):
 
 
 def test_rate_limits_are_retried_honouring_retry_after(hub_repo, fake_hub):
-    hub_repo(TINY, fail_first={429: 2}, retry_after=0)
+    hub_repo(TINY, fail_first={429: 2}, fail_path="/api/models/", retry_after=0)
     assert build_spec(open_snapshot(TINY)).parameters.total == 106_816
     assert [r.status for r in fake_hub.requests_for(TINY, "info")] == [429, 429, 200]
+
+
+def test_config_fetched_beside_model_info_is_refetched_when_a_push_lands_in_between(hub_repo, fake_hub):
+    # model_info's first answer is a 503, so config.json (sent beside it) is answered first; then main moves.
+    files = hub_repo(TINY).files
+    pushed = {**files, "config.json": json.dumps({**json.loads(files["config.json"]), "pushed": True}).encode()}
+    repo = hub_repo(TINY, fail_first={503: 1}, fail_path="/api/models/", push=pushed, push_after="config.json")
+    old_sha = repo.sha
+    snapshot = open_snapshot(TINY, hub=HubOptions(backoff=0.2))
+    assert snapshot.commit == repo.sha != old_sha and snapshot.config["pushed"] is True
+    configs = [r.path for r in fake_hub.requests_for(TINY, "resolve") if r.file == "config.json"]
+    assert configs == [f"/{TINY}/resolve/main/config.json", f"/{TINY}/resolve/{repo.sha}/config.json"]
 
 
 def test_transient_server_errors_are_retried(hub_repo, fake_hub):
@@ -149,6 +162,19 @@ def test_bad_headers(make_file, hub_repo):
     repo.files["model.safetensors"] = make_file(repo.files["model.safetensors"])
     with pytest.raises(errors.HeaderError):
         open_snapshot(TINY)
+
+
+def test_a_bad_shard_header_in_the_bulk_metadata_is_a_header_error(fake_hub):
+    tensors = [Tensor(f"model.layers.{i}.mlp.weight", "F32", (64, 64)) for i in range(4)]
+    repo = fake_hub.add_repo(build_repo("org/sharded", tensors, {"model_type": "llama"}, shard_bytes=20_000))
+    shard = sorted(n for n in repo.files if n.endswith(".safetensors"))[1]
+    gap = json.dumps({"model.layers.1.mlp.weight": {"dtype": "F32", "shape": [64, 64], "data_offsets": [8, 16392]}})
+    repo.files[shard] = LazyFile(struct.pack("<Q", len(gap)) + gap.encode(), 8 + len(gap) + 16392)
+    with pytest.raises(errors.HeaderError, match=f"{shard}: tensor 'model.layers.1.mlp.weight' does not start"):
+        open_snapshot("org/sharded")
+    assert [r.route for r in fake_hub.requests_for("org/sharded") if r.route != "resolve"] == [
+        "info", "safetensors-metadata"
+    ]  # read in the one bulk request, not shard by shard
 
 
 def test_malformed_and_missing_config(hub_repo):
