@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TypeVar
 
-from huggingface_hub import HfApi, ModelInfo, constants, hf_hub_url
+from huggingface_hub import HfApi, ModelInfo, constants, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -47,10 +48,9 @@ from .errors import (
 )
 from .header import Header, header_from_dict
 from .refs import ModelRef
-from .snapshot import RepoFile, Snapshot
+from .local import read_snapshot
+from .snapshot import INDEX, SINGLE, RepoFile, Snapshot
 
-INDEX = "model.safetensors.index.json"
-SINGLE = "model.safetensors"
 RETRY_STATUS = {429, 500, 502, 503, 504}
 T = TypeVar("T")
 
@@ -73,7 +73,8 @@ def fetch_snapshot(ref: ModelRef, options: HubOptions) -> Snapshot:
     """Resolve `ref` on the Hub, or from the metadata cache. Raises an HfmemError subclass for every failure.
 
     A pinned commit found in the cache needs no request; a branch or tag resolved before costs one small sha lookup
-    when its commit is cached; in offline mode (HF_HUB_OFFLINE) the cache is all there is.
+    when its commit is cached; in offline mode (HF_HUB_OFFLINE) there is the cache, then what huggingface_hub
+    downloaded before.
     """
     repo_id = ref.repo_id
     assert repo_id is not None
@@ -83,7 +84,11 @@ def fetch_snapshot(ref: ModelRef, options: HubOptions) -> Snapshot:
     if known is not None and (ref.pinned or constants.HF_HUB_OFFLINE) and (hit := cache.load(ref, known)):
         return hit
     if constants.HF_HUB_OFFLINE:
-        raise HubUnavailable(f"{ref.text}: HF_HUB_OFFLINE is set and the model is not in hfmem's cache")
+        if downloaded := _downloaded(ref):
+            return downloaded
+        raise HubUnavailable(
+            f"{ref.text}: HF_HUB_OFFLINE is set and the model is neither in hfmem's cache nor downloaded"
+        )
     api = HfApi(endpoint=options.endpoint, token=options.token)
     with _translated_errors(ref, options):
         if known is not None and not ref.pinned:
@@ -215,6 +220,21 @@ def _decode_config(ref: ModelRef, raw: bytes) -> dict:
     if not isinstance(config, dict):
         raise ConfigError(f"{ref.text}: config.json is not a JSON object")
     return config
+
+
+def _downloaded(ref: ModelRef) -> Snapshot | None:
+    """The model as huggingface_hub downloaded it before (from_pretrained, `hf download`), read from its snapshot
+    folder in the hub cache; None when its config.json was never downloaded."""
+    assert ref.repo_id is not None
+    config = try_to_load_from_cache(ref.repo_id, "config.json", revision=ref.revision)
+    if not isinstance(config, str):
+        return None
+    folder = Path(config).parent
+    snapshot = read_snapshot(replace(ref, path=folder))
+    note = "offline: read from huggingface_hub's downloads, which list only the files downloaded"
+    return replace(
+        snapshot, repo_id=ref.repo_id, revision=ref.revision, commit=folder.name, source="hub-cache", warnings=(note,)
+    )
 
 
 def _retrying(call: Callable[[], T], options: HubOptions) -> T:

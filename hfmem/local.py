@@ -7,9 +7,8 @@ from pathlib import Path
 
 from .errors import ConfigError, HeaderError, NoUsableFiles
 from .header import Header, header_length, parse_header
-from .hub import INDEX, SINGLE
 from .refs import ModelRef
-from .snapshot import RepoFile, Snapshot
+from .snapshot import INDEX, SINGLE, RepoFile, Snapshot
 
 
 def read_snapshot(ref: ModelRef) -> Snapshot:

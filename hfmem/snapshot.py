@@ -19,6 +19,8 @@ WEIGHT_SUFFIXES = {
     ".onnx": "onnx",
 }
 PICKLE_FORMATS = {"pytorch"}
+INDEX = "model.safetensors.index.json"  # a sharded checkpoint's weight map
+SINGLE = "model.safetensors"
 # Files that end in a weight suffix but hold no model weights.
 NOT_WEIGHTS = {"training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth"}
 
@@ -45,7 +47,7 @@ class Snapshot:
     repo_id: str | None
     revision: str | None
     commit: str | None
-    source: str  # "hub" | "local" | "cache"
+    source: str  # "hub" | "cache" (hfmem's metadata cache) | "hub-cache" (huggingface_hub's downloads) | "local"
     files: tuple[RepoFile, ...]
     config: dict[str, Any]
     headers: dict[str, Header]  # weights file -> its header (the files that make up the checkpoint)
@@ -55,7 +57,7 @@ class Snapshot:
     @property
     def shown_revision(self) -> str | None:
         """The revision as reports show it: the one asked for, else the default branch; None for a directory."""
-        return self.revision or (None if self.source == "local" else "main")
+        return self.revision or ("main" if self.repo_id else None)
 
     @property
     def download_bytes(self) -> int | None:

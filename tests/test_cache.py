@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from huggingface_hub import constants
+from huggingface_hub import constants, hf_hub_download
 
 from hfmem import errors
 from hfmem.api import open_snapshot
@@ -14,6 +14,7 @@ from hfmem.cache import FORMAT, MetadataCache
 from hfmem.header import Header, Tensor
 from hfmem.refs import parse_ref
 from hfmem.snapshot import RepoFile, Snapshot
+from hfmem.spec import build_spec
 from tests.fakehub import FakeHub
 
 TINY = "hfmem-test/tiny-llama"
@@ -143,6 +144,28 @@ def test_offline_mode_reads_the_cache(hub_repo, fake_hub, monkeypatch):
     assert offline.source == "cache" and offline.commit == online.commit
     with pytest.raises(errors.HubUnavailable, match="HF_HUB_OFFLINE"):
         open_snapshot("nobody/nothing")
+
+
+@pytest.mark.parametrize("downloaded", [("config.json", "model.safetensors"), ("config.json",)])
+def test_offline_mode_reads_what_huggingface_hub_downloaded(downloaded, hub_repo, fake_hub, monkeypatch):
+    repo = hub_repo(TINY)
+    for filename in downloaded:  # as from_pretrained would have: files in the hub cache, nothing in hfmem's
+        hf_hub_download(TINY, filename)
+    fake_hub.reset_log()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    snapshot = open_snapshot(TINY)
+    assert fake_hub.log == []
+    assert (snapshot.source, snapshot.repo_id, snapshot.commit) == ("hub-cache", TINY, repo.sha)
+    assert snapshot.shown_revision == "main" and "only the files downloaded" in snapshot.warnings[0]
+    spec = build_spec(snapshot)
+    assert spec.parameters.exact is ("model.safetensors" in downloaded)
+    assert abs(spec.parameters.total - 106_816) / 106_816 < 0.005
+
+
+def test_offline_mode_with_nothing_cached_or_downloaded(monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(errors.HubUnavailable, match="neither in hfmem's cache nor downloaded"):
+        open_snapshot(TINY)
 
 
 def test_a_corrupt_entry_is_refetched_and_rewritten(hub_repo, fake_hub):
