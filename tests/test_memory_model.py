@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from hfmem.header import Tensor
+from hfmem.header import Tensor, parse_header, write_header
 from hfmem.memory import (
     Int4Scheme,
     Optimizer,
@@ -24,7 +24,7 @@ from hfmem.memory.weights import int4_bytes
 from hfmem.spec import Quantization
 
 from .dataset import needs_dataset
-from .test_memory_specs import ARCHS, arch_spec, dataset_folder, dataset_spec, make_spec, tiny_spec
+from .test_memory_specs import ARCHS, TINY_ARCH, arch_spec, dataset_folder, dataset_spec, make_spec, tiny_spec
 
 GIB = 2**30
 
@@ -69,6 +69,25 @@ def test_lora_counts_match_peft_from_config_shapes():
     assert qv.trainable_parameters == 9_175_040
     assert mlp.trainable_parameters == 9_461_760
     assert any("no safetensors headers" in w for w in estimate(spec, Settings()).warnings)
+
+
+def test_lora_on_routed_experts_saves_inputs_only_for_the_routed_tokens():
+    arch = replace(TINY_ARCH, model_type="qwen3_moe", hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                   num_key_value_heads=2, head_dim=4, vocab_size=10, num_experts=4, num_experts_per_tok=2,
+                   moe_intermediate_size=6)  # fmt: skip
+    layer = "model.layers.0"
+    tensors = [Tensor(f"{layer}.self_attn.{n}_proj.weight", "BF16", (8, 8)) for n in "qkvo"]
+    tensors += [Tensor(f"{layer}.mlp.gate.weight", "BF16", (4, 8))]  # the router: an nn.Linear in Qwen3-MoE
+    for e in range(4):
+        tensors += [Tensor(f"{layer}.mlp.experts.{e}.{n}.weight", "BF16", shape)
+                    for n, shape in (("gate_proj", (6, 8)), ("up_proj", (6, 8)), ("down_proj", (8, 6)))]  # fmt: skip
+    grouped = parse_header(write_header(tensors), "model.safetensors").tensors
+    lora = estimate(make_spec(arch, grouped), Settings(lora_rank=2, lora_targets=("all-linear",))).lora
+    assert lora.trainable_parameters == 4 * 2 * (8 + 8) + 2 * (8 + 4) + 4 * 2 * ((8 + 6) * 3)  # every expert adapted
+    inputs = next(f for f in lora.formulas if f.name == "adapter activations").inputs
+    dense = 4 * (8 + 2) + (8 + 2)  # q, k, v, o and the router see every token
+    routed = 4 * ((8 + 2) + (8 + 2) + (6 + 2)) * 2 // 4  # 4 experts' gate/up/down inputs, each token in 2 of 4
+    assert inputs["bytes_per_token"] == 4 * (dense + routed)
 
 
 @needs_dataset

@@ -140,7 +140,7 @@ def make_spec(
     """A ModelSpec as build_spec would make it: counts from the tensors, or `total` for a repo without them."""
     if tensors_:
         params = count_parameters(tensors_, arch, quantization)
-        weights = sum(t.nbytes for t in tensors_)
+        weights = sum(t.nbytes * t.count for t in tensors_)
     else:
         count = total or 0
         params = Parameters(count, {"BF16": count}, 0, None, exact=False)
@@ -153,7 +153,7 @@ def make_spec(
 def arch_spec(name: str) -> ModelSpec:
     """A spec with no tensors (a pickle-only repo): the memory model falls back to config-derived shapes; the
     parameter count is that of those shapes, as the config-derived count would be."""
-    total = sum(t.numel for t in analyse(make_spec(ARCHS[name], model=name)).tensors)
+    total = sum(t.numel * t.count for t in analyse(make_spec(ARCHS[name], model=name)).tensors)
     return make_spec(ARCHS[name], total=total, model=name)
 
 

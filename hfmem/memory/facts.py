@@ -268,15 +268,13 @@ def _synthetic_tensors(arch: Architecture, dims: Dims, dtype: str | None) -> tup
             q, kv = a * dims.head_dim, dims.kv_heads * dims.head_dim
             attn = {"q_proj": (q, h), "k_proj": (kv, h), "v_proj": (kv, h), "o_proj": (h, q)}
         out += [Tensor(f"{p}.self_attn.{n}.weight", st, shape) for n, shape in attn.items()]
-        experts = range(dims.experts) if dims.experts else ()
-        mlps = [f"{p}.mlp.experts.{e}" for e in experts] or [f"{p}.mlp"]
+        m, count = (f"{p}.mlp.experts.*", dims.experts) if dims.experts else (f"{p}.mlp", 1)
         inner = dims.expert_intermediate if dims.experts else dims.intermediate
-        for m in mlps:
-            gate = [Tensor(f"{m}.gate_proj.weight", st, (inner, h))] if dims.gated else []
-            out += gate + [
-                Tensor(f"{m}.up_proj.weight", st, (inner, h)),
-                Tensor(f"{m}.down_proj.weight", st, (h, inner)),
-            ]
+        gate = [Tensor(f"{m}.gate_proj.weight", st, (inner, h), count=count)] if dims.gated else []
+        out += gate + [
+            Tensor(f"{m}.up_proj.weight", st, (inner, h), count=count),
+            Tensor(f"{m}.down_proj.weight", st, (h, inner), count=count),
+        ]
         if dims.experts:
             out.append(Tensor(f"{p}.mlp.gate.weight", st, (dims.experts, h)))
         out += [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from ..spec import is_expert
 from .facts import ModelFacts
 from .phases import Phase, peak, peak_formula, step_activations
 from .results import Formula, LoraEstimate
@@ -97,6 +98,17 @@ def adapters(facts: ModelFacts, targets: tuple[str, ...]) -> list[Adapter]:
     return found
 
 
+def adapter_bytes_per_token(facts: ModelFacts, adapted: list[Adapter], r: int) -> int:
+    """PEFT casts each adapted linear's input to fp32 and saves it, and lora_B saves lora_A's output (A.4b). A
+    routed expert sees only the tokens routed to it: over a layer's E experts that is k copies per token, not E."""
+    dense = sum((a.in_features + r) * a.count for a in adapted if a.linear and not is_expert(a.module))
+    routed = sum((a.in_features + r) * a.count for a in adapted if a.linear and is_expert(a.module))
+    dims = facts.dims
+    if dims.experts:
+        routed = routed * dims.experts_per_token // dims.experts
+    return ADAPTER_BYTES * (dense + routed)
+
+
 def resolve_targets(facts: ModelFacts, settings: Settings) -> tuple[str, ...]:
     if settings.lora_targets is None:
         return default_targets(facts)
@@ -131,8 +143,7 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
     temporary, temporary_expr = step_temporary_bytes(settings.optimizer, ADAPTER_BYTES, trainable, largest)
     grads = shard.split(params, 2)
     optimizer, temporary = shard.split(optimizer, 1), shard.split(temporary, 1)
-    # PEFT casts each adapted linear's input to fp32 and saves it, and lora_B saves lora_A's output (A.4b).
-    adapter_act = sum(ADAPTER_BYTES * (a.in_features + r) * a.count for a in adapted if a.linear)
+    adapter_act = adapter_bytes_per_token(facts, adapted, r)
     steps = step_activations(
         facts.dims,
         c=c,
@@ -199,7 +210,7 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
         Formula("optimizer step", temporary_expr, {"trainable_parameters": trainable}, temporary, exact=False),
         Formula(
             "adapter activations",
-            "Σ adapted linears (in + r) x 4 B per token (PEFT fp32 input copy)",
+            "Σ adapted linears (in + r) x 4 B per token (PEFT fp32 input copy); routed experts x k/E",
             {"bytes_per_token": adapter_act},
             adapter_act * settings.batch_size * seq_len,
             exact=False,
