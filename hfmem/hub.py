@@ -47,8 +47,8 @@ from .errors import (
     RevisionNotFound,
 )
 from .header import Header, header_from_dict
-from .refs import ModelRef
 from .local import read_snapshot
+from .refs import ModelRef
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
