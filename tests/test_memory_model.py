@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from hfmem.config import read_architecture
 from hfmem.header import Tensor, parse_header, write_header
 from hfmem.memory import (
     Int4Scheme,
@@ -23,7 +24,7 @@ from hfmem.memory.states import RECIPE_BYTES, optimizer_state_bytes
 from hfmem.memory.weights import int4_bytes
 from hfmem.spec import Quantization
 
-from .dataset import needs_dataset
+from .dataset import config, needs_dataset
 from .test_memory_specs import ARCHS, TINY_ARCH, arch_spec, dataset_folder, dataset_spec, make_spec, tiny_spec
 
 GIB = 2**30
@@ -36,6 +37,17 @@ def test_kv_bytes_per_token_gqa_and_mla():
     assert kv_bytes_per_token(analyse(arch_spec("llama-3.1-8b")), Settings()) == 131_072
     assert kv_bytes_per_token(analyse(arch_spec("deepseek-v3")), Settings()) == 70_272  # 61 x 576 x 2, no x2
     assert kv_bytes_per_token(analyse(arch_spec("llama-3.1-8b")), Settings(kv_dtype="fp8")) == 65_536
+
+
+@needs_dataset
+def test_kv_bytes_per_token_of_gpt_oss_matches_the_vllm_validated_anchor():
+    """peers.md: gpt-oss-120b holds 73,728 B/token (hf-mem PR #61, within 0.02 % of vLLM). The 120b is the 20b's
+    attention with 36 layers (and 128 experts, which hold no cache)."""
+    folder = dataset_folder("openai__gpt-oss-20b")
+    assert kv_bytes_per_token(analyse(dataset_spec(folder)), Settings()) == 24 * 2 * 8 * 64 * 2
+    cfg = config(folder)
+    big, _ = read_architecture(cfg | {"num_hidden_layers": 36, "layer_types": (cfg["layer_types"] * 2)[:36]})
+    assert kv_bytes_per_token(analyse(make_spec(big, total=1)), Settings()) == 73_728
 
 
 def test_kv_cache_is_batch_times_seq_times_bytes_per_token():
