@@ -134,6 +134,10 @@ def cli() -> None:
       hfmem inspect meta-llama/Llama-3.1-8B --gpu H100
       hfmem check Qwen/Qwen2.5-7B --gpu RTX-4090 --mode lora
       hfmem audit models.txt --format csv --output report.csv
+
+    What a model resolves to is cached per commit under $HF_HOME/hfmem: a rerun costs one small request per model,
+    none for a pinned commit. With HF_HUB_OFFLINE=1 the answers come from that cache, else from the files
+    huggingface_hub downloaded before. HF_ENDPOINT and HF_TOKEN work as in every Hub tool.
     """
 
 
