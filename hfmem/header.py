@@ -126,7 +126,7 @@ def _expert_group(name: str) -> str:
     """`model.layers.3.mlp.experts.17.down_proj.weight` -> `model.layers.3.mlp.experts.*.down_proj.weight`."""
     start = name.index(".experts.") + len(".experts.")
     stop = name.find(".", start)
-    return f"{name[:start]}*{name[stop:]}" if name[start:stop].isdigit() else name
+    return f"{name[:start]}*{name[stop:]}" if stop > start and name[start:stop].isdigit() else name
 
 
 def write_header(tensors: list[Tensor], metadata: Mapping[str, str] | None = None) -> bytes:

@@ -29,9 +29,10 @@ def test_routed_experts_are_grouped_per_layer():
         for layer in (0, 1) for e in range(3) for proj in ("up", "down")
     ]  # fmt: skip
     odd = Tensor("model.layers.1.mlp.experts.3.up.weight", "F32", (8, 4))  # another dtype stays apart
+    fused = [Tensor("model.layers.1.mlp.experts.down_proj", "BF16", (3, 8, 4)), Tensor("x.experts.12", "BF16", (2,))]
     others = [Tensor("model.layers.0.mlp.gate.weight", "BF16", (3, 4)),
               Tensor("model.layers.0.mlp.shared_experts.up.weight", "BF16", (8, 4))]  # fmt: skip
-    header = parse_header(write_header(others + experts + [odd]), "x.safetensors")
+    header = parse_header(write_header(others + experts + [odd] + fused), "x.safetensors")
     assert [(t.name, t.dtype, t.count) for t in header.tensors] == [
         ("model.layers.0.mlp.gate.weight", "BF16", 1),
         ("model.layers.0.mlp.shared_experts.up.weight", "BF16", 1),
@@ -40,8 +41,10 @@ def test_routed_experts_are_grouped_per_layer():
         ("model.layers.1.mlp.experts.*.up.weight", "BF16", 3),
         ("model.layers.1.mlp.experts.*.down.weight", "BF16", 3),
         ("model.layers.1.mlp.experts.*.up.weight", "F32", 1),
+        ("model.layers.1.mlp.experts.down_proj", "BF16", 1),  # fused experts (gpt-oss): nothing to group
+        ("x.experts.12", "BF16", 1),
     ]
-    assert header.data_bytes == sum(t.nbytes for t in others + experts + [odd])
+    assert header.data_bytes == sum(t.nbytes for t in others + experts + [odd] + fused)
 
 
 def test_agrees_with_the_safetensors_library():
