@@ -136,8 +136,9 @@ def cli() -> None:
       hfmem audit models.txt --format csv --output report.csv
 
     What a model resolves to is cached per commit under $HF_HOME/hfmem: a rerun costs one small request per model,
-    none for a pinned commit. With HF_HUB_OFFLINE=1 the answers come from that cache, else from the files
-    huggingface_hub downloaded before. HF_ENDPOINT and HF_TOKEN work as in every Hub tool.
+    none for a pinned commit. With HF_HUB_OFFLINE=1, or when the Hub cannot answer, the answers come from that
+    cache, else from the files huggingface_hub downloaded before. HF_ENDPOINT and HF_TOKEN work as in every Hub
+    tool.
     """
 
 

@@ -41,6 +41,7 @@ from .errors import (
     AccessDenied,
     ConfigError,
     HeaderError,
+    HfmemError,
     HubUnavailable,
     ModelNotFound,
     NoUsableFiles,
@@ -74,13 +75,11 @@ def fetch_snapshot(ref: ModelRef, options: HubOptions) -> Snapshot:
 
     A pinned commit found in the cache needs no request; a branch or tag resolved before costs one small sha lookup
     when its commit is cached; in offline mode (HF_HUB_OFFLINE) there is the cache, then what huggingface_hub
-    downloaded before.
+    downloaded before. When the Hub cannot be reached or keeps failing, the same two answer, with a warning.
     """
-    repo_id = ref.repo_id
-    assert repo_id is not None
+    assert ref.repo_id is not None
     cache = MetadataCache.default()
-    revision = ref.revision or constants.DEFAULT_REVISION
-    known = ref.revision if ref.pinned else cache.commit(repo_id, revision)
+    known = ref.revision if ref.pinned else cache.commit(ref.repo_id, ref.revision or constants.DEFAULT_REVISION)
     if known is not None and (ref.pinned or constants.HF_HUB_OFFLINE) and (hit := cache.load(ref, known)):
         return hit
     if constants.HF_HUB_OFFLINE:
@@ -89,6 +88,24 @@ def fetch_snapshot(ref: ModelRef, options: HubOptions) -> Snapshot:
         raise HubUnavailable(
             f"{ref.text}: HF_HUB_OFFLINE is set and the model is neither in hfmem's cache nor downloaded"
         )
+    try:
+        return _resolve_online(ref, options, cache, known)
+    except HubUnavailable as e:  # down, unreachable or rate-limiting: an answer from disk beats an error
+        try:
+            kept = (cache.load(ref, known) if known is not None else None) or _downloaded(ref)
+        except HfmemError:  # an incomplete download: the Hub's fault is the one to report
+            kept = None
+        if kept is None:
+            raise e
+        warning = f"{e}: showing what was resolved before (commit {kept.commit and kept.commit[:12]})"
+        return replace(kept, warnings=(*kept.warnings, warning))
+
+
+def _resolve_online(ref: ModelRef, options: HubOptions, cache: MetadataCache, known: str | None) -> Snapshot:
+    """Ask the Hub; `known` is the commit this reference resolved to last time, if any."""
+    repo_id = ref.repo_id
+    assert repo_id is not None
+    revision = ref.revision or constants.DEFAULT_REVISION
     api = HfApi(endpoint=options.endpoint, token=options.token)
     with _translated_errors(ref, options):
         if known is not None and not ref.pinned:

@@ -12,6 +12,7 @@ from hfmem import errors
 from hfmem.api import open_snapshot
 from hfmem.cache import FORMAT, MetadataCache
 from hfmem.header import Header, Tensor
+from hfmem.hub import HubOptions
 from hfmem.refs import parse_ref
 from hfmem.snapshot import RepoFile, Snapshot
 from hfmem.spec import build_spec
@@ -166,6 +167,23 @@ def test_offline_mode_with_nothing_cached_or_downloaded(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(errors.HubUnavailable, match="neither in hfmem's cache nor downloaded"):
         open_snapshot(TINY)
+
+
+@pytest.mark.parametrize("fault", ["unreachable", "server errors"])
+def test_a_failing_hub_falls_back_to_what_was_resolved_before(fault, hub_repo, fake_hub):
+    repo, never_resolved = hub_repo(TINY), hub_repo("hfmem-test/tiny-remote-code")
+    open_snapshot(TINY)
+    options = HubOptions(backoff=0, attempts=2)
+    if fault == "unreachable":
+        options = dataclasses.replace(options, endpoint="http://127.0.0.1:9")
+    else:
+        repo.fail_first, never_resolved.fail_first = {503: 100}, {503: 100}
+    snapshot = open_snapshot(TINY, hub=options)
+    assert (snapshot.source, snapshot.commit) == ("cache", repo.sha)
+    reason = "cannot reach the Hub" if fault == "unreachable" else "answered 503"
+    assert reason in snapshot.warnings[-1] and "showing what was resolved before" in snapshot.warnings[-1]
+    with pytest.raises(errors.HubUnavailable, match=reason):  # nothing on disk: the fault is the answer
+        open_snapshot(never_resolved.repo_id, hub=options)
 
 
 def test_a_corrupt_entry_is_refetched_and_rewritten(hub_repo, fake_hub):
