@@ -98,7 +98,7 @@ def adapters(facts: ModelFacts, targets: tuple[str, ...]) -> list[Adapter]:
     return found
 
 
-def adapter_bytes_per_token(facts: ModelFacts, adapted: list[Adapter], r: int) -> int:
+def _adapter_bytes_per_token(facts: ModelFacts, adapted: list[Adapter], r: int) -> int:
     """PEFT casts each adapted linear's input to fp32 and saves it, and lora_B saves lora_A's output (A.4b). A
     routed expert sees only the tokens routed to it: over a layer's E experts that is k copies per token, not E."""
     dense = sum((a.in_features + r) * a.count for a in adapted if a.linear and not is_expert(a.module))
@@ -143,7 +143,7 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
     temporary, temporary_expr = step_temporary_bytes(settings.optimizer, ADAPTER_BYTES, trainable, largest)
     grads = shard.split(params, 2)
     optimizer, temporary = shard.split(optimizer, 1), shard.split(temporary, 1)
-    adapter_act = adapter_bytes_per_token(facts, adapted, r)
+    adapter_act = _adapter_bytes_per_token(facts, adapted, r)
     steps = step_activations(
         facts.dims,
         c=c,
