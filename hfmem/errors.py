@@ -41,6 +41,13 @@ class HubUnavailable(ResolveError):
     code = "network"
 
 
+class BadResponse(ResolveError):
+    """The Hub (or whatever answers at HF_ENDPOINT) sent an answer hfmem refuses: malformed, too large, too slow,
+    or naming a commit or a path that cannot be one."""
+
+    code = "bad_response"
+
+
 class NoUsableFiles(ResolveError):
     """No config.json, or no weights we can read."""
 

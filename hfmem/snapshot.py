@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import HeaderError
 from .header import Header
+from .untrusted import MAX_TENSORS, decode_json, is_repo_path
 
 WEIGHT_SUFFIXES = {
     ".safetensors": "safetensors",
@@ -23,6 +25,31 @@ INDEX = "model.safetensors.index.json"  # a sharded checkpoint's weight map
 SINGLE = "model.safetensors"
 # Files that end in a weight suffix but hold no model weights.
 NOT_WEIGHTS = {"training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth"}
+
+
+def shard_names(raw: bytes, where: str, listed: set[str]) -> list[str]:
+    """The shards a sharded checkpoint's index names, each once, sorted. Every name must be a plain relative path
+    (hfmem.untrusted.is_repo_path) that the repo lists in `listed`: an index cannot point outside the repo, at a file
+    the repo lacks, or at one file under several spellings. `where` names the index in errors."""
+    index = decode_json(raw, where, HeaderError)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise HeaderError(f"{where}: not a valid index (no weight_map object)")
+    if len(weight_map) > MAX_TENSORS:
+        raise HeaderError(f"{where}: names {len(weight_map):,} tensors (limit {MAX_TENSORS:,})")
+    names = set(weight_map.values())
+    for name in names:
+        if not is_repo_path(name) or not name.endswith(".safetensors"):
+            raise HeaderError(f"{where}: {_shown(name)} is not a safetensors file path inside the repo")
+        if name not in listed:
+            raise HeaderError(f"{where}: names {_shown(name)}, which the repo does not hold")
+    return sorted(names)
+
+
+def _shown(name: object) -> str:
+    """A name from a repo's file, short and printable, for an error message."""
+    text = repr(name)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,88 @@
+"""What hfmem accepts from outside, in one place: how much of each kind of body is read, what a commit id or a
+path named by a repo's own files may be, how remote JSON is decoded, and what remote text may reach a terminal or
+a spreadsheet.
+
+A repo's files are written by whoever owns the repo, and an endpoint (HF_ENDPOINT, a mirror, a proxy) can answer
+anything. So every body is read as a stream and refused past its cap, every name a repo's files give is checked
+before it becomes a URL or a local path, and remote strings are cleaned where they are shown (pure; no I/O).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .errors import HfmemError
+
+KiB, MiB = 2**10, 2**20
+
+# The most bytes read of each kind of body (decoded, so a compressed bomb stops here too); past it the read stops
+# and the model fails with a typed error. Each is far above the largest real one seen on the Hub.
+MAX_BYTES = {
+    "config": 8 * MiB,  # config.json: the largest real ones (label maps) are about 1 MB
+    "index": 32 * MiB,  # model.safetensors.index.json: DeepSeek-V3's 91k-entry weight map is 8.9 MB
+    "listing": 32 * MiB,  # model_info with file metadata: ~300 B per file
+    "metadata": 32 * MiB,  # every shard header in one answer: DeepSeek-V3's 45k tensors are ~6 MB
+    "header": 8 + 25_000_000,  # one safetensors header, under huggingface_hub's own cap
+    "error": 64 * KiB,  # the body of an error answer, read only for its message
+}
+MAX_FILES = 100_000  # files one repo may list
+MAX_TENSORS = 500_000  # tensors one checkpoint may declare, over all its shards
+MAX_PATH_CHARS = 1_000
+
+COMMIT = re.compile(r"[0-9a-f]{40}")
+# C0 and C1 control characters, DEL, and the bidirectional overrides that reorder what a terminal shows.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_LINE_BREAKS = re.compile(r"[\t\n\r\x0b\x0c\x85\u2028\u2029]+")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def is_commit(value: object) -> bool:
+    """A full commit id: 40 lowercase hex digits (the only shape a cache file or folder may be named by)."""
+    return isinstance(value, str) and COMMIT.fullmatch(value) is not None
+
+
+def is_repo_path(name: object) -> bool:
+    """A plain relative path inside a repo: '/'-separated, no empty, '.' or '..' part, no backslash, no control
+    character. Shard names from an index and file names from a listing must be such paths before they become a URL
+    or a local path."""
+    if not isinstance(name, str) or not name or len(name) > MAX_PATH_CHARS:
+        return False
+    if "\\" in name or _CONTROL.search(name) or _LINE_BREAKS.search(name):
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+def decode_json(raw: bytes, what: str, error: type[HfmemError]) -> Any:
+    """Decode remote JSON; anything that is not valid, reasonable JSON (bad UTF-8, syntax, integers over Python's
+    digit limit, nesting deeper than the parser's recursion limit) is `error`, naming `what`."""
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError as e:
+        raise error(f"{what} is not UTF-8 text") from e
+    except RecursionError as e:
+        raise error(f"{what} is nested too deeply to be JSON hfmem reads") from e
+    except ValueError as e:  # JSONDecodeError, and the integer digit limit
+        raise error(f"{what} is not valid JSON ({str(e).splitlines()[0][:80]})") from e
+
+
+def for_terminal(text: str) -> str:
+    """Text safe to print: control characters (escape sequences, bells, carriage returns, bidirectional overrides)
+    removed; line breaks kept."""
+    return _CONTROL.sub("", text)
+
+
+def one_line(text: str) -> str:
+    """A remote string shown inside a line (a name, a dtype, a message): line breaks and tabs become one space, and
+    control characters go."""
+    return for_terminal(_LINE_BREAKS.sub(" ", text))
+
+
+def for_spreadsheet(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: a string that would start a formula (=, +, -, @, tab, CR) is
+    prefixed with a single quote, as OWASP advises; control characters go. Numbers pass unchanged."""
+    if not isinstance(value, str):
+        return value
+    value = one_line(value)
+    return "'" + value if value.lstrip().startswith(_FORMULA_START) else value
