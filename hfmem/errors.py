@@ -48,6 +48,12 @@ class BadResponse(ResolveError):
     code = "bad_response"
 
 
+class TimedOut(HubUnavailable):
+    """The model's deadline passed: the Hub answered too slowly, or asked to wait too long."""
+
+    code = "timeout"
+
+
 class NoUsableFiles(ResolveError):
     """No config.json, or no weights we can read."""
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import dtypes
 from .errors import HeaderError
+from .untrusted import decode_json
 
 # The same cap huggingface_hub applies; a header claiming more is refused before it is read.
 MAX_HEADER_BYTES = 25_000_000
@@ -69,11 +70,7 @@ def parse_header(raw: bytes, filename: str) -> Header:
     body = raw[8 : 8 + length]
     if len(body) < length:
         raise HeaderError(f"{filename}: header is truncated ({len(body):,} of {length:,} bytes)")
-    try:
-        decoded = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise HeaderError(f"{filename}: header is not valid JSON ({e.__class__.__name__})") from e
-    return header_from_dict(decoded, filename)
+    return header_from_dict(decode_json(body, f"{filename}: header", HeaderError), filename)
 
 
 def header_from_dict(decoded: Any, filename: str) -> Header:

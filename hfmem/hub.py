@@ -6,20 +6,25 @@ safetensors header, concurrently and pinned to that commit. A sharded repo on ma
 one request (the endpoint behind `get_sharded_safetensors_metadata`); elsewhere each shard header is a ranged
 read (100 kB, plus one more only for a longer header). Weights are never downloaded. Resolved snapshots are kept
 in the metadata cache (cache.py), keyed by commit.
+
+Every answer is untrusted (see untrusted.py): bodies are streamed and refused past their cap, a ranged read never
+takes more than it asked for even from a server that ignores Range, commit ids and file names are checked before
+they name a cache file or a URL, and one deadline bounds everything a model costs, retries and slow bodies
+included. huggingface_hub provides the session, the headers (token, user agent) and the error types.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+from urllib.parse import quote
 
-from huggingface_hub import HfApi, ModelInfo, constants, hf_hub_url, try_to_load_from_cache
+from huggingface_hub import constants, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -27,18 +32,18 @@ from huggingface_hub.errors import (
     RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
-    SafetensorsParsingError,
 )
-from huggingface_hub.utils import SafetensorsFileMetadata, build_hf_headers, get_session, hf_raise_for_status
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 try:  # huggingface_hub 2.x ships its own httpx fork
-    from httpx2 import Response, TransportError
+    from httpx2 import Headers, RequestError, Response, TransportError
 except ImportError:  # pragma: no cover
-    from httpx import Response, TransportError  # type: ignore[no-redef]
+    from httpx import Headers, RequestError, Response, TransportError  # type: ignore[no-redef]
 
 from .cache import MetadataCache
 from .errors import (
     AccessDenied,
+    BadResponse,
     ConfigError,
     HeaderError,
     HfmemError,
@@ -46,13 +51,18 @@ from .errors import (
     ModelNotFound,
     NoUsableFiles,
     RevisionNotFound,
+    TimedOut,
 )
-from .header import Header, header_from_dict
+from .header import Header, header_from_dict, header_length, parse_header
 from .local import read_snapshot
 from .refs import ModelRef
-from .snapshot import INDEX, SINGLE, RepoFile, Snapshot
+from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
+from .untrusted import MAX_BYTES, MAX_FILES, MAX_TENSORS, decode_json, is_commit, is_repo_path
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
+FIRST_READ = 100_001  # bytes of a safetensors file read first, as huggingface_hub does (~97% of headers fit)
+# A sharded repo's bulk metadata request falls back to one read per shard only where the endpoint lacks it.
+NO_BULK_API = {404, 405, 501}
 T = TypeVar("T")
 
 
@@ -60,10 +70,11 @@ T = TypeVar("T")
 class HubOptions:
     endpoint: str | None = None  # None: huggingface_hub's setting (HF_ENDPOINT)
     token: str | bool | None = None  # None: huggingface_hub's (HF_TOKEN, the token file); False: anonymous
-    timeout: float = 10.0  # seconds per request
+    timeout: float = 10.0  # seconds a request may wait for the server to connect or send the next bytes
     attempts: int = 4  # per request, on 429 / 5xx / connection faults
     backoff: float = 0.5  # first wait when the server gives no Retry-After; doubles each time
     max_wait: float = 30.0  # total seconds one request may spend waiting between attempts
+    deadline: float = 120.0  # seconds one model may take in all: every request, body and wait
 
     @property
     def url(self) -> str:
@@ -89,7 +100,7 @@ def fetch_snapshot(ref: ModelRef, options: HubOptions) -> Snapshot:
             f"{ref.text}: HF_HUB_OFFLINE is set and the model is neither in hfmem's cache nor downloaded"
         )
     try:
-        return _resolve_online(ref, options, cache, known)
+        return _resolve_online(ref, _Client(options, ref), cache, known)
     except HubUnavailable as e:  # down, unreachable or rate-limiting: an answer from disk beats an error
         try:
             kept = (cache.load(ref, known) if known is not None else None) or _downloaded(ref)
@@ -101,142 +112,231 @@ def fetch_snapshot(ref: ModelRef, options: HubOptions) -> Snapshot:
         return replace(kept, warnings=(*kept.warnings, warning))
 
 
-def _resolve_online(ref: ModelRef, options: HubOptions, cache: MetadataCache, known: str | None) -> Snapshot:
+@dataclass(frozen=True)
+class _Listing:
+    """What model_info says about a repo at a revision, validated."""
+
+    commit: str
+    files: tuple[RepoFile, ...]
+    gated: str | None  # "auto" / "manual"
+
+
+def _resolve_online(ref: ModelRef, client: _Client, cache: MetadataCache, known: str | None) -> Snapshot:
     """Ask the Hub; `known` is the commit this reference resolved to last time, if any."""
     repo_id = ref.repo_id
     assert repo_id is not None
     revision = ref.revision or constants.DEFAULT_REVISION
-    api = HfApi(endpoint=options.endpoint, token=options.token)
-    with _translated_errors(ref, options):
+    with _translated_errors(ref, client.options):
         if known is not None and not ref.pinned:
             # Resolved before: look up the sha alone; if that commit is cached, nothing else is needed.
-            latest = _retrying(
-                lambda: api.model_info(repo_id, revision=ref.revision, expand=["sha", "gated"], timeout=options.timeout),
-                options,
-            )
-            if latest.sha and (hit := cache.load(ref, latest.sha)):
-                if latest.sha != known:
-                    cache.save_commit(repo_id, revision, latest.sha)
-                return replace(hit, gated=_gated(latest))
+            latest = client.listing(repo_id, ref.revision, files=False)
+            if hit := cache.load(ref, latest.commit):
+                if latest.commit != known:
+                    cache.save_commit(repo_id, revision, latest.commit)
+                return replace(hit, gated=latest.gated)
         with ThreadPoolExecutor(max_workers=16) as pool:
             # config.json travels beside the file listing; its X-Repo-Commit says whether it is that commit's.
-            early_config = pool.submit(_get_file, repo_id, "config.json", ref.revision, options)
-            info = _retrying(
-                lambda: api.model_info(repo_id, revision=ref.revision, files_metadata=True, timeout=options.timeout),
-                options,
-            )
-            commit = info.sha
-            if commit is not None:
-                cache.save_commit(repo_id, revision, commit)
-                if hit := cache.load(ref, commit):
-                    return replace(hit, gated=_gated(info))
-            files = tuple(RepoFile(s.rfilename, s.size) for s in info.siblings or ())
-            names = {f.path for f in files}
+            early_config = pool.submit(client.file, repo_id, "config.json", ref.revision, "config")
+            info = client.listing(repo_id, ref.revision, files=True)
+            commit = info.commit
+            cache.save_commit(repo_id, revision, commit)
+            if hit := cache.load(ref, commit):
+                return replace(hit, gated=info.gated)
+            names = {f.path for f in info.files}
             if "config.json" not in names:
                 raise NoUsableFiles(f"{ref.text} has no config.json (hfmem reads transformers-style repos)")
             on_main = ref.revision in (None, constants.DEFAULT_REVISION)
-            headers = _read_headers(api, pool, repo_id, commit, names, on_main, options)
-            response = early_config.result()
-            if commit is not None and response.headers.get(constants.HUGGINGFACE_HEADER_X_REPO_COMMIT) != commit:
-                response = _get_file(repo_id, "config.json", commit, options)
-            config = _decode_config(ref, response.content)
-    snapshot = Snapshot(ref.text, repo_id, ref.revision, commit, "hub", files, config, headers, _gated(info))
-    if commit is not None:
-        cache.save(snapshot)
+            headers = _read_headers(client, pool, repo_id, commit, names, on_main)
+            config_commit, raw_config = early_config.result()
+            if config_commit != commit:
+                _, raw_config = client.file(repo_id, "config.json", commit, "config")
+            config = decode_json(raw_config, f"{ref.text}: config.json", ConfigError)
+            if not isinstance(config, dict):
+                raise ConfigError(f"{ref.text}: config.json is not a JSON object")
+    snapshot = Snapshot(ref.text, repo_id, ref.revision, commit, "hub", info.files, config, headers, info.gated)
+    cache.save(snapshot)
     return snapshot
 
 
-def _gated(info: ModelInfo) -> str | None:
-    return info.gated if isinstance(info.gated, str) else None
-
-
 def _read_headers(
-    api: HfApi, pool: ThreadPoolExecutor, repo_id: str, commit: str | None, names: set[str], on_main: bool,
-    options: HubOptions,
+    client: _Client, pool: ThreadPoolExecutor, repo_id: str, commit: str, names: set[str], on_main: bool
 ) -> dict[str, Header]:
     """The headers of the files that make up the checkpoint: the index's shards, or model.safetensors."""
     root_files = sorted(n for n in names if n.endswith(".safetensors") and "/" not in n)
     if INDEX in names:
         if on_main:
             try:
-                return _sharded_headers(repo_id, options)
-            except GatedRepoError:
-                raise
-            except HfHubHTTPError:
-                pass  # an endpoint without the bulk metadata API: read the shards one by one below
+                return _within_tensor_cap(repo_id, client.bulk_headers(repo_id, names))
+            except HfHubHTTPError as e:
+                if e.response is None or e.response.status_code not in NO_BULK_API:
+                    raise
+                # an endpoint without the bulk metadata API: read the shards one by one below
         # The index and every root-level header at once (one round trip), then keep the index's shards.
-        index = pool.submit(_get_file, repo_id, INDEX, commit, options)
-        headers = _read_files(api, pool, repo_id, commit, root_files, options)
-        try:
-            shards = set(json.loads(index.result().content)["weight_map"].values())
-        except (ValueError, KeyError, TypeError) as e:
-            raise HeaderError(f"{repo_id}: {INDEX} is not a valid index") from e
-        missing = shards - headers.keys()
-        headers.update(_read_files(api, pool, repo_id, commit, sorted(missing), options))
-        return {name: headers[name] for name in sorted(shards)}
+        index = pool.submit(client.file, repo_id, INDEX, commit, "index")
+        headers = _read_files(client, pool, repo_id, commit, root_files)
+        shards = shard_names(index.result()[1], f"{repo_id}: {INDEX}", names)
+        headers.update(_read_files(client, pool, repo_id, commit, [s for s in shards if s not in headers]))
+        return _within_tensor_cap(repo_id, {name: headers[name] for name in shards})
     if SINGLE in names:
-        return _read_files(api, pool, repo_id, commit, [SINGLE], options)
-    return _read_files(api, pool, repo_id, commit, root_files, options)
+        return _read_files(client, pool, repo_id, commit, [SINGLE])
+    return _within_tensor_cap(repo_id, _read_files(client, pool, repo_id, commit, root_files))
 
 
 def _read_files(
-    api: HfApi, pool: ThreadPoolExecutor, repo_id: str, commit: str | None, filenames: list[str], options: HubOptions
+    client: _Client, pool: ThreadPoolExecutor, repo_id: str, commit: str, filenames: list[str]
 ) -> dict[str, Header]:
-    def read(filename: str) -> Header:
-        meta = _retrying(
-            lambda: api.parse_safetensors_file_metadata(repo_id, filename, revision=commit, timeout=options.timeout),
-            options,
-        )
-        return _to_header(filename, meta)
-
-    return dict(zip(filenames, pool.map(read, filenames)))
+    return dict(zip(filenames, pool.map(lambda name: client.header(repo_id, name, commit), filenames)))
 
 
-def _to_header(filename: str, meta: SafetensorsFileMetadata) -> Header:
-    decoded: dict[str, object] = {
-        name: {"dtype": t.dtype, "shape": t.shape, "data_offsets": list(t.data_offsets)}
-        for name, t in meta.tensors.items()
-    }
-    decoded["__metadata__"] = meta.metadata
-    return header_from_dict(decoded, filename)
+def _within_tensor_cap(repo_id: str, headers: dict[str, Header]) -> dict[str, Header]:
+    tensors = sum(t.count for h in headers.values() for t in h.tensors)
+    if tensors > MAX_TENSORS:
+        raise HeaderError(f"{repo_id}: the checkpoint declares {tensors:,} tensors (limit {MAX_TENSORS:,})")
+    return headers
 
 
-def _sharded_headers(repo_id: str, options: HubOptions) -> dict[str, Header]:
-    """Every shard header of a sharded repo on main in one request: the endpoint behind huggingface_hub's
-    get_sharded_safetensors_metadata, read raw because that method's per-tensor objects cost more CPU than our
-    validation of the same headers (0.15 s for DeepSeek-V3's 45k tensors, then a second conversion)."""
-    response = _get(f"{options.url}/api/models/{repo_id}/safetensors-metadata/{INDEX}", options)
-    try:
-        shards = response.json()["headers"]
-        return {name: header_from_dict(header, name) for name, header in shards.items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise HeaderError(f"{repo_id}: the Hub's safetensors metadata is malformed ({e.__class__.__name__})") from e
+class _Client:
+    """One model's requests: streamed reads with a cap per kind of body, retries, and the model's deadline."""
+
+    def __init__(self, options: HubOptions, ref: ModelRef) -> None:
+        self.options, self.ref = options, ref
+        self.deadline = time.monotonic() + options.deadline
+
+    def listing(self, repo_id: str, revision: str | None, *, files: bool) -> _Listing:
+        """model_info: with `files`, every file with its size; otherwise only the commit and the gated flag."""
+        url = f"{self.options.url}/api/models/{repo_id}"
+        if revision is not None:
+            url += f"/revision/{quote(revision, safe='')}"
+        params: dict[str, Any] = {"blobs": True} if files else {"expand": ["sha", "gated"]}
+        info = decode_json(self.get(url, "listing", params=params)[1], f"{repo_id}: the Hub's model info", BadResponse)
+        if not isinstance(info, dict):
+            raise BadResponse(f"{repo_id}: the Hub's model info is not a JSON object")
+        if not is_commit(info.get("sha")):
+            raise BadResponse(f"{repo_id}: the Hub's model info names no valid commit id")
+        gated = info.get("gated")
+        return _Listing(info["sha"], _files(repo_id, info.get("siblings")) if files else (),
+                        gated if gated in ("auto", "manual") else None)  # fmt: skip
+
+    def file(self, repo_id: str, filename: str, revision: str | None, kind: str) -> tuple[str | None, bytes]:
+        """(the commit the Hub served it from, its bytes): a small file of the repo, whole."""
+        headers, body = self.get(hf_hub_url(repo_id, filename, revision=revision, endpoint=self.options.endpoint), kind)
+        return headers.get(constants.HUGGINGFACE_HEADER_X_REPO_COMMIT), body
+
+    def header(self, repo_id: str, filename: str, commit: str) -> Header:
+        """A safetensors file's header: its first 100 kB, then, for a longer header, its first 8 + N bytes."""
+        url = hf_hub_url(repo_id, filename, revision=commit, endpoint=self.options.endpoint)
+        where = f"{repo_id}: {filename}"
+        head = self.prefix(url, FIRST_READ)
+        end = 8 + header_length(head, where)
+        if end > len(head) == FIRST_READ:  # a shorter answer means the file ended: parse_header says so
+            head = self.prefix(url, end)
+        return parse_header(head, where)
+
+    def bulk_headers(self, repo_id: str, listed: set[str]) -> dict[str, Header]:
+        """Every shard header of a sharded repo on main in one request: the endpoint behind huggingface_hub's
+        get_sharded_safetensors_metadata, read raw because that method's per-tensor objects cost more CPU than our
+        validation of the same headers (0.15 s for DeepSeek-V3's 45k tensors, then a second conversion)."""
+        url = f"{self.options.url}/api/models/{repo_id}/safetensors-metadata/{INDEX}"
+        answer = decode_json(self.get(url, "metadata")[1], f"{repo_id}: the Hub's safetensors metadata", BadResponse)
+        shards = answer.get("headers") if isinstance(answer, dict) else None
+        if not isinstance(shards, dict) or not shards:
+            raise BadResponse(f"{repo_id}: the Hub's safetensors metadata has no headers")
+        unknown = next((name for name in shards if not (is_repo_path(name) and name in listed)), None)
+        if unknown is not None:
+            raise BadResponse(f"{repo_id}: the Hub's safetensors metadata names a file the repo does not hold")
+        declared = sum(len(h) for h in shards.values() if isinstance(h, dict))
+        if declared > MAX_TENSORS:
+            raise HeaderError(f"{repo_id}: the checkpoint declares {declared:,} tensors (limit {MAX_TENSORS:,})")
+        return {name: header_from_dict(header, f"{repo_id}: {name}") for name, header in sorted(shards.items())}
+
+    def get(self, url: str, kind: str, *, params: dict[str, Any] | None = None) -> tuple[Headers, bytes]:
+        """GET `url`, retried; (headers, body), the body refused past MAX_BYTES[kind]."""
+        return self._retrying(lambda: self._fetch(url, params, MAX_BYTES[kind], None))
+
+    def prefix(self, url: str, length: int) -> bytes:
+        """A file's first `length` bytes, asked for with Range and read no further, whatever the server sends."""
+        return self._retrying(lambda: self._fetch(url, None, length, f"bytes=0-{length - 1}"))[1]
+
+    def _fetch(self, url: str, params: dict[str, Any] | None, cap: int, byte_range: str | None
+               ) -> tuple[Headers, bytes]:  # fmt: skip
+        headers = build_hf_headers(token=self.options.token)
+        if byte_range is not None:
+            headers["Range"] = byte_range
+        timeout = min(self.options.timeout, self._left())
+        with get_session().stream("GET", url, headers=headers, params=params, timeout=timeout) as response:
+            if response.status_code >= 400:
+                hf_raise_for_status(self._buffered(response, self._read(response, MAX_BYTES["error"], True)))
+            return response.headers, self._read(response, cap, byte_range is not None)
+
+    def _read(self, response: Response, cap: int, truncate: bool) -> bytes:
+        """The decoded body, at most `cap` bytes: cut there when `truncate`, else refused; and never past the
+        deadline, however slowly the server sends."""
+        stated = response.headers.get("Content-Length", "")
+        if not truncate and stated.isdigit() and int(stated) > cap and "Content-Encoding" not in response.headers:
+            raise BadResponse(f"{self.ref.text}: an answer of {int(stated):,} bytes is over hfmem's {cap:,}-byte limit")
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) >= cap:
+                if truncate:
+                    return bytes(body[:cap])
+                if len(body) > cap:
+                    raise BadResponse(f"{self.ref.text}: an answer is over hfmem's {cap:,}-byte limit")
+            self._left()
+        return bytes(body)
+
+    @staticmethod
+    def _buffered(response: Response, body: bytes) -> Response:
+        """An error answer rebuilt around the part of its body that was read, for hf_raise_for_status."""
+        headers = {k: v for k, v in response.headers.items()
+                   if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")}  # fmt: skip
+        return Response(response.status_code, headers=headers, content=body, request=response.request)
+
+    def _left(self) -> float:
+        """Seconds left before the model's deadline; TimedOut when none are."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimedOut(f"{self.ref.text}: no answer within {self.options.deadline:g} s (the Hub is too slow)")
+        return left
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """Call, retrying rate limits (honouring Retry-After), server errors and connection faults."""
+        waited = 0.0
+        for attempt in range(1, self.options.attempts + 1):
+            try:
+                return call()
+            except (HfHubHTTPError, TransportError) as e:
+                response = getattr(e, "response", None) if isinstance(e, HfHubHTTPError) else None
+                if response is not None and response.status_code not in RETRY_STATUS:
+                    raise
+                wait = _retry_after(response) if response is not None else None
+                if wait is None:
+                    wait = self.options.backoff * 2 ** (attempt - 1)
+                if attempt == self.options.attempts or waited + wait > self.options.max_wait:
+                    raise
+                if wait >= self._left():
+                    raise TimedOut(f"{self.ref.text}: the Hub asks to wait {wait:g} s, past the model's deadline") from e
+                time.sleep(wait)
+                waited += wait
+        raise AssertionError("unreachable")
 
 
-def _get_file(repo_id: str, filename: str, revision: str | None, options: HubOptions) -> Response:
-    """A small file of the repo, whole."""
-    return _get(hf_hub_url(repo_id, filename, revision=revision, endpoint=options.endpoint), options)
-
-
-def _get(url: str, options: HubOptions) -> Response:
-    headers = build_hf_headers(token=options.token)
-
-    def get() -> Response:
-        response = get_session().get(url, headers=headers, timeout=options.timeout)
-        hf_raise_for_status(response)
-        return response
-
-    return _retrying(get, options)
-
-
-def _decode_config(ref: ModelRef, raw: bytes) -> dict:
-    try:
-        config = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{ref.text}: config.json is not valid JSON ({e})") from e
-    if not isinstance(config, dict):
-        raise ConfigError(f"{ref.text}: config.json is not a JSON object")
-    return config
+def _files(repo_id: str, siblings: Any) -> tuple[RepoFile, ...]:
+    """The listing's files, each a plain path with a non-negative size (or none)."""
+    if not isinstance(siblings, list):
+        raise BadResponse(f"{repo_id}: the Hub's model info has no file list")
+    if len(siblings) > MAX_FILES:
+        raise BadResponse(f"{repo_id}: the Hub lists {len(siblings):,} files (limit {MAX_FILES:,})")
+    files = []
+    for sibling in siblings:
+        name = sibling.get("rfilename") if isinstance(sibling, dict) else None
+        size = sibling.get("size") if isinstance(sibling, dict) else None
+        if not is_repo_path(name):
+            raise BadResponse(f"{repo_id}: the Hub's file list holds a name that is not a path inside the repo")
+        if not (size is None or (type(size) is int and size >= 0)):
+            raise BadResponse(f"{repo_id}: the Hub's file list gives {name} an invalid size")
+        files.append(RepoFile(name, size))
+    return tuple(files)
 
 
 def _downloaded(ref: ModelRef) -> Snapshot | None:
@@ -249,42 +349,24 @@ def _downloaded(ref: ModelRef) -> Snapshot | None:
     folder = Path(config).parent
     snapshot = read_snapshot(replace(ref, path=folder))
     note = "offline: read from huggingface_hub's downloads, which list only the files downloaded"
+    commit = folder.name if is_commit(folder.name) else None
     return replace(
-        snapshot, repo_id=ref.repo_id, revision=ref.revision, commit=folder.name, source="hub-cache", warnings=(note,)
+        snapshot, repo_id=ref.repo_id, revision=ref.revision, commit=commit, source="hub-cache", warnings=(note,)
     )
 
 
-def _retrying(call: Callable[[], T], options: HubOptions) -> T:
-    """Call, retrying rate limits (honouring Retry-After), server errors and connection faults."""
-    waited = 0.0
-    for attempt in range(1, options.attempts + 1):
-        try:
-            return call()
-        except (HfHubHTTPError, TransportError) as e:
-            response = getattr(e, "response", None) if isinstance(e, HfHubHTTPError) else None
-            if response is not None and response.status_code not in RETRY_STATUS:
-                raise
-            wait = _retry_after(response) if response is not None else None
-            if wait is None:
-                wait = options.backoff * 2 ** (attempt - 1)
-            if attempt == options.attempts or waited + wait > options.max_wait:
-                raise
-            time.sleep(wait)
-            waited += wait
-    raise AssertionError("unreachable")
-
-
-def _retry_after(response) -> float | None:
+def _retry_after(response: Response) -> float | None:
     value = response.headers.get("Retry-After")
     try:
-        return max(0.0, float(value)) if value is not None else None
+        wait = float(value) if value is not None else None
     except ValueError:
         return None
+    return None if wait is None or wait != wait else max(0.0, wait)  # NaN reads as no advice
 
 
 @contextmanager
 def _translated_errors(ref: ModelRef, options: HubOptions) -> Iterator[None]:
-    """Map huggingface_hub's exceptions onto ours, subclasses first."""
+    """Map huggingface_hub's and the HTTP client's exceptions onto ours, subclasses first."""
     name = ref.text
     try:
         yield
@@ -301,8 +383,6 @@ def _translated_errors(ref: ModelRef, options: HubOptions) -> Iterator[None]:
         ) from e
     except RemoteEntryNotFoundError as e:
         raise NoUsableFiles(f"{name}: a file listed by the Hub could not be found ({e.response.url})") from e
-    except SafetensorsParsingError as e:
-        raise HeaderError(f"{name}: {str(e).splitlines()[0]}") from e
     except OfflineModeIsEnabled as e:
         raise HubUnavailable(f"{name}: HF_HUB_OFFLINE is set and the model is not in the local cache") from e
     except HfHubHTTPError as e:
@@ -312,3 +392,5 @@ def _translated_errors(ref: ModelRef, options: HubOptions) -> Iterator[None]:
         raise HubUnavailable(f"{name}: the Hub at {options.url} answered {status} after retries") from e
     except TransportError as e:
         raise HubUnavailable(f"{name}: cannot reach the Hub at {options.url} ({e.__class__.__name__}: {e})") from e
+    except RequestError as e:  # a redirect loop, a body that does not decode: the answer, not the network
+        raise BadResponse(f"{name}: the Hub at {options.url} sent an unusable answer ({e.__class__.__name__})") from e

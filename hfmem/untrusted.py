@@ -24,7 +24,6 @@ MAX_BYTES = {
     "index": 32 * MiB,  # model.safetensors.index.json: DeepSeek-V3's 91k-entry weight map is 8.9 MB
     "listing": 32 * MiB,  # model_info with file metadata: ~300 B per file
     "metadata": 32 * MiB,  # every shard header in one answer: DeepSeek-V3's 45k tensors are ~6 MB
-    "header": 8 + 25_000_000,  # one safetensors header, under huggingface_hub's own cap
     "error": 64 * KiB,  # the body of an error answer, read only for its message
 }
 MAX_FILES = 100_000  # files one repo may list

@@ -27,6 +27,7 @@ import json
 import math
 import re
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -450,6 +451,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # benchmarks open dozens of connections at once
     hub: FakeHub
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client hanging up is no fault of the server
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
