@@ -7,6 +7,7 @@ memory model leaves that to its usable fraction (0.9 by default).
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ _CATALOGUE: dict[str, tuple[float, tuple[str, ...]]] = {
     "H100-PCIe": (80, ()),
     "H100-NVL": (94, ("H100-94GB",)),
     "GH200": (96, ()),
-    "A100-80GB": (80, ("A100", "A100-80G", "A100-SXM4-80GB", "A100-PCIe-80GB")),
+    "A100-80GB": (80, ("A100-80G", "A100-SXM4-80GB", "A100-PCIe-80GB")),
     "A100-40GB": (40, ("A100-40G", "A100-SXM4-40GB", "A100-PCIe-40GB")),
     "L40S": (48, ()),
     "L40": (48, ()),
@@ -41,7 +42,7 @@ _CATALOGUE: dict[str, tuple[float, tuple[str, ...]]] = {
     "A6000": (48, ("RTX-A6000",)),
     "RTX-6000-Ada": (48, ()),
     "T4": (16, ()),
-    "V100-32GB": (32, ("V100",)),
+    "V100-32GB": (32, ()),
     "V100-16GB": (16, ()),
     "RTX-5090": (32, ("5090",)),
     "RTX-4090": (24, ("4090",)),
@@ -76,9 +77,17 @@ def known_gpus() -> tuple[Gpu, ...]:
 
 
 def find_gpu(name: str) -> Gpu:
-    """The catalogue entry for `name`; an unknown name raises an error listing the known ones."""
-    canonical = _INDEX.get(_key(name))
-    if canonical is None:
-        names = ", ".join(g.name for g in known_gpus())
-        raise HfmemError(f"unknown GPU {name!r}; known: {names} (or give the size with --gpu-memory GiB)")
-    return Gpu(canonical, int(_CATALOGUE[canonical][0] * GIB))
+    """The catalogue entry for `name`. A name that several entries start with (A100: 40 or 80 GB) is an error
+    naming them, and an unknown one an error with the closest names."""
+    key = _key(name)
+    canonical = _INDEX.get(key)
+    if canonical is not None:
+        return Gpu(canonical, int(_CATALOGUE[canonical][0] * GIB))
+    variants = sorted({c for k, c in _INDEX.items() if key and k.startswith(key)}, key=lambda c: -_CATALOGUE[c][0])
+    if len(variants) > 1:
+        sizes = ", ".join(f"{c} ({_CATALOGUE[c][0]:g} GiB)" for c in variants)
+        raise HfmemError(f"GPU {name!r} matches several: {sizes}; name one")
+    close = variants or [_INDEX[k] for k in difflib.get_close_matches(key, _INDEX, n=3, cutoff=0.6)]
+    hint = f"did you mean {' or '.join(dict.fromkeys(close))}? " if close else ""
+    raise HfmemError(f"unknown GPU {name!r}; {hint}`hfmem gpus` lists the known ones (or give the size with "
+                     "--gpu-memory GiB)")

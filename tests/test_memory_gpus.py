@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from hfmem.errors import HfmemError
@@ -14,7 +16,7 @@ from hfmem.gpus import _CATALOGUE, _INDEX, GIB, find_gpu, known_gpus
         ("H100", "H100", 80),
         ("h100 nvl", "H100-NVL", 94),
         ("H200", "H200", 141),
-        ("A100", "A100-80GB", 80),
+        ("A100 80GB", "A100-80GB", 80),
         ("a100-40gb", "A100-40GB", 40),
         ("A100 40G", "A100-40GB", 40),
         ("NVIDIA GeForce RTX 4090", "RTX-4090", 24),
@@ -35,11 +37,21 @@ def test_lookup_is_case_space_and_dash_insensitive(query, name, gib):
     assert (gpu.name, gpu.memory_bytes) == (name, gib * GIB)
 
 
-def test_unknown_gpu_lists_the_known_names():
-    with pytest.raises(HfmemError) as error:
+def test_unknown_gpu_says_where_the_known_names_are():
+    with pytest.raises(HfmemError, match="unknown GPU 'Voodoo 2'; `hfmem gpus` lists the known ones.*--gpu-memory"):
         find_gpu("Voodoo 2")
-    message = str(error.value)
-    assert "Voodoo 2" in message and "H100" in message and "--gpu-memory" in message
+
+
+def test_a_near_miss_gets_did_you_mean():
+    with pytest.raises(HfmemError, match="did you mean RTX-4090"):
+        find_gpu("RTX 409O")
+
+
+@pytest.mark.parametrize(("query", "variants"), [("A100", "A100-80GB (80 GiB), A100-40GB (40 GiB)"),
+                                                  ("V100", "V100-32GB (32 GiB), V100-16GB (16 GiB)")])
+def test_a_name_with_several_sizes_is_an_error_naming_them(query, variants):
+    with pytest.raises(HfmemError, match=rf"{query}' matches several: {re.escape(variants)}; name one"):
+        find_gpu(query)
 
 
 def test_every_spelling_is_unambiguous():

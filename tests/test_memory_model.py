@@ -371,3 +371,39 @@ def test_qlora_base_is_4bit_and_smaller():
     qlora = estimate(spec, Settings(seq_len=512, qlora=True)).lora
     assert qlora.components["weights"] < lora.components["weights"] / 2
     assert qlora.trainable_parameters == lora.trainable_parameters
+
+
+# --- answers that once depended on something they should not ---
+
+
+def test_int8_activations_do_not_depend_on_the_order_of_tensors_in_the_header():
+    """gate/up (out 128) and down (out 64) tie in numel: the int8 term takes the widest in + 4 x out."""
+    spec = tiny_spec()
+    reordered = replace(spec, tensors=tuple(reversed(spec.tensors)))
+    totals = {estimate(s, Settings(dtype="int8")).inference.total_bytes for s in (spec, reordered)}
+    assert len(totals) == 1
+    assert analyse(spec).widest_int8_row == analyse(reordered).widest_int8_row == 64 + 4 * 128
+
+
+def test_cpu_ram_is_one_host_whatever_the_gpu_count():
+    spec = arch_spec("llama-3.1-8b")
+    one, four = (estimate(spec, Settings(gpus=n)) for n in (1, 4))
+    assert four.inference.components["weights"] < one.inference.components["weights"]
+    assert four.cpu.total_bytes == one.cpu.total_bytes
+
+
+def test_lora_targets_are_taken_as_peft_takes_them():
+    spec = tiny_spec()
+    as_list = estimate(spec, Settings(lora_targets=("q_proj", "v_proj"))).lora.trainable_parameters
+    assert as_list > 0
+    assert estimate(spec, Settings(lora_targets="q_proj, v_proj")).lora.trainable_parameters == as_list
+    everything = estimate(spec, Settings(lora_targets=("all-linear",))).lora.trainable_parameters
+    assert estimate(spec, Settings(lora_targets="all-linear")).lora.trainable_parameters == everything
+    with pytest.raises(ValueError, match="names no module"):
+        Settings(lora_targets=" , ")
+
+
+def test_a_lora_target_that_matches_nothing_is_named():
+    report = estimate(tiny_spec(), Settings(lora_targets="q_proj,foo"))
+    assert report.lora.trainable_parameters > 0
+    assert any("LoRA target foo match no module" in w for w in report.warnings)

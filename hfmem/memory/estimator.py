@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..spec import ModelSpec
 from .facts import ModelFacts, analyse
 from .inference import inference_estimate
@@ -23,18 +25,19 @@ def estimate_facts(facts: ModelFacts, settings: Settings) -> MemoryReport:
     if facts.dims.max_positions and seq_len > facts.dims.max_positions:
         warnings.append(f"seq_len {seq_len} exceeds the model's context of {facts.dims.max_positions} tokens")
     inference = inference_estimate(facts, settings, seq_len, warnings)
+    one_host = inference if settings.gpus == 1 else mode_estimate(facts, replace(settings, gpus=1), "inference")
     return MemoryReport(
         inference=inference,
         training=training_estimate(facts, settings, seq_len, warnings),
         lora=lora_estimate(facts, settings, seq_len, warnings),
-        cpu=cpu_estimate(facts, inference),
+        cpu=cpu_estimate(facts, one_host),
         warnings=tuple(dict.fromkeys(warnings)),
         facts=facts,
     )
 
 
 def cpu_estimate(facts: ModelFacts, inference: Estimate) -> Estimate:
-    """Host RAM for inference on the CPU: the GPU estimate without the CUDA overhead. Safetensors are memory-mapped
+    """Host RAM for inference on the CPU: the one-GPU estimate without the CUDA overhead. Safetensors are memory-mapped
     into the model; a pickle checkpoint is read whole by torch.load before its tensors are assigned, so loading
     one needs its bytes a second time (an upper bound for a sharded .bin: only its largest shard is in flight)."""
     components = {name: size for name, size in inference.components.items() if name != "overhead"}

@@ -106,6 +106,12 @@ class ModelFacts:
     def largest_linear(self) -> Linear | None:
         return max(self.linears, key=lambda lin: lin.numel, default=None)
 
+    @cached_property
+    def widest_int8_row(self) -> int:
+        """The largest in_features + 4 x out_features of a linear: LLM.int8's int8 input plus int32 output per
+        token (a maximum of its own: gate/up and down projections tie in numel but not in this)."""
+        return max((lin.in_features + 4 * lin.out_features for lin in self.linears), default=0)
+
 
 def analyse(spec: ModelSpec) -> ModelFacts:
     """Everything the memory model reads from a spec (one pass over its tensors)."""

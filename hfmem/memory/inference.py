@@ -26,11 +26,7 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
     largest = facts.largest_linear
     quant = 0
     if weights.linear_bytes and largest is not None:
-        quant = (
-            c * largest.numel
-            if settings.dtype == "int4"
-            else b * seq_len * (largest.in_features + 4 * largest.out_features)
-        )
+        quant = c * largest.numel if settings.dtype == "int4" else b * seq_len * facts.widest_int8_row
     activations = max(layer, logits) + quant
     formulas = (
         Formula(
@@ -58,8 +54,8 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
         ),
         Formula(
             "quantised matmul",
-            "4-bit: c x largest linear dequantised; int8: b x s x (in + 4 x out)",
-            {"largest_linear": largest.numel if largest else 0},
+            "4-bit: c x largest linear dequantised; int8: b x s x widest (in + 4 x out)",
+            {"largest_linear": largest.numel if largest else 0, "widest_int8_row": facts.widest_int8_row},
             quant,
             exact=False,
         ),

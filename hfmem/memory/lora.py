@@ -123,6 +123,11 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
     adapted = adapters(facts, targets)
     if not adapted:
         warnings.append(f"LoRA targets {', '.join(targets)} match no module of this checkpoint: nothing to train")
+    elif ALL_LINEAR not in targets:
+        unmatched = [t for t in targets if not any(matches(a.module, t) for a in adapted)]
+        if unmatched:
+            warnings.append(f"LoRA target{'s' * (len(unmatched) > 1)} {', '.join(unmatched)} match no module of "
+                            "this checkpoint (PEFT would refuse a target that matches nothing)")
     trainable = sum(r * (a.in_features + a.out_features) * a.count for a in adapted)
     shard = Sharding.of(settings)
     if settings.qlora:

@@ -49,7 +49,9 @@ class Settings:
     recipe: Recipe = Recipe.MIXED
     grad_checkpointing: bool = False
     lora_rank: int = 16
-    lora_targets: tuple[str, ...] | None = None  # None -> the architecture's attention projections; ("all-linear",)
+    # None -> the architecture's attention projections; as PEFT takes target_modules: "q_proj,v_proj", a list of
+    # names, or "all-linear"
+    lora_targets: tuple[str, ...] | str | None = None
     qlora: bool = False
     overhead_bytes: int = 512 * 2**20  # CUDA context + library workspaces (memory-model.md B §1.5: 0.25-0.45 GiB)
     gpus: int = 1  # GPUs to shard over (tensor-style split for inference, ZeRO/FSDP for training)
@@ -75,7 +77,13 @@ class Settings:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        # Accept the CLI's strings for the enums.
+        # Accept the CLI's strings for the enums, and PEFT's spellings of target_modules.
+        if self.lora_targets is not None:
+            targets = self.lora_targets.split(",") if isinstance(self.lora_targets, str) else self.lora_targets
+            names = tuple(t.strip() for t in targets if t.strip())
+            if not names:
+                raise ValueError("lora_targets names no module")
+            object.__setattr__(self, "lora_targets", names)
         object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
         object.__setattr__(self, "recipe", Recipe(self.recipe))
         object.__setattr__(self, "int4", Int4Scheme(self.int4))
