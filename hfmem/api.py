@@ -1,13 +1,28 @@
-"""The library entry points: resolve a reference and build its report."""
+"""The library entry points: resolve a reference and build its report, the one result every view shows."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from .gpus import Gpu
+from .gpus import Gpu, find_gpu
 from .hub import HubOptions, fetch_snapshot
 from .local import read_snapshot
-from .memory import GpuFit, MemoryReport, Settings, estimate, fit_gpus
+from .memory import (
+    Explanation,
+    GpuFit,
+    Limits,
+    MemoryReport,
+    Settings,
+    SweepRow,
+    WhatIfRow,
+    estimate,
+    explanation,
+    fit_gpus,
+    limits,
+    sweep,
+    what_if,
+)
 from .refs import parse_ref
 from .snapshot import Snapshot
 from .spec import ModelSpec, build_spec
@@ -15,15 +30,38 @@ from .spec import ModelSpec, build_spec
 
 @dataclass(frozen=True)
 class ModelReport:
+    """Everything hfmem knows and computed about one model under one set of settings. The optional tables are
+    computed when asked for (`tables=`, `explain=`), never by a view."""
+
     spec: ModelSpec
     snapshot: Snapshot
     settings: Settings
     memory: MemoryReport
     gpu: GpuFit | None
+    limits: Limits | None = None  # with a GPU and tables: the largest context and batch that fit
+    sweep: tuple[SweepRow, ...] = ()  # with tables: totals over sequence lengths x batch sizes
+    what_if: tuple[WhatIfRow, ...] = ()  # with tables: the usual savers, one change at a time
+    explanation: Explanation | None = None  # with explain: every formula, and rules of thumb
 
     @property
     def warnings(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.spec.warnings + self.memory.warnings))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON `hfmem inspect --json` prints for this model (CONTRACT.md; sizes in bytes)."""
+        from .report import to_dict
+
+        return to_dict(self)
+
+    def __repr__(self) -> str:
+        p, m = self.spec.parameters, self.memory
+        totals = ", ".join(f"{mode}={est.total_bytes / 2**30:.2f} GiB" for mode, est in m.by_mode().items())
+        fit = ""
+        if self.gpu is not None:
+            fits = [mode for mode, ok in self.gpu.fits.items() if ok]
+            fit = f", gpu={self.gpu.gpu.name!r} fits {'/'.join(fits) or 'nothing'}"
+        commit = f"@{self.spec.commit[:12]}" if self.spec.commit else ""
+        return f"<ModelReport {self.spec.model}{commit}: {p.total:,} parameters, {totals}{fit}>"
 
 
 def open_snapshot(reference: str, *, revision: str | None = None, hub: HubOptions | None = None) -> Snapshot:
@@ -41,15 +79,51 @@ def inspect_model(
     gpu: Gpu | None = None,
     revision: str | None = None,
     hub: HubOptions | None = None,
+    tables: bool = False,
+    explain: bool = False,
 ) -> ModelReport:
-    """Everything hfmem reports about one model: exact spec, memory per mode, and the GPU fit when `gpu` is given."""
-    settings = settings or Settings()
+    """Everything hfmem reports about one model: exact spec, memory per mode, and the GPU fit when `gpu` is given;
+    with `tables` the largest context/batch, the sweep and the what-if rows; with `explain` every formula."""
     snapshot = open_snapshot(reference, revision=revision, hub=hub)
-    return report_for(snapshot, settings, gpu)
+    return report_for(snapshot, settings or Settings(), gpu, tables=tables, explain=explain)
 
 
-def report_for(snapshot: Snapshot, settings: Settings, gpu: Gpu | None = None) -> ModelReport:
+def inspect(
+    reference: str,
+    *,
+    gpu: str | Gpu | None = None,
+    revision: str | None = None,
+    token: str | None = None,
+    tables: bool = False,
+    explain: bool = False,
+    **settings: Any,
+) -> ModelReport:
+    """hfmem for a notebook: `hfmem.inspect("Qwen/Qwen2.5-7B", gpu="H100", seq_len=8192, lora_targets="all-linear")`.
+
+    `gpu` is a catalogue name or a Gpu; `settings` are Settings fields (batch_size, seq_len, dtype, optimizer,
+    recipe, lora_rank, lora_targets, qlora, gpus, zero, ...), strings accepted as on the command line."""
+    device = find_gpu(gpu) if isinstance(gpu, str) else gpu
+    hub = HubOptions(token=token) if token else None
+    return inspect_model(
+        reference, Settings(**settings), gpu=device, revision=revision, hub=hub, tables=tables, explain=explain
+    )
+
+
+def report_for(
+    snapshot: Snapshot, settings: Settings, gpu: Gpu | None = None, *, tables: bool = False, explain: bool = False
+) -> ModelReport:
     spec = build_spec(snapshot)
     memory = estimate(spec, settings)
     fit = fit_gpus(memory, gpu, settings) if gpu is not None else None
-    return ModelReport(spec, snapshot, settings, memory, fit)
+    facts = memory.facts  # the tables reuse the estimate's pass over the tensors
+    return ModelReport(
+        spec,
+        snapshot,
+        settings,
+        memory,
+        fit,
+        limits=limits(facts, settings, gpu) if tables and gpu is not None else None,
+        sweep=tuple(sweep(facts, settings)) if tables else (),
+        what_if=tuple(what_if(facts, settings, gpu)) if tables else (),
+        explanation=explanation(facts, settings) if explain else None,
+    )

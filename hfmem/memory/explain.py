@@ -8,19 +8,45 @@ from ..spec import ModelSpec
 from .estimator import estimate_facts
 from .facts import ModelFacts, facts_of
 from .results import Formula
-from .settings import Settings, resolve_seq_len
+from .settings import Mode, Settings, resolve_seq_len
 
 
 @dataclass(frozen=True)
 class Rule:
     name: str
     source: str
-    mode: str
+    mode: Mode
     rule_bytes: int
     hfmem_bytes: int
 
+    def to_dict(self) -> dict[str, object]:
+        return {"mode": self.mode, "rule": self.name, "source": self.source, "rule_bytes": self.rule_bytes,
+                "hfmem_bytes": self.hfmem_bytes}  # fmt: skip
 
-def explain(model: ModelSpec | ModelFacts, settings: Settings) -> dict[str, tuple[Formula, ...]]:
+
+@dataclass(frozen=True)
+class Explanation:
+    """--explain: per mode the formulas behind each component, and the rules of thumb beside hfmem's figures."""
+
+    formulas: dict[Mode, tuple[Formula, ...]]
+    rules: tuple[Rule, ...]
+
+    def to_list(self) -> list[dict[str, object]]:
+        """CONTRACT.md's `explain` rows: mode, component, formula, inputs, bytes."""
+        return [
+            {"mode": mode, "component": f.name, "formula": f.expression, "inputs": dict(f.inputs),
+             "bytes": f.result_bytes, "exact": f.exact}  # fmt: skip
+            for mode, formulas in self.formulas.items()
+            for f in formulas
+        ]
+
+
+def explanation(model: ModelSpec | ModelFacts, settings: Settings) -> Explanation:
+    facts = facts_of(model)
+    return Explanation(explain(facts, settings), tuple(rules_of_thumb(facts, settings)))
+
+
+def explain(model: ModelSpec | ModelFacts, settings: Settings) -> dict[Mode, tuple[Formula, ...]]:
     """Per mode, the formulas behind each component, with inputs and results."""
     facts = facts_of(model)
     report = estimate_facts(facts, settings)
@@ -54,7 +80,7 @@ def rules_of_thumb(model: ModelSpec | ModelFacts, settings: Settings) -> list[Ru
         ),
         Rule(
             "naive KV: b x s x h x L x 2",
-            "forgets K and V and GQA/MLA (memory-model.md B §0)",
+            "counts K or V only, and every head (no GQA/MLA)",
             "inference",
             b * s * dims.hidden * dims.decoder_layers * 2,
             kv,

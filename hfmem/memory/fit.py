@@ -15,9 +15,8 @@ from typing import Any
 from ..gpus import Gpu
 from .estimator import mode_estimate
 from .results import MemoryReport
-from .settings import Settings
+from .settings import MODES, Settings, usable_bytes
 
-MODES = ("inference", "training", "lora")
 MAX_GPUS = 1 << 16
 
 
@@ -29,9 +28,7 @@ class GpuFit:
     fits: dict[str, bool]
     gpus_needed: dict[str, int | None]
 
-    @property
-    def usable_bytes(self) -> int:
-        return int(self.gpu.memory_bytes * self.usable_fraction)
+    usable_bytes: int
 
     def to_dict(self) -> dict[str, Any]:
         """CONTRACT.md's `gpu` object."""
@@ -41,15 +38,17 @@ class GpuFit:
             "fits": dict(self.fits),
             "gpus_needed": dict(self.gpus_needed),
             "usable_fraction": self.usable_fraction,
+            "usable_bytes": self.usable_bytes,
         }
 
 
 def fit_gpus(report: MemoryReport, gpu: Gpu, settings: Settings) -> GpuFit:
-    usable = int(gpu.memory_bytes * settings.usable_fraction)
+    usable = usable_bytes(gpu, settings)
     totals = {mode: est.total_bytes for mode, est in report.by_mode().items()}
     return GpuFit(
         gpu=gpu,
         usable_fraction=settings.usable_fraction,
+        usable_bytes=usable,
         totals=totals,
         fits={mode: total <= usable for mode, total in totals.items()},
         gpus_needed={mode: gpus_needed(report, settings, mode, usable) for mode in MODES},

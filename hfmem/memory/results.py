@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .facts import ModelFacts
+    from .settings import Mode
 
 Number = int | float | str
 
@@ -83,5 +84,5 @@ class MemoryReport:
             "cpu": self.cpu.to_dict(),
         }
 
-    def by_mode(self) -> dict[str, Estimate]:
+    def by_mode(self) -> dict[Mode, Estimate]:
         return {"inference": self.inference, "training": self.training, "lora": self.lora}

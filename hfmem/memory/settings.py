@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal, get_args
+
+from ..gpus import Gpu
+
+# What memory is estimated for: inference, full training, LoRA / QLoRA fine-tuning.
+Mode = Literal["inference", "training", "lora"]
+MODES: tuple[Mode, ...] = get_args(Mode)
 
 
 class Optimizer(str, Enum):
@@ -87,6 +94,11 @@ class Settings:
         object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
         object.__setattr__(self, "recipe", Recipe(self.recipe))
         object.__setattr__(self, "int4", Int4Scheme(self.int4))
+
+
+def usable_bytes(gpu: Gpu, settings: Settings) -> int:
+    """The bytes of `gpu` an estimate may fill (the rest is left to fragmentation and what nvidia-smi hides)."""
+    return int(gpu.memory_bytes * settings.usable_fraction)
 
 
 def resolve_seq_len(settings: Settings, max_positions: int | None) -> int:

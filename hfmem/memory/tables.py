@@ -10,9 +10,8 @@ from ..gpus import Gpu
 from ..spec import ModelSpec
 from .estimator import mode_estimate
 from .facts import ModelFacts, facts_of
-from .settings import Optimizer, Recipe, Settings
+from .settings import MODES, Mode, Optimizer, Recipe, Settings, resolve_seq_len, usable_bytes
 
-MODES = ("inference", "training", "lora")
 SWEEP_SEQ_LENS = (512, 2048, 8192)
 SWEEP_BATCHES = (1, 4, 8)
 MAX_BATCH = 1 << 16
@@ -24,13 +23,31 @@ WHAT_IF_GPUS = 8  # ZeRO rows spread over this many GPUs unless --gpus says more
 class SweepRow:
     seq_len: int
     batch_size: int
-    totals: dict[str, int]  # mode -> total bytes
+    totals: dict[Mode, int]  # mode -> total bytes
+
+    def to_dict(self) -> dict[str, int]:
+        return {"seq_len": self.seq_len, "batch_size": self.batch_size, **self.totals}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The inverse answers on one GPU, per mode: the longest context at the chosen batch size, and the largest
+    batch at the chosen sequence length (None: not even 1 fits)."""
+
+    gpu: Gpu
+    batch_size: int  # the batch the contexts are for
+    seq_len: int  # the sequence length the batches are for
+    max_seq_len: dict[Mode, int | None]
+    max_batch_size: dict[Mode, int | None]
+
+    def to_dict(self) -> dict[str, dict[str, int | None]]:
+        return {m: {"max_seq_len": self.max_seq_len[m], "max_batch_size": self.max_batch_size[m]} for m in MODES}
 
 
 @dataclass(frozen=True)
 class WhatIfRow:
     change: str
-    mode: str  # the mode the change applies to
+    mode: Mode  # the mode the change applies to
     total_bytes: int
     baseline_bytes: int  # the same mode without the change
     fits: bool | None  # None when no GPU was given
@@ -38,6 +55,10 @@ class WhatIfRow:
     @property
     def saving_bytes(self) -> int:
         return self.baseline_bytes - self.total_bytes
+
+    def to_dict(self) -> dict[str, object]:
+        return {"mode": self.mode, "change": self.change, "total_bytes": self.total_bytes,
+                "saves_bytes": self.saving_bytes, "fits": self.fits}  # fmt: skip
 
 
 def _total(facts: ModelFacts, settings: Settings, mode: str) -> int:
@@ -76,10 +97,16 @@ def _largest(fits: Callable[[int], bool], high: int) -> int | None:
     return low
 
 
-def max_seq_len(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> dict[str, int | None]:
+def limits(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> Limits:
+    facts = facts_of(model)
+    seq_len = resolve_seq_len(settings, facts.dims.max_positions)
+    return Limits(gpu, settings.batch_size, seq_len, max_seq_len(facts, settings, gpu), max_batch(facts, settings, gpu))
+
+
+def max_seq_len(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> dict[Mode, int | None]:
     """Per mode, the longest sequence (up to the model's context) that fits the GPU at the given batch size."""
     facts = facts_of(model)
-    usable = int(gpu.memory_bytes * settings.usable_fraction)
+    usable = usable_bytes(gpu, settings)
     bound = facts.dims.max_positions or UNKNOWN_CONTEXT
 
     def fits(mode: str, seq_len: int) -> bool:
@@ -88,10 +115,10 @@ def max_seq_len(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> 
     return {mode: _largest(partial(fits, mode), bound) for mode in MODES}
 
 
-def max_batch(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> dict[str, int | None]:
+def max_batch(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> dict[Mode, int | None]:
     """Per mode, the largest batch that fits the GPU at the given sequence length."""
     facts = facts_of(model)
-    usable = int(gpu.memory_bytes * settings.usable_fraction)
+    usable = usable_bytes(gpu, settings)
 
     def fits(mode: str, batch_size: int) -> bool:
         return _total(facts, replace(settings, batch_size=batch_size), mode) <= usable
@@ -103,10 +130,10 @@ def what_if(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu | None =
     """The usual memory savers on this model, each as the new total of the mode it affects. Savings are not
     additive: each row changes one thing from the baseline, and the peak may move to another phase."""
     facts = facts_of(model)
-    usable = int(gpu.memory_bytes * settings.usable_fraction) if gpu else None
+    usable = usable_bytes(gpu, settings) if gpu else None
     gpus = max(settings.gpus, WHAT_IF_GPUS)
     other_recipe = Recipe.BF16 if settings.recipe is not Recipe.BF16 else Recipe.MIXED
-    changes: list[tuple[str, str, Settings]] = [
+    changes: list[tuple[str, Mode, Settings]] = [
         ("baseline", "inference", settings),
         ("baseline", "training", settings),
         ("baseline", "lora", settings),
