@@ -15,11 +15,12 @@ included. huggingface_hub provides the session, the headers (token, user agent) 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -33,7 +34,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status, parse_ratelimit_headers
 
 try:  # huggingface_hub 2.x ships its own httpx fork
     from httpx2 import Headers, RequestError, Response, TransportError
@@ -60,6 +61,7 @@ from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
 from .untrusted import MAX_BYTES, MAX_FILES, MAX_TENSORS, decode_json, is_commit, is_repo_path
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
+MAX_RATE_LIMITED = 100  # 429s one request may wait out (each within max_wait)
 FIRST_READ = 100_001  # bytes of a safetensors file read first, as huggingface_hub does (~97% of headers fit)
 # A sharded repo's bulk metadata request falls back to one read per shard only where the endpoint lacks it.
 NO_BULK_API = {404, 405, 501}
@@ -73,8 +75,11 @@ class HubOptions:
     timeout: float = 10.0  # seconds a request may wait for the server to connect or send the next bytes
     attempts: int = 4  # per request, on 429 / 5xx / connection faults
     backoff: float = 0.5  # first wait when the server gives no Retry-After; doubles each time
-    max_wait: float = 30.0  # total seconds one request may spend waiting between attempts
-    deadline: float = 120.0  # seconds one model may take in all: every request, body and wait
+    max_wait: float = 600.0  # seconds one model may wait for the Hub's rate limits and retries, in all
+    deadline: float = 120.0  # seconds one model may take, rate-limit waits aside: every request and body
+    # Told (seconds, bucket) when the Hub's rate limit for a bucket ("api", "resolvers") is spent and every request
+    # to it waits for the window to reset; the CLI shows it on a terminal.
+    on_wait: Callable[[float, str], None] | None = field(default=None, compare=False)
 
     @property
     def url(self) -> str:
@@ -201,6 +206,7 @@ class _Client:
     def __init__(self, options: HubOptions, ref: ModelRef) -> None:
         self.options, self.ref = options, ref
         self.deadline = time.monotonic() + options.deadline
+        self.waited = 0.0  # seconds spent waiting for retries and rate limits
 
     def listing(self, repo_id: str, revision: str | None, *, files: bool) -> _Listing:
         """model_info: with `files`, every file with its size; otherwise only the commit and the gated flag."""
@@ -262,8 +268,11 @@ class _Client:
         headers = build_hf_headers(token=self.options.token)
         if byte_range is not None:
             headers["Range"] = byte_range
+        bucket = "resolvers" if "/resolve/" in url else "api"
+        self._pause(RATE_LIMITS.of(self.options.url).pause(bucket))
         timeout = min(self.options.timeout, self._left())
         with get_session().stream("GET", url, headers=headers, params=params, timeout=timeout) as response:
+            RATE_LIMITS.of(self.options.url).note(bucket, response, self.options.on_wait)
             if response.status_code >= 400:
                 hf_raise_for_status(self._buffered(response, self._read(response, MAX_BYTES["error"], True)))
             return response.headers, self._read(response, cap, byte_range is not None)
@@ -300,25 +309,98 @@ class _Client:
         return left
 
     def _retrying(self, call: Callable[[], T]) -> T:
-        """Call, retrying rate limits (honouring Retry-After), server errors and connection faults."""
-        waited = 0.0
-        for attempt in range(1, self.options.attempts + 1):
+        """Call, retrying server errors and connection faults (backing off, honouring Retry-After) and rate limits
+        (waiting for the window the Hub announces, which spends no attempt)."""
+        attempt = limited = 0
+        while True:
             try:
                 return call()
             except (HfHubHTTPError, TransportError) as e:
                 response = getattr(e, "response", None) if isinstance(e, HfHubHTTPError) else None
                 if response is not None and response.status_code not in RETRY_STATUS:
                     raise
+                announced = _announced_wait(response) if response is not None and response.status_code == 429 else None
+                if announced and limited < MAX_RATE_LIMITED:
+                    limited += 1
+                    self._pause(announced, e)  # the window resets: no attempt spent
+                    continue
+                attempt += 1
                 wait = _retry_after(response) if response is not None else None
                 if wait is None:
                     wait = self.options.backoff * 2 ** (attempt - 1)
-                if attempt == self.options.attempts or waited + wait > self.options.max_wait:
+                if attempt >= self.options.attempts:
                     raise
-                if wait >= self._left():
-                    raise TimedOut(f"{self.ref.text}: the Hub asks to wait {wait:g} s, past the model's deadline") from e
-                time.sleep(wait)
-                waited += wait
-        raise AssertionError("unreachable")
+                self._pause(wait, e)
+
+    def _pause(self, seconds: float, cause: Exception | None = None) -> None:
+        """Wait `seconds` (for a retry or a rate-limit window), within the model's max_wait; the deadline moves on
+        by as much, since waiting is not slowness."""
+        if seconds <= 0:
+            return
+        if self.waited + seconds > self.options.max_wait:
+            raise HubUnavailable(
+                f"{self.ref.text}: the Hub asks to wait {seconds:g} s more, past the {self.options.max_wait:g} s this "
+                "model may wait (--max-wait)"
+            ) from cause
+        time.sleep(seconds)
+        self.waited += seconds
+        self.deadline += seconds
+
+
+class _RateLimits:
+    """The Hub's rate limits, shared by every request of the process to one endpoint. The Hub counts requests per
+    bucket in fixed windows and says on each answer how many are left and when the window resets (RateLimit,
+    RateLimit-Policy; parsed by huggingface_hub); a 429 says when to come back (Retry-After). Once a bucket is spent,
+    every request to it waits for the reset, so a batch slows down instead of failing."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reopens: dict[tuple[str, str], float] = {}  # (endpoint, bucket) -> when requests may go again
+
+    def of(self, endpoint: str) -> _EndpointLimits:
+        return _EndpointLimits(self, endpoint)
+
+    def forget(self) -> None:
+        """Forget every window (a new run, or a test)."""
+        with self._lock:
+            self._reopens.clear()
+
+
+@dataclass(frozen=True)
+class _EndpointLimits:
+    limits: _RateLimits
+    endpoint: str
+
+    def pause(self, bucket: str) -> float:
+        """Seconds a request to `bucket` must wait now."""
+        with self.limits._lock:
+            return max(0.0, self.limits._reopens.get((self.endpoint, bucket), 0.0) - time.monotonic())
+
+    def note(self, bucket: str, response: Response, on_wait: Callable[[float, str], None] | None) -> None:
+        """Read an answer's rate-limit headers; when they say the bucket is spent, close it until the reset."""
+        wait = _announced_wait(response)
+        if wait is None:
+            return
+        key, reopens = (self.endpoint, bucket), time.monotonic() + wait
+        with self.limits._lock:
+            closing = reopens > self.limits._reopens.get(key, 0.0) + 1  # a new or longer pause
+            if closing:
+                self.limits._reopens[key] = reopens
+        if closing and on_wait is not None:
+            on_wait(wait, bucket)
+
+
+RATE_LIMITS = _RateLimits()
+
+
+def _announced_wait(response: Response) -> float | None:
+    """Seconds the Hub says to wait before the next request to the bucket that answered: Retry-After on a 429, or
+    the window's reset once no request is left in it; None when it says nothing of the kind."""
+    info = parse_ratelimit_headers(response.headers)
+    if response.status_code == 429:
+        wait = _retry_after(response)
+        return wait if wait else (float(info.reset_in_seconds) if info else None)
+    return float(info.reset_in_seconds) if info is not None and info.remaining == 0 else None
 
 
 def _files(repo_id: str, siblings: Any) -> tuple[RepoFile, ...]:

@@ -13,6 +13,8 @@ import huggingface_hub
 import pytest
 from huggingface_hub import constants
 
+from hfmem.hub import RATE_LIMITS
+
 from .dataset import DATASET
 from .fakehub import FIXTURES, SHARD_BYTES, FakeHub, FakeRepo, repo_from_dataset
 
@@ -104,6 +106,7 @@ def hf_isolation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_hub_serve
     }
     for name, constant in patched.items():
         monkeypatch.setattr(constants, name, constant)
+    RATE_LIMITS.forget()  # rate-limit windows are per process: a test starts with none
 
 
 def _is_loopback(host: str | bytes | None) -> bool:

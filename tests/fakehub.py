@@ -254,6 +254,18 @@ def dataset_repos() -> list[FakeRepo]:
 
 
 @dataclass
+class Quota:
+    """A rate limit as the Hub applies it to one bucket ("api" for /api/ routes, "resolvers" for file downloads):
+    `limit` requests per fixed window of `window` seconds, announced on every answer in the IETF draft's RateLimit
+    and RateLimit-Policy headers, and a 429 with Retry-After once the window's requests are spent."""
+
+    limit: int
+    window: float
+    started: float = -math.inf
+    used: int = 0
+
+
+@dataclass
 class LoggedRequest:
     """One request, as the fake Hub answered it."""
 
@@ -312,6 +324,7 @@ class FakeHub:
 
     def __init__(self, *, latency: float = 0.0, port: int = 0) -> None:
         self.latency = latency  # seconds slept before each response
+        self.quotas: dict[str, Quota] = {}  # bucket -> its rate limit; none: unlimited
         self.repos: dict[str, FakeRepo] = {}
         self.log: list[LoggedRequest] = []
         self._port = port
@@ -358,8 +371,9 @@ class FakeHub:
         return repo
 
     def reset(self) -> None:
-        """Forget every repo and request, and set latency back to 0."""
+        """Forget every repo, request and quota, and set latency back to 0."""
         self.repos.clear()
+        self.quotas.clear()
         self.reset_log()
         self.latency = 0.0
 
@@ -416,6 +430,29 @@ class FakeHub:
         reply = _resolve(commit, call)
         if repo.push is not None and repo.push_after and repo.push_after in call.path:
             repo.files, repo.sha, repo.push = repo.push, _sha1(repo.sha), None
+        return reply
+
+    def _metered(self, route: str | None, reply: _Reply) -> _Reply:
+        """The reply, counted against its bucket's quota (or a 429 when the window's requests are spent)."""
+        bucket = "resolvers" if route == "resolve" else "api"
+        quota = self.quotas.get(bucket)
+        if quota is None or route in ("agent-harnesses", "telemetry"):
+            return reply
+        with self._lock:
+            now = time.monotonic()
+            if now - quota.started >= quota.window:
+                quota.started, quota.used = now, 0
+            reset = max(1, math.ceil(quota.started + quota.window - now))
+            spent = quota.used >= quota.limit
+            quota.used += not spent
+            remaining = quota.limit - quota.used
+        if spent:
+            reply = _error(429, None, f"rate limited: {quota.limit} {bucket} requests per {quota.window:g} s",
+                           {"Retry-After": str(reset)})  # fmt: skip
+        reply.headers |= {
+            "RateLimit": f'"{bucket}";r={remaining};t={reset}',
+            "RateLimit-Policy": f'"fixed window";"{bucket}";q={quota.limit};w={math.ceil(quota.window)}',
+        }
         return reply
 
     def _injected_failure(self, repo: FakeRepo, path: str) -> _Reply | None:
@@ -477,6 +514,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         hub = self.server.hub
         route, reply = hub._route(call)
+        reply = hub._metered(route, reply)
         time.sleep(hub.latency)
         record = LoggedRequest(
             method=call.method,
