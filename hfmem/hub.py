@@ -2,7 +2,9 @@
 
 Two sequential round trips per model: (1) model_info with file sizes gives the commit, the file list and the
 gated flag, while config.json is fetched beside it (again, pinned, only if a push landed in between); (2) every
-safetensors header, concurrently and pinned to that commit. A sharded repo on main has all its shard headers in
+safetensors header, concurrently and pinned to that commit. A reference resolved before costs one request on
+config.json (the commit it is served from names the cached snapshot), in the Hub's resolvers bucket rather than
+the scarcer API one. A sharded repo on main has all its shard headers in
 one request (the endpoint behind `get_sharded_safetensors_metadata`); elsewhere each shard header is a ranged
 read (100 kB, plus one more only for a longer header). Weights are never downloaded. Resolved snapshots are kept
 in the metadata cache (cache.py), keyed by commit.
@@ -132,17 +134,12 @@ def _resolve_online(ref: ModelRef, client: _Client, cache: MetadataCache, known:
     assert repo_id is not None
     revision = ref.revision or constants.DEFAULT_REVISION
     with _translated_errors(ref, client.options):
-        if known is not None and not ref.pinned:
-            # Resolved before: look up the sha alone; if that commit is cached, nothing else is needed.
-            latest = client.listing(repo_id, ref.revision, files=False)
-            if hit := cache.load(ref, latest.commit):
-                if latest.commit != known:
-                    cache.save_commit(repo_id, revision, latest.commit)
-                return replace(hit, gated=latest.gated)
+        if known is not None and not ref.pinned and (hit := _still_cached(ref, client, cache)):
+            return hit
         with ThreadPoolExecutor(max_workers=16) as pool:
             # config.json travels beside the file listing; its X-Repo-Commit says whether it is that commit's.
             early_config = pool.submit(client.file, repo_id, "config.json", ref.revision, "config")
-            info = client.listing(repo_id, ref.revision, files=True)
+            info = client.listing(repo_id, ref.revision)
             commit = info.commit
             cache.save_commit(repo_id, revision, commit)
             if hit := cache.load(ref, commit):
@@ -161,6 +158,22 @@ def _resolve_online(ref: ModelRef, client: _Client, cache: MetadataCache, known:
     snapshot = Snapshot(ref.text, repo_id, ref.revision, commit, "hub", info.files, config, headers, info.gated)
     cache.save(snapshot)
     return snapshot
+
+
+def _still_cached(ref: ModelRef, client: _Client, cache: MetadataCache) -> Snapshot | None:
+    """A reference resolved before: the commit that config.json is served from now (a request in the Hub's
+    resolvers bucket, not the scarcer API one), and that commit's snapshot if it is cached."""
+    assert ref.repo_id is not None
+    try:
+        commit, _ = client.file(ref.repo_id, "config.json", ref.revision, "config")
+    except GatedRepoError:
+        raise  # what was cached with a token is not shown to a run without one
+    except HfHubHTTPError:
+        return None  # the file moved or went: resolve in full
+    hit = cache.load(ref, commit) if is_commit(commit) else None
+    if hit is not None:
+        cache.save_commit(ref.repo_id, ref.revision or constants.DEFAULT_REVISION, commit)
+    return hit
 
 
 def _read_headers(
@@ -208,20 +221,19 @@ class _Client:
         self.deadline = time.monotonic() + options.deadline
         self.waited = 0.0  # seconds spent waiting for retries and rate limits
 
-    def listing(self, repo_id: str, revision: str | None, *, files: bool) -> _Listing:
-        """model_info: with `files`, every file with its size; otherwise only the commit and the gated flag."""
+    def listing(self, repo_id: str, revision: str | None) -> _Listing:
+        """model_info with file metadata: the commit, every file with its size, and the gated flag."""
         url = f"{self.options.url}/api/models/{repo_id}"
         if revision is not None:
             url += f"/revision/{quote(revision, safe='')}"
-        params: dict[str, Any] = {"blobs": True} if files else {"expand": ["sha", "gated"]}
-        info = decode_json(self.get(url, "listing", params=params)[1], f"{repo_id}: the Hub's model info", BadResponse)
+        answer = self.get(url, "listing", params={"blobs": True})[1]
+        info = decode_json(answer, f"{repo_id}: the Hub's model info", BadResponse)
         if not isinstance(info, dict):
             raise BadResponse(f"{repo_id}: the Hub's model info is not a JSON object")
         if not is_commit(info.get("sha")):
             raise BadResponse(f"{repo_id}: the Hub's model info names no valid commit id")
         gated = info.get("gated")
-        return _Listing(info["sha"], _files(repo_id, info.get("siblings")) if files else (),
-                        gated if gated in ("auto", "manual") else None)  # fmt: skip
+        return _Listing(info["sha"], _files(repo_id, info.get("siblings")), gated if gated in ("auto", "manual") else None)
 
     def file(self, repo_id: str, filename: str, revision: str | None, kind: str) -> tuple[str | None, bytes]:
         """(the commit the Hub served it from, its bytes): a small file of the repo, whole."""

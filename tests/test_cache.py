@@ -109,8 +109,8 @@ def test_second_resolve_is_one_small_request(hub_repo, fake_hub):
     assert first.source == "hub" and "resolve" in routes(fake_hub)
     fake_hub.reset_log()
     second = open_snapshot(TINY)
-    assert routes(fake_hub) == ["info"], "only the revision -> sha lookup"
-    assert "expand=sha" in fake_hub.log[0].query and fake_hub.log[0].bytes_sent < 200
+    assert routes(fake_hub) == ["resolve"], "only the revision -> sha lookup, in the resolvers bucket"
+    assert fake_hub.log[0].file == "config.json" and fake_hub.log[0].bytes_sent < 2_000
     assert second.source == "cache"
     assert dataclasses.replace(second, source="hub") == first
 
@@ -196,11 +196,13 @@ def test_a_corrupt_entry_is_refetched_and_rewritten(hub_repo, fake_hub):
     assert again.source == "hub" and "resolve" in routes(fake_hub)
     fake_hub.reset_log()
     assert open_snapshot(TINY).source == "cache"
-    assert routes(fake_hub) == ["info"]
+    assert routes(fake_hub) == ["resolve"]
 
 
-def test_gated_flag_comes_from_the_hub_not_the_cache(hub_repo, fake_hub):
+def test_what_was_cached_is_not_shown_once_the_repo_is_gated_and_no_token_is_given(hub_repo, fake_hub):
     repo = hub_repo(TINY)
     open_snapshot(TINY)
     repo.gated = "auto"  # gating is a repo setting, not part of a commit
-    assert open_snapshot(TINY).gated == "auto"
+    with pytest.raises(errors.AccessDenied, match="gated"):
+        open_snapshot(TINY)
+    assert open_snapshot(TINY, hub=HubOptions(token=FakeHub.valid_token)).source == "cache"
