@@ -1,16 +1,24 @@
-"""Access to ../shared/hub-dataset (real configs and ground truth), when it is present beside the checkout."""
+"""Access to ../shared/hub-dataset (real configs and ground truth), when it is present beside the checkout.
+
+Importable without pytest (the fake Hub and the benchmarks use it in a venv holding hfmem alone); the
+`needs_dataset` marker is made on first use."""
 
 from __future__ import annotations
 
 import json
 from functools import cache
 from pathlib import Path
-
-import pytest
+from typing import Any
 
 DATASET = Path(__file__).resolve().parents[1].parent / "shared" / "hub-dataset"
 
-needs_dataset = pytest.mark.skipif(not DATASET.is_dir(), reason="../shared/hub-dataset is not present")
+
+def __getattr__(name: str) -> Any:
+    if name == "needs_dataset":  # a marker: skip where ../shared/hub-dataset is absent
+        import pytest
+
+        return pytest.mark.skipif(not DATASET.is_dir(), reason="../shared/hub-dataset is not present")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def model_dirs(with_ground_truth: bool = False) -> list[Path]:
