@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from .untrusted import decode_json
 
 # The same cap huggingface_hub applies; a header claiming more is refused before it is read.
 MAX_HEADER_BYTES = 25_000_000
+# A routed expert's index: `model.layers.3.mlp.experts.17.down_proj.weight` groups as `...experts.*.down_proj...`.
+_EXPERT_INDEX = re.compile(r"(?<=\.experts\.)\d+(?=\.)")
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,10 @@ def parse_header(raw: bytes, filename: str) -> Header:
     return header_from_dict(decode_json(body, f"{filename}: header", HeaderError), filename)
 
 
-def header_from_dict(decoded: Any, filename: str) -> Header:
-    """Validate a decoded header: known dtypes, integer shapes, offsets that tile the buffer exactly."""
+def header_from_dict(decoded: Any, filename: str, *, tiling: bool = True) -> Header:
+    """Validate a decoded header: known dtypes, integer shapes, sizes that match the offsets, and (with `tiling`)
+    offsets that tile the buffer exactly. Headers the Hub parsed itself (the bulk metadata answer) skip the
+    tiling: it bounds no memory and changes no count, and costs a sort of every tensor."""
     if not isinstance(decoded, dict):
         raise HeaderError(f"{filename}: header is not a JSON object")
     metadata = decoded.get("__metadata__", {})
@@ -84,14 +89,15 @@ def header_from_dict(decoded: Any, filename: str) -> Header:
     # Routed experts that differ only in their index are one entry (Tensor.count): exact sums are unchanged, and
     # DeepSeek-V3's 45,395 tensors (163 shards) become 1,806 entries to store and scan.
     counts: dict[tuple[str, str, tuple[int, ...], int], int] = {}
+    bits, group = dtypes.BITS, _EXPERT_INDEX.sub
     for name, info in decoded.items():
         if name == "__metadata__":
             continue
         try:
-            dtype = str(info["dtype"]).upper()
+            dtype = info["dtype"].upper()
             shape = tuple(info["shape"])
             begin, end = info["data_offsets"]
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise HeaderError(f"{filename}: tensor {name!r} lacks dtype, shape or data_offsets") from e
         try:  # a non-integer or negative dimension shows in the product's type or in min()
             numel = math.prod(shape)
@@ -103,11 +109,12 @@ def header_from_dict(decoded: Any, filename: str) -> Header:
         if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
             raise HeaderError(f"{filename}: tensor {name!r} has invalid data_offsets")
         # A dtype newer than our table is sized by its offsets rather than refused.
-        width = dtypes.BITS.get(dtype)
+        width = bits.get(dtype)
         if width is not None and (numel * width + 7) // 8 != end - begin:
             raise HeaderError(f"{filename}: tensor {name!r} has data_offsets that do not match its size")
-        spans.append((begin, end, name))
-        key = (_expert_group(name) if ".experts." in name else name, dtype, shape, end - begin)
+        if tiling:
+            spans.append((begin, end, name))
+        key = (group("*", name, 1) if ".experts." in name else name, dtype, shape, end - begin)
         counts[key] = counts.get(key, 0) + 1
     spans.sort()
     position = 0
@@ -117,13 +124,6 @@ def header_from_dict(decoded: Any, filename: str) -> Header:
         position = end
     tensors = tuple(Tensor(*key, count) for key, count in counts.items())
     return Header(tensors, {str(k): str(v) for k, v in metadata.items()})
-
-
-def _expert_group(name: str) -> str:
-    """`model.layers.3.mlp.experts.17.down_proj.weight` -> `model.layers.3.mlp.experts.*.down_proj.weight`."""
-    start = name.index(".experts.") + len(".experts.")
-    stop = name.find(".", start)
-    return f"{name[:start]}*{name[stop:]}" if stop > start and name[start:stop].isdigit() else name
 
 
 def write_header(tensors: list[Tensor], metadata: Mapping[str, str] | None = None) -> bytes:

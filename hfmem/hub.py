@@ -265,7 +265,7 @@ class _Client:
         declared = sum(len(h) for h in shards.values() if isinstance(h, dict))
         if declared > MAX_TENSORS:
             raise HeaderError(f"{repo_id}: the checkpoint declares {declared:,} tensors (limit {MAX_TENSORS:,})")
-        return {name: header_from_dict(header, f"{repo_id}: {name}") for name, header in sorted(shards.items())}
+        return {name: header_from_dict(header, f"{repo_id}: {name}", tiling=False) for name, header in sorted(shards.items())}
 
     def get(self, url: str, kind: str, *, params: dict[str, Any] | None = None) -> tuple[Headers, bytes]:
         """GET `url`, retried; (headers, body), the body refused past MAX_BYTES[kind]."""

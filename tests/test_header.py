@@ -103,3 +103,21 @@ def test_unknown_dtype_is_sized_by_its_offsets():
     header = header_from_dict({"a": {"dtype": "F3_NEW", "shape": [8], "data_offsets": [0, 3]}}, "x")
     assert header.tensors[0].nbytes == 3
     assert header.tensors[0].numel == 8
+
+
+def test_tiling_is_checked_unless_the_hub_parsed_the_header():
+    gap = {"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}
+    with pytest.raises(HeaderError, match="does not start where the previous one ends"):
+        header_from_dict(gap, "x.safetensors")
+    assert header_from_dict(gap, "x.safetensors", tiling=False).data_bytes == 8
+
+
+def test_routed_experts_group_by_their_index_only():
+    names = ["m.layers.0.mlp.experts.0.w.weight", "m.layers.0.mlp.experts.1.w.weight", "m.experts.12",
+             "m.experts.gate_up_proj"]  # fmt: skip
+    decoded, offset = {}, 0
+    for name in names:
+        decoded[name] = {"dtype": "F32", "shape": [2], "data_offsets": [offset, offset + 8]}
+        offset += 8
+    grouped = {(t.name, t.count) for t in header_from_dict(decoded, "x.safetensors").tensors}
+    assert grouped == {("m.layers.0.mlp.experts.*.w.weight", 2), ("m.experts.12", 1), ("m.experts.gate_up_proj", 1)}

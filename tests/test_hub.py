@@ -169,9 +169,10 @@ def test_a_bad_shard_header_in_the_bulk_metadata_is_a_header_error(fake_hub):
     tensors = [Tensor(f"model.layers.{i}.mlp.weight", "F32", (64, 64)) for i in range(4)]
     repo = fake_hub.add_repo(build_repo("org/sharded", tensors, {"model_type": "llama"}, shard_bytes=20_000))
     shard = sorted(n for n in repo.files if n.endswith(".safetensors"))[1]
-    gap = json.dumps({"model.layers.1.mlp.weight": {"dtype": "F32", "shape": [64, 64], "data_offsets": [8, 16392]}})
-    repo.files[shard] = LazyFile(struct.pack("<Q", len(gap)) + gap.encode(), 8 + len(gap) + 16392)
-    with pytest.raises(errors.HeaderError, match=f"{shard}: tensor 'model.layers.1.mlp.weight' does not start"):
+    # A size that the offsets contradict changes a count: refused even in the Hub's own parse of the headers.
+    bad = json.dumps({"model.layers.1.mlp.weight": {"dtype": "F32", "shape": [64, 64], "data_offsets": [0, 100]}})
+    repo.files[shard] = LazyFile(struct.pack("<Q", len(bad)) + bad.encode(), 8 + len(bad) + 100)
+    with pytest.raises(errors.HeaderError, match=f"{shard}: tensor 'model.layers.1.mlp.weight' has data_offsets that"):
         open_snapshot("org/sharded")
     assert [r.route for r in fake_hub.requests_for("org/sharded") if r.route != "resolve"] == [
         "info", "safetensors-metadata"
