@@ -19,7 +19,14 @@ from typing import NoReturn, Union
 
 from .errors import GgufChoiceError, GgufError, UnsupportedModel
 from .snapshot import RepoFile
-from .untrusted import MAX_BYTES, MAX_GGUF_ARRAY_LENGTH, MAX_GGUF_DIMS, MAX_GGUF_STRING_BYTES, MAX_TENSORS
+from .untrusted import (
+    MAX_BYTES,
+    MAX_GGUF_ARRAY_LENGTH,
+    MAX_GGUF_DIMS,
+    MAX_GGUF_PAIRS,
+    MAX_GGUF_STRING_BYTES,
+    MAX_TENSORS,
+)
 
 QK_K = 256  # elements in a K-quant super-block
 # ggml type id -> (name, elements per block, bytes per block): `enum ggml_type` in ggml/include/ggml.h and the
@@ -236,8 +243,9 @@ def read_header(read: Callable[[int, int], bytes], file: str) -> GgufHeader:
         swapped = version > 0xFFFF and not version & 0xFFFF  # version 3 read in the other byte order
         cur.fail("big-endian GGUF files are not supported" if swapped else f"GGUF version {version} is not supported")
     n_tensors, n_pairs = cur.unpack("QQ")
-    if n_tensors > MAX_TENSORS:
-        cur.fail(f"declares {n_tensors:,} tensors (limit {MAX_TENSORS:,})")
+    if n_tensors > MAX_TENSORS or n_pairs > MAX_GGUF_PAIRS:
+        cur.fail(f"declares {n_tensors:,} tensors and {n_pairs:,} metadata pairs "
+                 f"(limits {MAX_TENSORS:,} and {MAX_GGUF_PAIRS:,})")  # fmt: skip
 
     metadata: dict[str, Value] = {}
     for i in range(n_pairs):

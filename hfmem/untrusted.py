@@ -92,4 +92,5 @@ def for_spreadsheet(value: object) -> object:
 MAX_BYTES["gguf"] = 64 * MiB  # the whole header: metadata and tensor infos
 MAX_GGUF_STRING_BYTES = 4 * MiB  # one string (the longest real ones are chat templates of some 100 kB)
 MAX_GGUF_ARRAY_LENGTH = 2**22  # elements of one array (the longest real ones are vocabularies and merges)
+MAX_GGUF_PAIRS = 65_536  # metadata pairs of one file (real ones hold under 100; each costs far more held than read)
 MAX_GGUF_DIMS = 4  # dimensions of one tensor: GGML_MAX_DIMS (ggml/include/ggml.h)

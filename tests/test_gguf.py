@@ -357,7 +357,7 @@ HOSTILE = {
     "array of 2^60 bytes": (_file([_pair(b"a", 9, struct.pack("<IQ", 0, 2**60))]), "limit"),
     "array past the end": (_file([_pair(b"a", 9, struct.pack("<IQ", 12, 2**22))]), "file ends inside"),
     "10^9 tensors": (_file(n_tensors=10**9), "1,000,000,000 tensors"),
-    "10^18 pairs": (_file(n_pairs=10**18), "larger than hfmem reads"),
+    "10^18 pairs": (_file(n_pairs=10**18), "1,000,000,000,000,000,000 metadata pairs"),
     "nested arrays": (_file([_pair(b"a", 9, struct.pack("<IQIQ", 9, 1, 4, 1) + U32)]), "array of an array"),
     "unknown element type": (_file([_pair(b"a", 9, struct.pack("<IQ", 13, 1))]), "unknown type 13"),
     "unknown value type": (_file([_pair(b"a", 13, U32)]), "unknown value type 13"),
@@ -393,6 +393,14 @@ def test_hostile_header(data: bytes, message: str):
     message = str(error.value)
     assert message.startswith("evil.gguf: ") and message.isprintable() and len(message) < 200
     assert reads.furthest <= MAX_BYTES["gguf"]
+
+
+def test_header_larger_than_the_cap(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(MAX_BYTES, "gguf", 100_000)
+    reads = Reads(files["llama.gguf"].read_bytes())
+    with pytest.raises(GgufError, match="larger than hfmem reads \\(100,000 bytes\\)"):
+        read_header(reads, "llama.gguf")
+    assert reads.furthest <= 100_000
 
 
 @pytest.mark.parametrize("name, step", [("moe.gguf", 1), ("llama.gguf", 4099)])
