@@ -72,6 +72,23 @@ class HeaderError(ResolveError):
     code = "bad_header"
 
 
+class GgufError(HeaderError):
+    """A GGUF header is truncated, too large or malformed."""
+
+    code = "bad_gguf"
+
+
+class GgufChoiceError(ResolveError):
+    """--file or --quant names no GGUF variant of the repo, or several, or none was named and several exist.
+    `choices` lists the names that would pick one."""
+
+    code = "gguf_choice"
+
+    def __init__(self, message: str, choices: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.choices = choices
+
+
 class UnsupportedModel(HfmemError):
     """The config lacks what the memory model needs."""
 

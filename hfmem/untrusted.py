@@ -85,3 +85,12 @@ def for_spreadsheet(value: object) -> object:
         return value
     value = one_line(value)
     return "'" + value if value.lstrip().startswith(_FORMULA_START) else value
+
+
+# GGUF headers (hfmem.gguf): the metadata holds the tokenizer (vocabulary, scores, merges), so a real header runs to
+# several MB (a 262k-token vocabulary alone is some 4 MB of strings). llama.cpp allows 1 GiB per string and per array.
+MAX_BYTES["gguf"] = 64 * MiB  # the whole header: metadata and tensor infos
+MAX_GGUF_STRING_BYTES = 4 * MiB  # one string (the longest real ones are chat templates, tens of kB)
+MAX_GGUF_ARRAY_LENGTH = 2**22  # elements of one array (the longest real ones are vocabularies and merges)
+MAX_GGUF_PAIRS = 65_536  # metadata pairs of one file (real ones hold under 100; each costs far more held than read)
+MAX_GGUF_DIMS = 4  # dimensions of one tensor: GGML_MAX_DIMS (ggml/include/ggml.h)
