@@ -117,6 +117,12 @@ class ServePlan:
         }
 
 
+def per_gpu(weights: int, non_torch: int, activation: int, graphs: int, kv_cache: int) -> dict[str, int]:
+    """ServePlan.per_gpu in report order, with the CUDA context (outside every engine budget)."""
+    return {"weights": weights, "cuda_context": CUDA_CONTEXT, "non_torch": non_torch, "activation_peak": activation,
+            "cuda_graphs": graphs, "kv_cache": kv_cache}
+
+
 def visible_bytes(gpu: Gpu) -> int:
     """The device total an engine sees (torch.cuda.mem_get_info), below the nominal size."""
     if gpu.name in VISIBLE_GIB:
@@ -172,15 +178,16 @@ def _rank_bytes(t: Tensor, tp: int, facts: ModelFacts, fp8: bool) -> int:
     nbytes = t.numel * t.count if fp8 else t.nbytes * t.count
     if t.dtype == "F32" and not fp8:
         nbytes //= 2
-    parts = t.name.split(".")
-    leaf = parts[-2] if len(parts) > 1 else ""
-    dims = facts.dims
-    if len(t.shape) == 2 and is_embedding(t.name):
-        rows = t.shape[0]
-        padded = -(-rows // VOCAB_PADDING) * VOCAB_PADDING
-        return -(-nbytes * padded // (rows * tp))
-    if len(t.shape) <= 1 or leaf in REPLICATED or tp == 1:
+    shape = t.shape
+    if len(shape) == 2 and is_embedding(t.name):
+        padded = -(-shape[0] // VOCAB_PADDING) * VOCAB_PADDING
+        return -(-nbytes * padded // (shape[0] * tp))
+    if tp == 1 or len(shape) <= 1:
         return nbytes
+    leaf = t.name.rsplit(".", 2)[-2]
+    if leaf in REPLICATED:
+        return nbytes
+    dims = facts.dims
     if leaf in KV_PROJECTIONS and not dims.mla and dims.kv_heads:
         return nbytes * max(1, dims.kv_heads // tp) // dims.kv_heads
     return -(-nbytes // tp)

@@ -27,6 +27,7 @@ from .plan import (
     command_line,
     kv_layer_bytes,
     non_torch_bytes,
+    per_gpu,
     pp_partition,
     stage_weights,
     visible_bytes,
@@ -224,14 +225,8 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: VllmSettings | None 
             "enforce_eager": settings.enforce_eager,
             "quantization": settings.quantization,
         },
-        per_gpu={
-            "weights": binding.weights,
-            "cuda_context": CUDA_CONTEXT,
-            "non_torch": non_torch,
-            "activation_peak": binding.activation,
-            "cuda_graphs": graphs,
-            "kv_cache": binding.blocks * binding.bytes_per_block,
-        },
+        per_gpu=per_gpu(binding.weights, non_torch, binding.activation, graphs,
+                        binding.blocks * binding.bytes_per_block),
         kv_groups=tuple(
             KvGroup(kind, slots, block, page, binding.blocks, binding.need(max_len, kind))
             for kind, slots in binding.slots
