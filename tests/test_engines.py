@@ -215,3 +215,16 @@ def test_plan_from_an_architecture_alone_and_its_json():
     assert d["engine"] == {"name": "vllm", "version": "0.33.0"}
     assert set(d["per_gpu"]) >= {"weights", "non_torch", "activation_peak", "cuda_graphs", "kv_cache"}
     assert all(isinstance(v, int) for v in d["per_gpu"].values())
+
+
+@needs_dataset
+def test_sglang_sliding_window_pools():
+    p = plan(facts("google__gemma-3-1b-it"), RTX3090, SglangSettings())
+    per_layer = 1 * (256 + 256) * 2  # one KV head, K and V of 256, bf16
+    cell = per_layer * (4 + 0.8 * 22)  # full layers + swa_full_tokens_ratio x sliding layers
+    fraction = p.settings["mem_fraction_static"]
+    pre = int(23.58 * GIB) - 2**29 - int(0.13 * GIB)
+    tokens = int((int(pre * fraction) - p.per_gpu["weights"]) // cell)
+    assert [(g.kind, g.layers, g.tokens) for g in p.kv_groups] == [
+        ("full_attention", 4, tokens), ("sliding_attention", 22, int(tokens * 0.8))]
+    assert p.kv_cache_tokens == tokens
