@@ -197,9 +197,14 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
 @click.option("--mode", type=_choice(MODES), default="inference", show_default=True,
               help="What the GPU fit is checked for.")
 @memory_options
+@click.option("--engine", type=_choice(ENGINES), default=None,
+              help="Also check that this engine starts on --gpu (TP over --gpus), as `hfmem serve` plans it.")
+@click.option("--max-model-len", type=click.IntRange(min=1), default=None,
+              help="With --engine: the context length to serve.  [default: the model's]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @units_option
-def check(model: str, mode: Mode, as_json: bool, units: str, **opts: Any) -> None:
+def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None, max_model_len: int | None,
+          **opts: Any) -> None:
     """Pre-download sanity check of MODEL: one verdict (ok / warn / fail) per check.
 
     Download size by format, safetensors or pickle-only weights, gated, custom code, config consistency
@@ -208,8 +213,15 @@ def check(model: str, mode: Mode, as_json: bool, units: str, **opts: Any) -> Non
     Exit status: 0 all good and it fits, 1 a check failed or it does not fit, 2 the model could not be resolved.
     """
     settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
+    serving = None
+    if engine is not None:
+        if gpu is None:
+            raise click.UsageError("--engine needs --gpu or --gpu-memory")
+        layout = {"vllm": ("tensor_parallel_size", "max_model_len"), "sglang": ("tp", "context_length")}[engine]
+        serving = engine_settings(engine, **dict(zip(layout, (opts["gpus"], max_model_len))))
     try:
-        result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, units=units)
+        result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, units=units,
+                             serving=serving)
     except HfmemError as e:
         report_error(model, e, as_json)
         raise click.exceptions.Exit(ExitCode.UNRESOLVED) from None

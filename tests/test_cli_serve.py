@@ -53,3 +53,16 @@ def test_usage_errors(hub_repo):
     assert run(TINY, "--gpu", "H100", "--engine", "sglang", "--kv-cache-dtype", "fp8").exit_code == 2
     none = run(TINY, "--gpu-memory", "0.01", "--solve", "--gpus", "2")
     assert none.exit_code == 1 and "no layout of at most 2 GPUs" in none.stderr
+
+
+def test_check_with_an_engine_fails_exactly_when_it_refuses(hub_repo):
+    hub_repo(LLAMA)
+    refused = CliRunner().invoke(cli, ["check", LLAMA, "--gpu", "RTX-3090", "--engine", "vllm", "--json"])
+    assert refused.exit_code == 1
+    serve = {c["code"]: c for c in json.loads(refused.stdout)["checks"]}["serve"]
+    assert serve["level"] == "fail" and "To serve at least one request" in serve["message"]
+    starts = CliRunner().invoke(cli, ["check", LLAMA, "--gpu", "RTX-3090", "--engine", "vllm", "--max-model-len",
+                                      "20000"])
+    assert starts.exit_code == 0, starts.output
+    assert "ok  serve            vLLM 0.33.0 starts: 41,136 KV tokens" in starts.stdout
+    assert CliRunner().invoke(cli, ["check", LLAMA, "--engine", "vllm"]).exit_code == 2  # no GPU
