@@ -17,7 +17,7 @@ import click
 from .api import ModelReport, inspect_model, serve_model
 from .audit import DEFAULT_JOBS, DEFAULT_TIMEOUT, FORMATS, AuditRow, iter_audit, read_models, write_rows
 from .checks import MODES, Mode, check_model, render_check
-from .engines import ENGINES, engine_settings
+from .engines import ENGINES, EngineSettings, engine_settings
 from .engines.render import render_plan
 from .engines.sglang import KV_CACHE_DTYPES as SGLANG_KV
 from .engines.vllm import KV_CACHE_DTYPES as VLLM_KV
@@ -113,6 +113,16 @@ def gpu_from(opts: dict[str, Any]) -> Gpu | None:
         except HfmemError as e:
             raise click.BadParameter(str(e), param_hint="--gpu") from None
     return None
+
+
+def serving_from(engine: str | None, max_model_len: int | None, gpu: Gpu | None, gpus: int) -> EngineSettings | None:
+    """check's and audit's --engine: that engine's defaults, TP over --gpus, at --max-model-len."""
+    if engine is None:
+        return None
+    if gpu is None:
+        raise click.UsageError("--engine needs --gpu or --gpu-memory")
+    layout = {"vllm": ("tensor_parallel_size", "max_model_len"), "sglang": ("tp", "context_length")}[engine]
+    return engine_settings(engine, **dict(zip(layout, (gpus, max_model_len))))
 
 
 def hub_from(opts: dict[str, Any]) -> HubOptions:
@@ -213,12 +223,7 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
     Exit status: 0 all good and it fits, 1 a check failed or it does not fit, 2 the model could not be resolved.
     """
     settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
-    serving = None
-    if engine is not None:
-        if gpu is None:
-            raise click.UsageError("--engine needs --gpu or --gpu-memory")
-        layout = {"vllm": ("tensor_parallel_size", "max_model_len"), "sglang": ("tp", "context_length")}[engine]
-        serving = engine_settings(engine, **dict(zip(layout, (opts["gpus"], max_model_len))))
+    serving = serving_from(engine, max_model_len, gpu, opts["gpus"])
     try:
         result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, units=units,
                              serving=serving)
@@ -240,8 +245,13 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
               help="Models resolved at once.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT, show_default=True,
               help="Seconds one model may take, retries included.")
+@click.option("--engine", type=_choice(ENGINES), default=None,
+              help="With --gpu: add each model's KV tokens, maximum concurrency and start verdict for this engine.")
+@click.option("--max-model-len", type=click.IntRange(min=1), default=None,
+              help="With --engine: the context length to serve.  [default: each model's]")
 @units_option
-def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: str, **opts: Any) -> None:
+def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: str, engine: str | None,
+          max_model_len: int | None, **opts: Any) -> None:
     """Audit a list of models: one row each (model, params, dtype, weights, inference, training, LoRA, fits, error).
 
     FILE (default: stdin) holds one reference per line (# comments and blank lines are skipped) or is a CSV with
@@ -262,7 +272,8 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
     done: dict[int, AuditRow] = {}
     interrupted = False
     try:
-        results = iter_audit(models, settings, gpu=gpu, revision=opts["revision"], hub=hub, jobs=jobs, timeout=timeout)
+        results = iter_audit(models, settings, gpu=gpu, revision=opts["revision"], hub=hub, jobs=jobs, timeout=timeout,
+                             serving=serving_from(engine, max_model_len, gpu, opts["gpus"]))
         with closing(results), _progress(len(models)) as advance:
             for index, row in results:
                 done[index] = row

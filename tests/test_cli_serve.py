@@ -66,3 +66,16 @@ def test_check_with_an_engine_fails_exactly_when_it_refuses(hub_repo):
     assert starts.exit_code == 0, starts.output
     assert "ok  serve            vLLM 0.33.0 starts: 41,136 KV tokens" in starts.stdout
     assert CliRunner().invoke(cli, ["check", LLAMA, "--engine", "vllm"]).exit_code == 2  # no GPU
+
+
+def test_audit_with_an_engine_adds_tokens_concurrency_and_the_verdict(hub_repo):
+    hub_repo(LLAMA)
+    args = ["audit", "-", "--gpu", "RTX-3090", "--engine", "vllm", "--max-model-len", "20000"]
+    result = CliRunner().invoke(cli, [*args, "--format", "json"], input=f"{LLAMA}\n")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)[0]
+    assert (row["kv_cache_tokens"], row["max_concurrency"], row["starts"]) == (41136, 2.06, True)
+    table = CliRunner().invoke(cli, args, input=f"{LLAMA}\n").stdout
+    header, _, line = table.splitlines()
+    assert header.split()[-5:] == ["fits", "KV", "tokens", "concurrency", "starts"]
+    assert line.split()[-3:] == ["41,136", "2.06x", "yes"]

@@ -14,12 +14,21 @@ from .vllm import VllmSettings
 
 EngineSettings = VllmSettings | SglangSettings
 ENGINES = ("vllm", "sglang")
+VERDICT = ("kv_cache_tokens", "max_concurrency", "starts")  # what an audit row adds from a plan
 
 
 def engine_settings(engine: str, **flags: object) -> EngineSettings:
     """The engine's settings from its flags (None values take the engine's default)."""
     cls = {"vllm": VllmSettings, "sglang": SglangSettings}[engine]
     return cls(**{k: v for k, v in flags.items() if v is not None})  # type: ignore[arg-type]
+
+
+def verdict(plan: ServePlan | None) -> dict[str, object]:
+    """An audit row's KV tokens, maximum concurrency and start verdict (None without a plan)."""
+    if plan is None:
+        return dict.fromkeys(VERDICT)
+    return {"kv_cache_tokens": plan.kv_cache_tokens, "max_concurrency": round(plan.max_concurrency, 2),
+            "starts": plan.starts}
 
 
 def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: EngineSettings) -> ServePlan:
@@ -48,10 +57,12 @@ __all__ = [
     "KvGroup",
     "Layout",
     "ServePlan",
+    "VERDICT",
     "SglangSettings",
     "VllmSettings",
     "engine_settings",
     "layouts",
     "plan",
     "solve",
+    "verdict",
 ]
