@@ -117,6 +117,12 @@ class ServePlan:
         }
 
 
+def serve_plan(facts: ModelFacts, engine: str, version: str, gpu: Gpu, layout: Layout, **fields: Any) -> ServePlan:
+    """A ServePlan for facts' model; `fields` are the rest of ServePlan's."""
+    return ServePlan(model=facts.spec.model, commit=facts.spec.commit, engine=engine, version=version, gpu=gpu,
+                     layout=layout, **fields)
+
+
 def per_gpu(weights: int, non_torch: int, activation: int, graphs: int, kv_cache: int) -> dict[str, int]:
     """ServePlan.per_gpu in report order, with the CUDA context (outside every engine budget)."""
     return {"weights": weights, "cuda_context": CUDA_CONTEXT, "non_torch": non_torch, "activation_peak": activation,

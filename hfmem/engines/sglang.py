@@ -17,19 +17,8 @@ from ..gpus import GIB, Gpu
 from ..memory.facts import ModelFacts, facts_of
 from ..memory.settings import DEFAULT_SEQ_LEN
 from ..spec import ModelSpec
-from .plan import (
-    CUDA_CONTEXT,
-    KvGroup,
-    Layout,
-    ServePlan,
-    attention_kinds,
-    command_line,
-    kv_layer_bytes,
-    non_torch_bytes,
-    per_gpu,
-    stage_weights,
-    visible_bytes,
-)
+from . import plan as common
+from .plan import KvGroup, Layout, ServePlan
 
 VERSION = "0.5.23"
 KV_CACHE_DTYPES = {"auto": 2, "bf16": 2, "bfloat16": 2, "fp8_e4m3": 1, "fp8_e5m2": 1}
@@ -75,7 +64,7 @@ class SglangSettings:
 
 def gpu_defaults(gpu: Gpu, tp: int) -> tuple[int, int]:
     """(chunked_prefill_size, decode CUDA-graph max_bs) by GPU memory."""
-    gib = visible_bytes(gpu) / GIB
+    gib = common.visible_bytes(gpu) / GIB
     for below, chunk, small_tp, large_tp in GPU_DEFAULTS:
         if gib < below:
             return chunk, small_tp if tp < 4 else large_tp
@@ -95,7 +84,7 @@ def reserve_mib(gpu: Gpu, tp: int, chunk: int, max_bs: int, mla: bool) -> tuple[
     activation = 1.5 * max(chunk, 2048)
     graphs = 2 * max_bs + (1536 if mla else 8 * len(prefill_graph_sizes(chunk)))
     total = 512 + activation + 1024 * tp / 8 + graphs
-    if visible_bytes(gpu) > 60 * GIB:
+    if common.visible_bytes(gpu) > 60 * GIB:
         total = max(total, 10 * 1024)
     return total, activation, graphs
 
@@ -109,15 +98,15 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: SglangSettings | Non
     context = settings.context_length or arch.max_position_embeddings or DEFAULT_SEQ_LEN
     chunk, max_bs = gpu_defaults(gpu, tp)
     chunk = settings.chunked_prefill_size or chunk
-    total = visible_bytes(gpu)
+    total = common.visible_bytes(gpu)
     reserve, activation, graphs = reserve_mib(gpu, tp, chunk, max_bs, dims.mla)
     fraction = settings.mem_fraction_static or round((total / MIB - reserve) / (total / MIB), 3)
-    non_torch = non_torch_bytes(settings.layout)
-    pre = total - CUDA_CONTEXT - non_torch  # free before the weights (srt/distributed/bootstrap.py:193-223)
-    weights = stage_weights(facts, tp, 1, settings.quantization == "fp8")[0]
+    non_torch = common.non_torch_bytes(settings.layout)
+    pre = total - common.CUDA_CONTEXT - non_torch  # free before the weights (srt/distributed/bootstrap.py:193-223)
+    weights = common.stage_weights(facts, tp, 1, settings.quantization == "fp8")[0]
     rest = int(pre * fraction) - weights  # now - pre x (1 - fraction) (kv_cache_configurator.py:3007, :3038)
-    per_layer = kv_layer_bytes(facts, KV_CACHE_DTYPES[settings.kv_cache_dtype], tp)
-    counts = Counter(attention_kinds(facts))
+    per_layer = common.kv_layer_bytes(facts, KV_CACHE_DTYPES[settings.kv_cache_dtype], tp)
+    counts = Counter(common.attention_kinds(facts))
     full, swa = counts["full_attention"], counts["sliding_attention"]
     ratio = SWA_FULL_TOKENS_RATIO if swa else 0.0
     cell = per_layer * (full + ratio * swa)  # HybridSWAPoolConfigurator (pool_configurator.py:656-916)
@@ -143,13 +132,8 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: SglangSettings | Non
         "page-size": page if page > 1 else None,
         "quantization": settings.quantization,
     }
-    return ServePlan(
-        model=facts.spec.model,
-        commit=facts.spec.commit,
-        engine="sglang",
-        version=VERSION,
-        gpu=gpu,
-        layout=settings.layout,
+    return common.serve_plan(
+        facts, "sglang", VERSION, gpu, settings.layout,
         settings={
             "context_length": context,
             "mem_fraction_static": fraction,
@@ -159,15 +143,15 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: SglangSettings | Non
             "max_running_requests": running,
             "quantization": settings.quantization,
         },
-        per_gpu=per_gpu(weights, non_torch, int(activation * MIB), int(graphs * MIB),
-                        tokens * per_layer * full + swa_tokens * per_layer * swa),
+        per_gpu=common.per_gpu(weights, non_torch, int(activation * MIB), int(graphs * MIB),
+                               tokens * per_layer * full + swa_tokens * per_layer * swa),
         kv_groups=tuple(groups),
         kv_cache_tokens=tokens,
         max_concurrency=tokens / context,
         starts=error is None,
         error=error,
         max_model_len_that_starts=0 if error else context,
-        command=command_line("python -m sglang.launch_server --model-path", facts.spec.model, flags),
+        command=common.command_line("python -m sglang.launch_server --model-path", facts.spec.model, flags),
         warnings=warnings,
     )
 

@@ -17,21 +17,8 @@ from ..gpus import GIB, Gpu
 from ..memory.facts import ModelFacts, facts_of
 from ..memory.settings import DEFAULT_SEQ_LEN
 from ..spec import ModelSpec
-from .plan import (
-    CUDA_CONTEXT,
-    VOCAB_PADDING,
-    KvGroup,
-    Layout,
-    ServePlan,
-    attention_kinds,
-    command_line,
-    kv_layer_bytes,
-    non_torch_bytes,
-    per_gpu,
-    pp_partition,
-    stage_weights,
-    visible_bytes,
-)
+from . import plan as common
+from .plan import KvGroup, Layout, ServePlan
 
 VERSION = "0.33.0"
 DEFAULT_UTILIZATION = 0.92  # vllm/config/cache.py:215-224 (0.9 in v0.11.0 and before)
@@ -89,7 +76,7 @@ class VllmSettings:
 def batch_defaults(gpu: Gpu, settings: VllmSettings) -> tuple[int, int]:
     """(max_num_seqs, max_num_batched_tokens) of `vllm serve` by device memory (engine/arg_utils.py:2940-3040):
     >= 160 GiB 1024 / 16384; >= 70 GiB and not an A100 1024 / 8192; otherwise 256 / 2048."""
-    gib = visible_bytes(gpu) / GIB
+    gib = common.visible_bytes(gpu) / GIB
     if gib >= 160:
         seqs, tokens = 1024, 16384
     elif gib >= 70 and "A100" not in gpu.name.upper():
@@ -108,7 +95,7 @@ def activation_peak(facts: ModelFacts, tp: int, tokens: int, seqs: int, last_sta
     forward = tokens * 2 * FORWARD_WIDTHS * (max(dense, routed) // tp + dims.hidden)
     if not last_stage:
         return forward
-    vocab = -(-dims.vocab // VOCAB_PADDING) * VOCAB_PADDING
+    vocab = -(-dims.vocab // common.VOCAB_PADDING) * common.VOCAB_PADDING
     return max(forward, int(SAMPLER_COPIES * min(tokens, seqs) * vocab * 4))
 
 
@@ -166,12 +153,12 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: VllmSettings | None 
     max_len = settings.max_model_len or context
     seqs, batched = batch_defaults(gpu, settings)
     block = settings.block_size or (MLA_BLOCK_SIZE if dims.mla else DEFAULT_BLOCK_SIZE)
-    total = visible_bytes(gpu)
+    total = common.visible_bytes(gpu)
     requested = math.ceil(total * settings.gpu_memory_utilization)  # v1/worker/utils.py:724-726
-    non_torch = non_torch_bytes(layout)
+    non_torch = common.non_torch_bytes(layout)
     graphs = 0 if settings.enforce_eager else CUDA_GRAPHS
-    weights = stage_weights(facts, tp, pp, settings.quantization == "fp8")
-    page = block * kv_layer_bytes(facts, KV_CACHE_DTYPES[settings.kv_cache_dtype], tp)
+    weights = common.stage_weights(facts, tp, pp, settings.quantization == "fp8")
+    page = block * common.kv_layer_bytes(facts, KV_CACHE_DTYPES[settings.kv_cache_dtype], tp)
     in_flight = pp * batched  # max_concurrent_batches x max_num_batched_tokens (config/vllm.py:601-609)
 
     def need(length: int, kind: str) -> int:  # kv_cache_interface.py:643-648, 920-956
@@ -179,9 +166,9 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: VllmSettings | None 
             return -(-min((dims.window or 0) - 1 + in_flight, length) // block) + 1
         return -(-length // block)
 
-    kinds = attention_kinds(facts)
+    kinds = common.attention_kinds(facts)
     stages = []
-    for s, layers in enumerate(pp_partition(len(kinds), pp)):
+    for s, layers in enumerate(common.pp_partition(len(kinds), pp)):
         activation = activation_peak(facts, tp, batched, seqs, s == pp - 1)
         available = requested - weights[s] - non_torch - activation - graphs  # gpu_worker.py:753-757
         stages.append(_Stage(weights[s], activation, available, group_slots(kinds[layers.start:layers.stop]),
@@ -208,13 +195,8 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: VllmSettings | None 
         "enforce-eager": settings.enforce_eager,
         "quantization": settings.quantization,
     }
-    return ServePlan(
-        model=facts.spec.model,
-        commit=facts.spec.commit,
-        engine="vllm",
-        version=VERSION,
-        gpu=gpu,
-        layout=layout,
+    return common.serve_plan(
+        facts, "vllm", VERSION, gpu, layout,
         settings={
             "max_model_len": max_len,
             "gpu_memory_utilization": settings.gpu_memory_utilization,
@@ -225,8 +207,8 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: VllmSettings | None 
             "enforce_eager": settings.enforce_eager,
             "quantization": settings.quantization,
         },
-        per_gpu=per_gpu(binding.weights, non_torch, binding.activation, graphs,
-                        binding.blocks * binding.bytes_per_block),
+        per_gpu=common.per_gpu(binding.weights, non_torch, binding.activation, graphs,
+                               binding.blocks * binding.bytes_per_block),
         kv_groups=tuple(
             KvGroup(kind, slots, block, page, binding.blocks, binding.need(max_len, kind))
             for kind, slots in binding.slots
@@ -236,7 +218,7 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: VllmSettings | None 
         starts=error is None,
         error=error,
         max_model_len_that_starts=largest,
-        command=command_line("vllm serve", facts.spec.model, flags),
+        command=common.command_line("vllm serve", facts.spec.model, flags),
         warnings=() if kinds else ("no decoder layers: nothing to serve with a KV cache",),
     )
 
@@ -262,7 +244,7 @@ def _refusal(heads: int, tp: int, layers: int, pp: int) -> str | None:
 def _free_memory_refusal(total: int, requested: int, utilization: float, non_torch: int) -> str | None:
     """The start-up snapshot, after the CUDA context and NCCL, must hold the requested budget (v1/worker/utils.py
     :761-770)."""
-    free = total - CUDA_CONTEXT - non_torch
+    free = total - common.CUDA_CONTEXT - non_torch
     if free >= requested:
         return None
     return (f"Free memory on device cuda:0 ({round(free / GIB, 2)}/{round(total / GIB, 2)} GiB) on startup is less "
