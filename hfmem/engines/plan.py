@@ -155,8 +155,8 @@ def stage_weights(facts: ModelFacts, tp: int, pp: int, fp8_linears: bool = False
     """Bytes one GPU of each pipeline stage holds after the TP split (engines.md §1.7): vocab tables padded to
     64 rows and split; K/V projections split by head, one head replicated once tp > kv heads; MLA's
     down-projections, routers, norms and biases replicated; every other matrix split by tp. The input embedding
-    sits on the first stage, lm_head (and a tied embedding) on the last, the final norm on the last. Float32 is
-    loaded as 16-bit (dtype auto); `fp8_linears`: --quantization fp8 on a 16-bit checkpoint (1 B per element)."""
+    sits on the first stage, lm_head (and a tied embedding) on the last, the final norm on the last. A float32
+    model loads in 16-bit (dtype auto); `fp8_linears`: linear weights in 1 B per element (--quantization fp8)."""
     memo, key = facts.sums, ("stage_weights", tp, pp, fp8_linears)
     if key in memo:
         return list(memo[key])
@@ -164,9 +164,10 @@ def stage_weights(facts: ModelFacts, tp: int, pp: int, fp8_linears: bool = False
     stage_of = {i: s for s, r in enumerate(pp_partition(layers, pp)) for i in r} if pp > 1 else {}
     linears = {lin.module + ".weight" for lin in facts.linears} if fp8_linears else set()
     tied = facts.spec.architecture.tie_word_embeddings
+    halve = facts.spec.dtype == "float32"  # a float32 model runs in 16-bit; FP32 scales of a 16-bit one stay
     stages = [0] * pp
     for t in facts.tensors:
-        share = _rank_bytes(t, tp, facts, t.name in linears)
+        share = _rank_bytes(t, tp, facts, t.name in linears, halve)
         match = BLOCK.search(t.name)
         if match:
             stages[stage_of.get(int(match.group(1)), 0)] += share
@@ -180,9 +181,9 @@ def stage_weights(facts: ModelFacts, tp: int, pp: int, fp8_linears: bool = False
     return stages
 
 
-def _rank_bytes(t: Tensor, tp: int, facts: ModelFacts, fp8: bool) -> int:
+def _rank_bytes(t: Tensor, tp: int, facts: ModelFacts, fp8: bool, halve_f32: bool) -> int:
     nbytes = t.numel * t.count if fp8 else t.nbytes * t.count
-    if t.dtype == "F32" and not fp8:
+    if halve_f32 and t.dtype == "F32" and not fp8:
         nbytes //= 2
     shape = t.shape
     if len(shape) == 2 and is_embedding(t.name):
