@@ -228,3 +228,10 @@ def test_sglang_sliding_window_pools():
     assert [(g.kind, g.layers, g.tokens) for g in p.kv_groups] == [
         ("full_attention", 4, tokens), ("sliding_attention", 22, int(tokens * 0.8))]
     assert p.kv_cache_tokens == tokens
+
+
+def test_a_model_without_decoder_layers_starts_without_a_kv_cache():
+    for settings in (VllmSettings(), SglangSettings()):
+        p = plan(arch_spec("bert-base"), H100, settings)
+        assert p.starts and p.kv_cache_tokens == 0
+        assert p.warnings == ("no decoder layers: nothing to serve with a KV cache",)

@@ -212,6 +212,18 @@ def attention_kinds(facts: ModelFacts) -> list[str]:
     return ["sliding_attention" if k == "sliding_attention" and dims.window else "full_attention" for k in kinds]
 
 
+def plan_warnings(facts: ModelFacts) -> tuple[str, ...]:
+    """What a plan leaves out for this model."""
+    dims = facts.dims
+    if not dims.decoder_layers:
+        return ("no decoder layers: nothing to serve with a KV cache",)
+    other = sorted(set(dims.layer_kinds[: dims.decoder_layers]) - {"full_attention", "sliding_attention"})
+    if other:
+        return (f"layer types {', '.join(other)} are planned as full attention (the engines' mamba and "
+                "linear-attention state groups are not modelled)",)
+    return ()
+
+
 def command_line(program: str, model: str, flags: dict[str, Any]) -> str:
     """`program MODEL --flag value ...` (MODEL after `--model-path` when program ends with it); True is a bare
     flag, None and False are left out."""

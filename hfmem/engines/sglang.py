@@ -113,11 +113,11 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: SglangSettings | Non
     page = settings.page_size
     tokens = int(max(0, rest) // cell) // page * page if cell else 0
     swa_tokens = int(tokens * ratio) // page * page
-    error = _refusal(rest, pre, weights, fraction, tokens)
+    error = _refusal(rest, pre, weights, fraction, tokens if cell else 1)  # no KV layers: no pool to size
     running = settings.max_running_requests or min(max(2048, min(4096, tokens * 512 // context)), tokens // 2)
-    warnings = ()
-    if error is None and tokens < context:
-        warnings = (f"KV pool holds {tokens} tokens, fewer than --context-length {context}. One full-length "
+    warnings = common.plan_warnings(facts)
+    if error is None and cell and tokens < context:
+        warnings += (f"KV pool holds {tokens} tokens, fewer than --context-length {context}. One full-length "
                     "request cannot fit (SGLang starts and rejects longer inputs at request time)",)
     groups = [KvGroup("full_attention", full, page, page * per_layer, tokens // page, 0)]
     if swa:

@@ -219,7 +219,7 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: VllmSettings | None 
         error=error,
         max_model_len_that_starts=largest,
         command=common.command_line("vllm serve", facts.spec.model, flags),
-        warnings=() if kinds else ("no decoder layers: nothing to serve with a KV cache",),
+        warnings=common.plan_warnings(facts),
     )
 
 
@@ -236,7 +236,7 @@ def _refusal(heads: int, tp: int, layers: int, pp: int) -> str | None:
     """Layouts the engine rejects before loading (config/model.py verify_with_parallel_config)."""
     if heads % tp:
         return f"Total number of attention heads ({heads}) must be divisible by tensor parallel size ({tp})."
-    if pp > layers:
+    if pp > max(layers, 1):
         return f"Pipeline parallel size ({pp}) exceeds the number of hidden layers ({layers})."
     return None
 
