@@ -16,9 +16,10 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
 _EXPORTS = {
-    "ModelReport": "api", "inspect": "api", "inspect_model": "api", "open_snapshot": "api",
+    "ModelReport": "api", "inspect": "api", "inspect_model": "api", "open_snapshot": "api", "serve_model": "api",
     "AuditRow": "audit", "audit_models": "audit",
     "CheckReport": "checks", "check_model": "checks",
+    "ServePlan": "engines", "SglangSettings": "engines", "VllmSettings": "engines",
     "HfmemError": "errors",
     "Gpu": "gpus", "find_gpu": "gpus", "known_gpus": "gpus",
     "HubOptions": "hub",
@@ -28,9 +29,10 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:
-    from .api import ModelReport, inspect, inspect_model, open_snapshot
+    from .api import ModelReport, inspect, inspect_model, open_snapshot, serve_model
     from .audit import AuditRow, audit_models
     from .checks import CheckReport, check_model
+    from .engines import ServePlan, SglangSettings, VllmSettings
     from .errors import HfmemError
     from .gpus import Gpu, find_gpu, known_gpus
     from .hub import HubOptions

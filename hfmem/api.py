@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import engines
+from .engines import EngineSettings, ServePlan
 from .gpus import Gpu, find_gpu
 from .hub import HubOptions, fetch_snapshot
 from .local import read_snapshot
@@ -127,3 +129,23 @@ def report_for(
         what_if=tuple(what_if(facts, settings, gpu)) if tables else (),
         explanation=explanation(facts, settings) if explain else None,
     )
+
+
+def serve_model(
+    reference: str,
+    gpu: Gpu,
+    settings: EngineSettings,
+    *,
+    solve: bool = False,
+    concurrency: float = 1,
+    max_gpus: int = 8,
+    revision: str | None = None,
+    hub: HubOptions | None = None,
+) -> ServePlan | None:
+    """How the engine of `settings` (VllmSettings or SglangSettings) starts the model on `gpu`; with `solve`, the
+    smallest layout of at most `max_gpus` that starts and serves `concurrency` full-length requests (None if none).
+    """
+    spec = build_spec(open_snapshot(reference, revision=revision, hub=hub))
+    if solve:
+        return engines.solve(spec, gpu, settings, concurrency=concurrency, max_gpus=max_gpus)
+    return engines.plan(spec, gpu, settings)

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from tabulate import tabulate
 
+from . import engines
 from .api import ModelReport, inspect_model
 from .checks import MODES
 from .errors import HfmemError, ModelRefError
@@ -29,7 +30,7 @@ DEFAULT_JOBS = 16  # models resolved at once; each also reads its files concurre
 DEFAULT_TIMEOUT = 120.0  # seconds one model may take, retries included
 FORMATS = ("table", "csv", "json", "jsonl")
 # CONTRACT.md's row, then additions. Sizes are bytes.
-COLUMNS = ("model", "params", "dtype", "weights", *MODES, "fits", "error", "error_type", "commit")
+COLUMNS = ("model", "params", "dtype", "weights", *MODES, "fits", "error", "error_type", "commit", *engines.VERDICT)
 _INLINE_COMMENT = re.compile(r"\s+#.*$")
 
 
@@ -46,6 +47,7 @@ class AuditRow:
     model: str
     report: ModelReport | None = None
     error: RowError | None = None
+    serve: engines.ServePlan | None = None  # with an engine and a GPU: how it starts
 
     @classmethod
     def failed(cls, model: str, error: Exception) -> AuditRow:
@@ -71,6 +73,7 @@ class AuditRow:
             "fits": self.fits,
             "error": {"type": self.error.type, "message": self.error.message} if self.error else None,
             "commit": r.spec.commit if r else None,
+            **engines.verdict(self.serve),
         }
 
 
@@ -97,8 +100,10 @@ def iter_audit(
     hub: HubOptions | None = None,
     jobs: int = DEFAULT_JOBS,
     timeout: float = DEFAULT_TIMEOUT,
+    serving: engines.EngineSettings | None = None,
 ) -> Generator[tuple[int, AuditRow], None, None]:
-    """(input index, row) for each model as it finishes; never raises for a model.
+    """(input index, row) for each model as it finishes; never raises for a model. With `serving` and a GPU, each
+    row also carries that engine's plan (KV tokens, maximum concurrency, whether it starts).
 
     A model still running after `timeout` seconds gets a "timeout" row (its thread is left to finish in the
     background). Closing the iterator, or Ctrl-C while it waits, cancels the models not started yet."""
@@ -108,7 +113,9 @@ def iter_audit(
     def run(index: int) -> AuditRow:
         started[index] = time.monotonic()
         try:
-            return AuditRow(models[index], inspect_model(models[index], settings, gpu=gpu, revision=revision, hub=hub))
+            report = inspect_model(models[index], settings, gpu=gpu, revision=revision, hub=hub)
+            serve = engines.plan(report.memory.facts, gpu, serving) if serving and gpu else None
+            return AuditRow(models[index], report, serve=serve)
         except Exception as e:  # every failure is a row, unexpected ones as "internal"
             return AuditRow.failed(models[index], e)
 
@@ -140,9 +147,11 @@ def audit_models(
     hub: HubOptions | None = None,
     jobs: int = DEFAULT_JOBS,
     timeout: float = DEFAULT_TIMEOUT,
+    serving: engines.EngineSettings | None = None,
 ) -> list[AuditRow]:
     """One row per model, in input order; a model that fails gives a row with its `error`."""
-    rows = dict(iter_audit(models, settings, gpu=gpu, revision=revision, hub=hub, jobs=jobs, timeout=timeout))
+    rows = dict(iter_audit(models, settings, gpu=gpu, revision=revision, hub=hub, jobs=jobs, timeout=timeout,
+                           serving=serving))
     return [rows[i] for i in range(len(models))]
 
 
@@ -171,8 +180,9 @@ def render_table(rows: Iterable[AuditRow], units: str = "gib") -> str:
     rows = list(rows)
     show_fits = any(row.fits is not None for row in rows)
     show_error = any(row.error for row in rows)
+    show_serve = any(row.serve for row in rows)
     headers = ["model", "params", "dtype", "weights", "inference", "training", "LoRA"]
-    headers += ["fits"] * show_fits + ["error"] * show_error
+    headers += ["fits"] * show_fits + ["KV tokens", "concurrency", "starts"] * show_serve + ["error"] * show_error
     body = []
     for row in rows:
         data = row.to_dict()
@@ -182,9 +192,14 @@ def render_table(rows: Iterable[AuditRow], units: str = "gib") -> str:
             cells += [format_bytes(data[key], units) for key in ("weights", *MODES)]
         else:
             cells += [""] * 6
-        cells += [_fits_text(row.fits)] * show_fits + [row.error.message if row.error else ""] * show_error
+        cells += [_fits_text(row.fits)] * show_fits
+        if show_serve:
+            cells += [f"{row.serve.kv_cache_tokens:,}", f"{row.serve.max_concurrency:.2f}x",
+                      "yes" if row.serve.starts else "no"] if row.serve else [""] * 3
+        cells += [row.error.message if row.error else ""] * show_error
         body.append(cells)
-    align = ["left"] + ["right", "left"] + ["right"] * 4 + ["left"] * (show_fits + show_error)
+    align = ["left"] + ["right", "left"] + ["right"] * 4 + ["left"] * show_fits
+    align += ["right", "right", "left"] * show_serve + ["left"] * show_error
     return tabulate(body, headers, tablefmt="simple", disable_numparse=True, colalign=align)
 
 

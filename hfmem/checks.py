@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from tabulate import tabulate
 
-from . import dtypes
+from . import dtypes, engines
 from .api import ModelReport, open_snapshot, report_for
 from .config import _has_lm_head, read_architecture
+from .engines.render import ENGINE_NAMES
 from .errors import UnsupportedModel
 from .gpus import Gpu
 from .hub import HubOptions
@@ -83,18 +84,26 @@ def check_model(
     revision: str | None = None,
     hub: HubOptions | None = None,
     units: str = "gib",
+    serving: engines.EngineSettings | None = None,
 ) -> CheckReport:
     """Resolve `reference` and check it. Raises ResolveError (or ModelRefError) when the model cannot be resolved:
     then there is nothing to check."""
     snapshot = open_snapshot(reference, revision=revision, hub=hub)
-    return check_snapshot(snapshot, settings or Settings(), mode=mode, gpu=gpu, units=units)
+    return check_snapshot(snapshot, settings or Settings(), mode=mode, gpu=gpu, units=units, serving=serving)
 
 
 def check_snapshot(
-    snapshot: Snapshot, settings: Settings, *, mode: Mode = "inference", gpu: Gpu | None = None, units: str = "gib"
+    snapshot: Snapshot,
+    settings: Settings,
+    *,
+    mode: Mode = "inference",
+    gpu: Gpu | None = None,
+    units: str = "gib",
+    serving: engines.EngineSettings | None = None,
 ) -> CheckReport:
     """Every check of a resolved snapshot; sizes in messages use `units`. The checks that read the headers and the
-    fit need a memory estimate: without one (a config that lacks what it needs) the fit fails and says why."""
+    fit need a memory estimate: without one (a config that lacks what it needs) the fit fails and says why. With
+    `serving` and a GPU, one more check: whether that engine starts (hfmem serve's plan)."""
     findings = [_download(snapshot, units), _weights(snapshot), _gated(snapshot), _custom_code(snapshot)]
     findings.append(_config(snapshot))
     try:
@@ -104,6 +113,8 @@ def check_snapshot(
         return CheckReport(snapshot, mode, tuple(findings), None)
     spec = report.spec
     findings += [_config_dtype(spec), _vocab_size(spec), _tied_embeddings(spec), _fit(report, mode, units)]
+    if serving is not None and gpu is not None:
+        findings.append(_serve(engines.plan(report.memory.facts, gpu, serving)))
     return CheckReport(snapshot, mode, tuple(findings), report)
 
 
@@ -127,6 +138,15 @@ def bytes_by_format(snapshot: Snapshot) -> dict[str, int]:
         key = f.format or "other"
         sizes[key] = sizes.get(key, 0) + (f.size or 0)
     return dict(sorted(sizes.items(), key=lambda item: -item[1]))
+
+
+def _serve(plan: engines.ServePlan) -> Finding:
+    """Fails exactly when the engine refuses to start, with its own error text."""
+    engine = f"{ENGINE_NAMES[plan.engine]} {plan.version}"
+    if not plan.starts:
+        return Finding("serve", Level.FAIL, f"{engine} refuses to start: {plan.error}")
+    return Finding("serve", Level.OK, f"{engine} starts: {plan.kv_cache_tokens:,} KV tokens, max concurrency "
+                   f"{plan.max_concurrency:.2f}x")
 
 
 def _download(snapshot: Snapshot, units: str) -> Finding:

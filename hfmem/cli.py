@@ -14,9 +14,13 @@ from typing import Any
 
 import click
 
-from .api import ModelReport, inspect_model
+from .api import ModelReport, inspect_model, serve_model
 from .audit import DEFAULT_JOBS, DEFAULT_TIMEOUT, FORMATS, AuditRow, iter_audit, read_models, write_rows
 from .checks import MODES, Mode, check_model, render_check
+from .engines import ENGINES, EngineSettings, engine_settings
+from .engines.render import render_plan
+from .engines.sglang import KV_CACHE_DTYPES as SGLANG_KV
+from .engines.vllm import KV_CACHE_DTYPES as VLLM_KV
 from .errors import HfmemError
 from .gpus import Gpu, find_gpu
 from .hub import HubOptions
@@ -111,6 +115,16 @@ def gpu_from(opts: dict[str, Any]) -> Gpu | None:
     return None
 
 
+def serving_from(engine: str | None, max_model_len: int | None, gpu: Gpu | None, gpus: int) -> EngineSettings | None:
+    """check's and audit's --engine: that engine's defaults, TP over --gpus, at --max-model-len."""
+    if engine is None:
+        return None
+    if gpu is None:
+        raise click.UsageError("--engine needs --gpu or --gpu-memory")
+    layout = {"vllm": ("tensor_parallel_size", "max_model_len"), "sglang": ("tp", "context_length")}[engine]
+    return engine_settings(engine, **dict(zip(layout, (gpus, max_model_len))))
+
+
 def hub_from(opts: dict[str, Any]) -> HubOptions:
     return HubOptions(token=opts["token"]) if opts["token"] else HubOptions()
 
@@ -193,9 +207,14 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
 @click.option("--mode", type=_choice(MODES), default="inference", show_default=True,
               help="What the GPU fit is checked for.")
 @memory_options
+@click.option("--engine", type=_choice(ENGINES), default=None,
+              help="Also check that this engine starts on --gpu (TP over --gpus), as `hfmem serve` plans it.")
+@click.option("--max-model-len", type=click.IntRange(min=1), default=None,
+              help="With --engine: the context length to serve.  [default: the model's]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @units_option
-def check(model: str, mode: Mode, as_json: bool, units: str, **opts: Any) -> None:
+def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None, max_model_len: int | None,
+          **opts: Any) -> None:
     """Pre-download sanity check of MODEL: one verdict (ok / warn / fail) per check.
 
     Download size by format, safetensors or pickle-only weights, gated, custom code, config consistency
@@ -204,8 +223,10 @@ def check(model: str, mode: Mode, as_json: bool, units: str, **opts: Any) -> Non
     Exit status: 0 all good and it fits, 1 a check failed or it does not fit, 2 the model could not be resolved.
     """
     settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
+    serving = serving_from(engine, max_model_len, gpu, opts["gpus"])
     try:
-        result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, units=units)
+        result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, units=units,
+                             serving=serving)
     except HfmemError as e:
         report_error(model, e, as_json)
         raise click.exceptions.Exit(ExitCode.UNRESOLVED) from None
@@ -224,8 +245,13 @@ def check(model: str, mode: Mode, as_json: bool, units: str, **opts: Any) -> Non
               help="Models resolved at once.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT, show_default=True,
               help="Seconds one model may take, retries included.")
+@click.option("--engine", type=_choice(ENGINES), default=None,
+              help="With --gpu: add each model's KV tokens, maximum concurrency and start verdict for this engine.")
+@click.option("--max-model-len", type=click.IntRange(min=1), default=None,
+              help="With --engine: the context length to serve.  [default: each model's]")
 @units_option
-def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: str, **opts: Any) -> None:
+def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: str, engine: str | None,
+          max_model_len: int | None, **opts: Any) -> None:
     """Audit a list of models: one row each (model, params, dtype, weights, inference, training, LoRA, fits, error).
 
     FILE (default: stdin) holds one reference per line (# comments and blank lines are skipped) or is a CSV with
@@ -246,7 +272,8 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
     done: dict[int, AuditRow] = {}
     interrupted = False
     try:
-        results = iter_audit(models, settings, gpu=gpu, revision=opts["revision"], hub=hub, jobs=jobs, timeout=timeout)
+        results = iter_audit(models, settings, gpu=gpu, revision=opts["revision"], hub=hub, jobs=jobs, timeout=timeout,
+                             serving=serving_from(engine, max_model_len, gpu, opts["gpus"]))
         with closing(results), _progress(len(models)) as advance:
             for index, row in results:
                 done[index] = row
@@ -271,6 +298,95 @@ def _progress(total: int) -> Iterator[Callable[[], None]]:
         return
     with click.progressbar(length=total, label="auditing", file=sys.stderr, show_pos=True) as bar:
         yield lambda: bar.update(1)
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--engine", type=_choice(ENGINES), default="vllm", show_default=True,
+              help="Whose start-up rules: vLLM 0.33.0 or SGLang 0.5.23.")
+@click.option("--tensor-parallel-size", "--tp", "tp", type=click.IntRange(min=1), default=None,
+              help="TP size (vLLM --tensor-parallel-size, SGLang --tp).  [default: 1, or --gpus]")
+@click.option("--pipeline-parallel-size", "pp", type=click.IntRange(min=1), default=1, show_default=True,
+              help="vLLM pipeline stages.")
+@click.option("--data-parallel-size", "dp", type=click.IntRange(min=1), default=1, show_default=True,
+              help="vLLM engine replicas.")
+@click.option("--max-model-len", "--context-length", "max_model_len", type=click.IntRange(min=1), default=None,
+              help="Context length (SGLang --context-length).  [default: the model's]")
+@click.option("--max-num-seqs", type=click.IntRange(min=1), default=None,
+              help="vLLM requests per step.  [default: 1024 on >= 70 GiB GPUs, else 256]")
+@click.option("--max-num-batched-tokens", type=click.IntRange(min=1), default=None,
+              help="vLLM tokens per step.  [default: 8192 on >= 70 GiB GPUs, else 2048]")
+@click.option("--gpu-memory-utilization", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="vLLM's share of the GPU.  [default: 0.92]")
+@click.option("--mem-fraction-static", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="SGLang's static share.  [default: its reserve formula]")
+@click.option("--chunked-prefill-size", type=click.IntRange(min=1), default=None,
+              help="SGLang prefill chunk.  [default: by GPU memory]")
+@click.option("--max-running-requests", type=click.IntRange(min=1), default=None, help="SGLang request cap.")
+@click.option("--kv-cache-dtype", type=_choice(sorted({*VLLM_KV, *SGLANG_KV})), default="auto", show_default=True,
+              help="KV cache dtype, as the engine spells it.")
+@click.option("--block-size", "--page-size", "block_size", type=click.IntRange(min=1), default=None,
+              help="Tokens per KV block (SGLang --page-size).  [default: 16, 64 for MLA; SGLang 1]")
+@click.option("--enforce-eager", is_flag=True, help="vLLM without CUDA graphs.")
+@click.option("--quantization", type=_choice(["fp8"]), default=None, help="Linear weights in FP8 on load.")
+@click.option("--gpu", "gpu_name", metavar="NAME", default=None, help="The GPU, e.g. H100, RTX-3090 (or --gpu-memory).")
+@click.option("--gpu-memory", type=click.FloatRange(min=0, min_open=True), metavar="GiB", default=None,
+              help="GPU memory in GiB, instead of --gpu.")
+@click.option("--gpus", type=click.IntRange(min=1), default=None,
+              help="GPUs at hand: the TP size when none is given, the most --solve may use.  [default: 8 with --solve]")
+@click.option("--solve", is_flag=True, help="Find the smallest layout (TP, then PP, then DP) that starts.")
+@click.option("--concurrency", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="With --solve: full-length requests to serve at once.")
+@click.option("--revision", default=None, help="Branch, tag or commit (or write ORG/NAME@REVISION).")
+@click.option("--token", default=None, help="Hub token for this run (default: HF_TOKEN or `hf auth login`).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (CONTRACT.md's serve object).")
+@units_option
+def serve(model: str, engine: str, as_json: bool, units: str, solve: bool, concurrency: float, **opts: Any) -> None:
+    """A serving plan: how vLLM or SGLang starts MODEL on --gpu, per GPU.
+
+    Weights after the split, CUDA context and non-torch memory, the profiling run's activation peak, CUDA
+    graphs, the KV pool in bytes and tokens per KV-cache group, the maximum concurrency, whether the engine
+    starts (with its own error text) and the largest max_model_len that does, then a launch command.
+
+    Exit status: 0 it starts (--solve: a layout was found), 1 it refuses (none found), 2 the model could not be
+    resolved.
+    """
+    gpu = gpu_from(opts)
+    if gpu is None:
+        raise click.UsageError("give --gpu NAME or --gpu-memory GiB")
+    if engine == "sglang" and opts["pp"] * opts["dp"] > 1:
+        raise click.UsageError("SGLang plans take --tp only")
+    tp = opts["tp"] or (opts["gpus"] if not solve else None) or 1
+    if engine == "vllm":
+        flags = {"tensor_parallel_size": tp, "pipeline_parallel_size": opts["pp"], "data_parallel_size": opts["dp"],
+                 "max_model_len": opts["max_model_len"], "max_num_seqs": opts["max_num_seqs"],
+                 "max_num_batched_tokens": opts["max_num_batched_tokens"],
+                 "gpu_memory_utilization": opts["gpu_memory_utilization"], "kv_cache_dtype": opts["kv_cache_dtype"],
+                 "block_size": opts["block_size"], "enforce_eager": opts["enforce_eager"],
+                 "quantization": opts["quantization"]}
+    else:
+        flags = {"tp": tp, "context_length": opts["max_model_len"], "mem_fraction_static": opts["mem_fraction_static"],
+                 "chunked_prefill_size": opts["chunked_prefill_size"],
+                 "max_running_requests": opts["max_running_requests"], "kv_cache_dtype": opts["kv_cache_dtype"],
+                 "page_size": opts["block_size"], "quantization": opts["quantization"]}
+    try:
+        settings = engine_settings(engine, **flags)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    try:
+        plan = serve_model(model, gpu, settings, solve=solve, concurrency=concurrency, max_gpus=opts["gpus"] or 8,
+                           revision=opts["revision"], hub=hub_from(opts))
+    except HfmemError as e:
+        report_error(model, e, as_json)
+        raise click.exceptions.Exit(ExitCode.UNRESOLVED) from None
+    if plan is None:
+        message = f"no layout of at most {opts['gpus'] or 8} GPUs starts and serves {concurrency:g} requests at once"
+        click.echo(json.dumps({"model": model, "error": {"type": "no_layout", "message": message}}, indent=2)
+                   if as_json else f"hfmem: {message}", err=not as_json)
+        raise click.exceptions.Exit(ExitCode.FAILED)
+    click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else render_plan(plan, units))
+    if not plan.starts:
+        raise click.exceptions.Exit(ExitCode.FAILED)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from ..architecture import Architecture
 from ..header import Tensor
 from ..spec import ModelSpec, is_embedding
 
-_BLOCK = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\.")
+BLOCK = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\.")
 # 2-D router weights that are bare nn.Parameters, not nn.Linear (memory-model.md A.4): never LoRA or bnb targets.
 _BARE_ROUTERS = {"deepseek_v2": "gate", "deepseek_v3": "gate", "gpt_oss": "router"}
 # transformers' Conv1D stores weights as (in, out) rather than nn.Linear's (out, in).
@@ -98,7 +98,7 @@ class ModelFacts:
         return sum(lin.numel * lin.count for lin in self.linears)
 
     @cached_property
-    def sums(self) -> dict[tuple[object, ...], tuple[Any, Any]]:
+    def sums(self) -> dict[tuple[object, ...], tuple[Any, ...]]:
         """Per-model cache of tensor sums that estimates ask for repeatedly (keyed by the caller)."""
         return {}
 
@@ -174,7 +174,7 @@ def _scan(tensors: tuple[Tensor, ...], model_type: str) -> _Scan:
     conv1d = model_type in _CONV1D_TYPES
     for t in tensors:
         name, shape, numel, count = t.name, t.shape, t.numel, t.count
-        match = _BLOCK.search(name)
+        match = BLOCK.search(name)
         block = int(match.group(1)) if match else None
         if match:
             key = name[: match.end()]
