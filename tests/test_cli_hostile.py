@@ -101,7 +101,8 @@ def test_error_lines_have_no_control_characters(fake_hub):
 
 @pytest.fixture
 def broken_model(monkeypatch):
-    """Models named org/bug raise an unexpected exception (a bug in hfmem) in inspect and check."""
+    """Models named org/bug raise an unexpected exception (a bug in hfmem) in inspect and check: no real input may
+    reach one, so one is planted where the command calls the library."""
     for name in ("inspect_model", "check_model"):
         real = getattr(cli_module, name)
 
