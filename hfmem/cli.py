@@ -37,7 +37,8 @@ from .report import error_dict, error_fields, render_report, to_dict
 from .untrusted import for_terminal, one_line
 
 T = TypeVar("T")
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# The signals that stop a run (SIGHUP exists on POSIX only).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 class ExitCode(IntEnum):
@@ -144,7 +145,7 @@ def hub_from(opts: dict[str, Any]) -> HubOptions:
     return HubOptions(token=opts["token"]) if opts["token"] else HubOptions()
 
 
-def show(text: str = "", err: bool = False) -> None:
+def show(text: str, err: bool = False) -> None:
     """Every line of human output goes out here: without the control characters (escape sequences, bells,
     bidirectional overrides) that a repo's files, an endpoint or an input list can put in the strings shown."""
     click.echo(for_terminal(text), err=err)
