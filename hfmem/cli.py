@@ -400,6 +400,6 @@ def main() -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # the reader has gone (a closed pipe)
-            pass
+        except (OSError, ValueError):  # the reader has gone (a closed pipe): status 1, as click gives it
+            status = status or 1
     os._exit(status)
