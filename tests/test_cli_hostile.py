@@ -36,7 +36,7 @@ CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 HOSTILE_CONFIG = {
     "model_type": "\x1b]0;pwned\x07llama",  # sets the terminal's title, then rings
     "architectures": ["Llama\x1b[2J\nForCausalLM"],  # clears the screen; a line break inside a field
-    "torch_dtype": '=HYPERLINK("http://x")',  # a spreadsheet formula
+    "torch_dtype": '=HYPERLINK("http://x")\x07',  # a spreadsheet formula, and a bell
 }
 
 
@@ -75,7 +75,7 @@ def test_a_remote_field_stays_on_its_line(evil_repo):
 def test_csv_cells_never_start_a_formula(evil_repo):
     result = run("audit", "-", "--format", "csv", input=f"{EVIL}\n=1+2\n")
     (good, bad) = csv.DictReader(io.StringIO(result.stdout))
-    assert good["dtype"] == "'" + HOSTILE_CONFIG["torch_dtype"]
+    assert good["dtype"] == """'=HYPERLINK("http://x")"""
     assert bad["model"] == "'=1+2" and bad["error_type"] == "bad_reference"
 
 
@@ -196,7 +196,7 @@ def test_a_field_over_the_csv_limit_fails_its_row_only(hub_repo):
 
 
 def test_an_endless_input_is_a_usage_error():
-    result = run("audit", "-", input=b"org/a\n" * (3 * 2**20))
+    result = run("audit", "-", input=b"# " + b"x" * 16 * 2**20)
     assert result.exit_code == 2 and "16 MiB" in result.stderr
 
 
