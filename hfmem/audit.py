@@ -20,18 +20,22 @@ from tabulate import tabulate
 from . import engines
 from .api import ModelReport, inspect_model
 from .checks import MODES
-from .errors import HfmemError, ModelRefError
+from .errors import ModelRefError
 from .gpus import Gpu
 from .hub import HubOptions
 from .memory import Settings
-from .report import format_bytes
+from .report import error_fields, format_bytes
+from .untrusted import for_spreadsheet, one_line
 
 DEFAULT_JOBS = 16  # models resolved at once; each also reads its files concurrently
 DEFAULT_TIMEOUT = 120.0  # seconds one model may take, retries included
 FORMATS = ("table", "csv", "json", "jsonl")
+MAX_INPUT_BYTES = 16 * 2**20  # an input list: some 400,000 references
 # CONTRACT.md's row, then additions. Sizes are bytes.
 COLUMNS = ("model", "params", "dtype", "weights", *MODES, "fits", "error", "error_type", "commit", *engines.VERDICT)
 _INLINE_COMMENT = re.compile(r"\s+#.*$")
+# CSV; what Excel writes as "CSV" where the decimal mark is a comma; tab-separated values
+_DELIMITERS = (",", ";", "\t")
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,7 @@ class AuditRow:
 
     @classmethod
     def failed(cls, model: str, error: Exception) -> AuditRow:
-        if isinstance(error, HfmemError):
-            return cls(model, error=RowError(error.code, str(error)))
-        return cls(model, error=RowError("internal", f"internal error: {error.__class__.__name__}: {error}"))
+        return cls(model, error=RowError(**error_fields(error)))
 
     @property
     def fits(self) -> dict[str, bool] | None:
@@ -77,18 +79,42 @@ class AuditRow:
         }
 
 
-def read_models(text: str) -> list[str]:
-    """References from a list (one per line; `#` comments and blank lines skipped) or a CSV with a `model` column."""
+def read_models(data: bytes | str) -> list[str]:
+    """References from a list (one per line; `#` comments and blank lines skipped) or a CSV with a `model` column,
+    separated by commas, semicolons or tabs, as spreadsheets export it (a UTF-8 byte order mark and CRLF are fine).
+
+    Each line stands alone, so a bad one fails only its own row: bytes that are not UTF-8 stay in its reference as
+    \\xNN escapes, and a line the csv module refuses (a field over its 128 KiB limit) stands whole as the reference;
+    neither resolves."""
+    text = data.decode("utf-8-sig", errors="backslashreplace") if isinstance(data, bytes) else data
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         return []
-    header = [name.strip().lower() for name in next(csv.reader(lines[:1]))]
-    if "model" in header:
-        column = header.index("model")
-        return [row[column].strip() for row in csv.reader(lines[1:]) if len(row) > column and row[column].strip()]
-    if len(header) > 1:
+    for delimiter in _DELIMITERS:
+        header = [name.strip().lower() for name in _fields(lines[0], delimiter) or []]
+        if "model" in header:
+            column = header.index("model")
+            return [model for line in lines[1:] if (model := _model_field(line, delimiter, column))]
+    first = _INLINE_COMMENT.sub("", lines[0])
+    if any(len(_fields(first, delimiter) or []) > 1 for delimiter in _DELIMITERS):
         raise ModelRefError("the input looks like CSV but has no 'model' column")
     return [_INLINE_COMMENT.sub("", line).strip() for line in lines]
+
+
+def _fields(line: str, delimiter: str) -> list[str] | None:
+    """The fields of one CSV line, or None when the csv module refuses it (a field over its size limit)."""
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        return None
+
+
+def _model_field(line: str, delimiter: str, column: int) -> str:
+    """The model field of a CSV line ("" when the line is shorter); a refused line whole."""
+    row = _fields(line, delimiter)
+    if row is None:
+        return line.strip()
+    return row[column].strip() if len(row) > column else ""
 
 
 def iter_audit(
@@ -170,7 +196,7 @@ def write_rows(rows: Iterable[AuditRow], fmt: str, out: IO[str], units: str = "g
             data = row.to_dict()
             data["fits"] = _fits_text(row.fits)
             data["error"], data["error_type"] = (row.error.message, row.error.type) if row.error else (None, None)
-            writer.writerow(data)
+            writer.writerow({key: for_spreadsheet(value) for key, value in data.items()})
     else:
         raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
 
@@ -197,7 +223,7 @@ def render_table(rows: Iterable[AuditRow], units: str = "gib") -> str:
             cells += [f"{row.serve.kv_cache_tokens:,}", f"{row.serve.max_concurrency:.2f}x",
                       "yes" if row.serve.starts else "no"] if row.serve else [""] * 3
         cells += [row.error.message if row.error else ""] * show_error
-        body.append(cells)
+        body.append([one_line(cell) for cell in cells])
     align = ["left"] + ["right", "left"] + ["right"] * 4 + ["left"] * show_fits
     align += ["right", "right", "left"] * show_serve + ["left"] * show_error
     return tabulate(body, headers, tablefmt="simple", disable_numparse=True, colalign=align)

@@ -23,6 +23,7 @@ from .memory import Settings
 from .report import format_bytes
 from .snapshot import PICKLE_FORMATS, Snapshot
 from .spec import ModelSpec
+from .untrusted import one_line
 
 Mode = Literal["inference", "training", "lora"]
 MODES: tuple[Mode, ...] = ("inference", "training", "lora")
@@ -119,16 +120,17 @@ def check_snapshot(
 
 
 def render_check(check: CheckReport) -> str:
-    """One verdict line per check under the model's identity, then the overall result."""
+    """One verdict line per check under the model's identity, then the overall result. Messages quote the repo's
+    own names (files, tensors, dtypes), so each is kept to one line without control characters."""
     s = check.snapshot
     where = f" @ {s.shown_revision} ({s.commit[:12]})" if s.commit else ""
-    lines = tabulate([(f.level.value, f.code, f.message) for f in check.findings], tablefmt="plain")
+    lines = tabulate([(f.level.value, f.code, one_line(f.message)) for f in check.findings], tablefmt="plain")
     failed = sum(f.level is Level.FAIL for f in check.findings)
     warned = sum(f.level is Level.WARN for f in check.findings)
     verdict = "passed" if check.passed else f"failed ({failed} of {len(check.findings)} checks)"
     if warned:
         verdict += f", {warned} warning{'s' * (warned > 1)}"
-    return f"{s.model}{where}\n{lines}\nresult: {verdict}"
+    return f"{one_line(s.model + where)}\n{lines}\nresult: {verdict}"
 
 
 def bytes_by_format(snapshot: Snapshot) -> dict[str, int]:

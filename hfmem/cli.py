@@ -4,39 +4,69 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
+import signal
 import sys
-from collections.abc import Callable, Iterator
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from enum import IntEnum
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import click
 
-from .api import ModelReport, inspect_model, serve_model
-from .audit import DEFAULT_JOBS, DEFAULT_TIMEOUT, FORMATS, AuditRow, iter_audit, read_models, write_rows
+from .api import inspect_model, serve_model
+from .audit import (
+    DEFAULT_JOBS,
+    DEFAULT_TIMEOUT,
+    FORMATS,
+    MAX_INPUT_BYTES,
+    AuditRow,
+    iter_audit,
+    read_models,
+    write_rows,
+)
 from .checks import MODES, Mode, check_model, render_check
 from .engines import ENGINES, EngineSettings, engine_settings
 from .engines.render import render_plan
 from .engines.sglang import KV_CACHE_DTYPES as SGLANG_KV
 from .engines.vllm import KV_CACHE_DTYPES as VLLM_KV
-from .errors import HfmemError
+from .errors import HfmemError, Interrupted
 from .gpus import Gpu, find_gpu
 from .hub import HubOptions
 from .memory import Optimizer, Recipe, Settings
-from .report import error_dict, render_report, to_dict
+from .report import error_dict, error_fields, render_report, to_dict
+from .untrusted import for_terminal, one_line
+
+T = TypeVar("T")
+# The signals that stop a run (SIGHUP exists on POSIX only).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 class ExitCode(IntEnum):
     OK = 0
     FAILED = 1  # a check failed, the model does not fit, or an audit row has an error
-    UNRESOLVED = 2  # the model could not be resolved (also click's usage errors)
-    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+    UNRESOLVED = 2  # the model could not be resolved, or an internal error (also click's usage errors)
+    # A signal: 128 + its number, as shells report it (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP); see main().
 
 
 def _choice(values) -> click.Choice:
     return click.Choice([v.value if hasattr(v, "value") else v for v in values], case_sensitive=False)
+
+
+class _Positive(click.FloatRange):
+    """A number above 0 and at most `max`: also refuses nan, which every bound lets through."""
+
+    def __init__(self, max: float) -> None:
+        super().__init__(min=0, min_open=True, max=max)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number.", param, ctx)
+        return number
 
 
 def memory_options(f: Callable) -> Callable:
@@ -67,7 +97,7 @@ def memory_options(f: Callable) -> Callable:
                      help="ZeRO / FSDP stage for training over --gpus."),
         click.option("--gpu", "gpu_name", metavar="NAME", default=None,
                      help="A GPU to fit on, e.g. H100, A100-40GB, RTX-4090 (adds fits / GPUs needed)."),
-        click.option("--gpu-memory", type=click.FloatRange(min=0, min_open=True), metavar="GiB", default=None,
+        click.option("--gpu-memory", type=_Positive(max=2**20), metavar="GiB", default=None,
                      help="GPU memory in GiB, instead of --gpu."),
         click.option("--revision", default=None, help="Branch, tag or commit (or write ORG/NAME@REVISION)."),
         click.option("--token", default=None, help="Hub token for this run (default: HF_TOKEN or `hf auth login`)."),
@@ -129,11 +159,48 @@ def hub_from(opts: dict[str, Any]) -> HubOptions:
     return HubOptions(token=opts["token"]) if opts["token"] else HubOptions()
 
 
-def report_error(model: str, error: HfmemError, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(error_dict(model, error), indent=2))
-    else:
-        click.echo(f"hfmem: error: {error}", err=True)
+def show(text: str, err: bool = False) -> None:
+    """Every line of human output goes out here: without the control characters (escape sequences, bells,
+    bidirectional overrides) that a repo's files, an endpoint or an input list can put in the strings shown."""
+    click.echo(for_terminal(text), err=err)
+
+
+def show_interrupted(detail: str = "") -> None:
+    """The one line a stop leaves on stderr (on a terminal, on a line of its own after the ^C it echoed)."""
+    fresh_line = "\n" if sys.stderr.isatty() else ""
+    show(f"{fresh_line}hfmem: interrupted{detail}", err=True)
+
+
+def show_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))  # json.dumps escapes every control character
+
+
+def show_error(error: Exception, as_json: bool = False) -> None:
+    """A failure as one line on stderr (with --json, a model's failure is an error object on stdout instead); an
+    internal one (a bug) also shows its traceback under HFMEM_DEBUG=1."""
+    internal = not isinstance(error, HfmemError)
+    if internal and os.environ.get("HFMEM_DEBUG"):
+        traceback.print_exception(error)
+    if not as_json:
+        hint = " (rerun with HFMEM_DEBUG=1 for the traceback)" if internal else ""
+        show(f"hfmem: error: {one_line(error_fields(error)['message'])}{hint}", err=True)
+
+
+def for_each(work: Callable[[str], T], models: Sequence[str]) -> list[T | Exception]:
+    """work(model) for each model in worker threads: its result, or the exception it raised. The main thread only
+    waits, so that a signal stops the command at once; main() then ends the process without joining the threads."""
+
+    def attempt(model: str) -> T | Exception:
+        try:
+            return work(model)
+        except Exception as e:  # reported per model; the others keep their results
+            return e
+
+    pool = ThreadPoolExecutor(max_workers=min(8, len(models)), thread_name_prefix="hfmem")
+    try:
+        return list(pool.map(attempt, models))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -174,30 +241,20 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
     """
     settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
 
-    def run(model: str) -> ModelReport | HfmemError:
-        try:
-            return inspect_model(model, settings, gpu=gpu, revision=opts["revision"], hub=hub)
-        except HfmemError as e:
-            return e
+    def run(model: str) -> dict[str, Any] | str:
+        report = inspect_model(model, settings, gpu=gpu, revision=opts["revision"], hub=hub)
+        return to_dict(report) if as_json else render_report(report, units, explain, tables)
 
-    with ThreadPoolExecutor(max_workers=min(8, len(models))) as pool:
-        results = list(pool.map(run, models))
-    failed = False
-    outputs = []
-    for model, result in zip(models, results):
-        if isinstance(result, HfmemError):
-            failed = True
-            if not as_json:
-                report_error(model, result, as_json)
-            outputs.append(error_dict(model, result))
-        elif as_json:
-            outputs.append(to_dict(result))
-        else:
-            click.echo(render_report(result, units, explain, tables))
-            if len(models) > 1:
-                click.echo()
+    outputs, failed = [], False
+    for model, result in zip(models, for_each(run, models)):
+        if isinstance(result, Exception):
+            show_error(result, as_json)
+            result, failed = error_dict(model, result), True
+        elif not as_json:
+            show(result + "\n" * (len(models) > 1))
+        outputs.append(result)
     if as_json:
-        click.echo(json.dumps(outputs[0] if len(outputs) == 1 else outputs, indent=2))
+        show_json(outputs[0] if len(outputs) == 1 else outputs)
     if failed:
         raise click.exceptions.Exit(ExitCode.UNRESOLVED)
 
@@ -224,26 +281,36 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
     """
     settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
     serving = serving_from(engine, max_model_len, gpu, opts["gpus"])
-    try:
+
+    def run(model: str) -> tuple[bool, dict[str, Any] | str]:
         result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, units=units,
                              serving=serving)
-    except HfmemError as e:
-        report_error(model, e, as_json)
-        raise click.exceptions.Exit(ExitCode.UNRESOLVED) from None
-    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else render_check(result))
-    if not result.passed:
+        return result.passed, result.to_dict() if as_json else render_check(result)
+
+    (outcome,) = for_each(run, [model])
+    if isinstance(outcome, Exception):
+        show_error(outcome, as_json)
+        if as_json:
+            show_json(error_dict(model, outcome))
+        raise click.exceptions.Exit(ExitCode.UNRESOLVED)
+    passed, output = outcome
+    if as_json:
+        show_json(output)
+    else:
+        show(output)
+    if not passed:
         raise click.exceptions.Exit(ExitCode.FAILED)
 
 
 @cli.command()
-@click.argument("source", type=click.File("r"), default="-", metavar="[FILE|-]")
+@click.argument("source", type=click.File("rb"), default="-", metavar="[FILE|-]")
 @memory_options
 @click.option("--format", "fmt", type=_choice(FORMATS), default="table", show_default=True, help="Output format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default="-",
               metavar="FILE", help="Write the rows here instead of stdout.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=DEFAULT_JOBS, show_default=True,
               help="Models resolved at once.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT, show_default=True,
+@click.option("--timeout", type=_Positive(max=10**6), default=DEFAULT_TIMEOUT, show_default=True,
               help="Seconds one model may take, retries included.")
 @click.option("--engine", type=_choice(ENGINES), default=None,
               help="With --gpu: add each model's KV tokens, maximum concurrency and start verdict for this engine.")
@@ -255,22 +322,28 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
     """Audit a list of models: one row each (model, params, dtype, weights, inference, training, LoRA, fits, error).
 
     FILE (default: stdin) holds one reference per line (# comments and blank lines are skipped) or is a CSV with
-    a `model` column. Every memory option applies to every row. A model that fails gives a row with its error and
-    the rest go on; Ctrl-C stops and writes the rows already done.
+    a `model` column (comma, semicolon or tab separated). Every memory option applies to every row. A model that
+    fails gives a row with its error and the rest go on; Ctrl-C (or SIGTERM, SIGHUP) stops and writes the rows
+    already done.
 
-    Exit status: 0 when every model resolved, 1 when any row has an error, 130 when interrupted.
+    Exit status: 0 when every model resolved, 1 when any row has an error, 128 + the signal's number when
+    stopped by one (130 for Ctrl-C).
     """
     settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
     if source.isatty():
         raise click.UsageError("give a FILE of model references, or pipe them in (e.g. `hfmem audit - < models.txt`)")
+    data = source.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        message = f"over {MAX_INPUT_BYTES // 2**20} MiB: no list of models is so long"
+        raise click.BadParameter(message, param_hint="FILE")
     try:
-        models = read_models(source.read())
+        models = read_models(data)
     except HfmemError as e:
         raise click.BadParameter(str(e), param_hint="FILE") from None
     if not models:
         raise click.BadParameter("no model references in the input", param_hint="FILE")
     done: dict[int, AuditRow] = {}
-    interrupted = False
+    stopped: BaseException | None = None
     try:
         results = iter_audit(models, settings, gpu=gpu, revision=opts["revision"], hub=hub, jobs=jobs, timeout=timeout,
                              serving=serving_from(engine, max_model_len, gpu, opts["gpus"]))
@@ -278,14 +351,14 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
             for index, row in results:
                 done[index] = row
                 advance()
-    except KeyboardInterrupt:
-        interrupted = True
+    except (KeyboardInterrupt, Interrupted) as e:
+        stopped = e
     rows = [done[i] for i in sorted(done)]
     with click.open_file(output, "w") as out:
         write_rows(rows, fmt, out, units)
-    if interrupted:
-        click.echo(f"hfmem: interrupted: {len(rows)} of {len(models)} models audited", err=True)
-        raise click.exceptions.Exit(ExitCode.INTERRUPTED)
+    if stopped is not None:
+        show_interrupted(f": {len(rows)} of {len(models)} models audited")
+        raise click.exceptions.Exit(stop_status(stopped))
     if any(row.error for row in rows):
         raise click.exceptions.Exit(ExitCode.FAILED)
 
@@ -330,7 +403,7 @@ def _progress(total: int) -> Iterator[Callable[[], None]]:
 @click.option("--enforce-eager", is_flag=True, help="vLLM without CUDA graphs.")
 @click.option("--quantization", type=_choice(["fp8"]), default=None, help="Linear weights in FP8 on load.")
 @click.option("--gpu", "gpu_name", metavar="NAME", default=None, help="The GPU, e.g. H100, RTX-3090 (or --gpu-memory).")
-@click.option("--gpu-memory", type=click.FloatRange(min=0, min_open=True), metavar="GiB", default=None,
+@click.option("--gpu-memory", type=_Positive(max=2**20), metavar="GiB", default=None,
               help="GPU memory in GiB, instead of --gpu.")
 @click.option("--gpus", type=click.IntRange(min=1), default=None,
               help="GPUs at hand: the TP size when none is given, the most --solve may use.  [default: 8 with --solve]")
@@ -373,32 +446,87 @@ def serve(model: str, engine: str, as_json: bool, units: str, solve: bool, concu
         settings = engine_settings(engine, **flags)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    try:
-        plan = serve_model(model, gpu, settings, solve=solve, concurrency=concurrency, max_gpus=opts["gpus"] or 8,
-                           revision=opts["revision"], hub=hub_from(opts))
-    except HfmemError as e:
-        report_error(model, e, as_json)
-        raise click.exceptions.Exit(ExitCode.UNRESOLVED) from None
+    hub = hub_from(opts)
+
+    def run(model: str) -> Any:
+        return serve_model(model, gpu, settings, solve=solve, concurrency=concurrency, max_gpus=opts["gpus"] or 8,
+                           revision=opts["revision"], hub=hub)
+
+    (plan,) = for_each(run, [model])
+    if isinstance(plan, Exception):
+        show_error(plan, as_json)
+        if as_json:
+            show_json(error_dict(model, plan))
+        raise click.exceptions.Exit(ExitCode.UNRESOLVED)
     if plan is None:
         message = f"no layout of at most {opts['gpus'] or 8} GPUs starts and serves {concurrency:g} requests at once"
-        click.echo(json.dumps({"model": model, "error": {"type": "no_layout", "message": message}}, indent=2)
-                   if as_json else f"hfmem: {message}", err=not as_json)
+        if as_json:
+            show_json({"model": model, "error": {"type": "no_layout", "message": message}})
+        else:
+            show(f"hfmem: {message}", err=True)
         raise click.exceptions.Exit(ExitCode.FAILED)
-    click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else render_plan(plan, units))
+    if as_json:
+        show_json(plan.to_dict())
+    else:
+        show(render_plan(plan, units))
     if not plan.starts:
         raise click.exceptions.Exit(ExitCode.FAILED)
 
 
-def main() -> None:
-    """Console entry point: any unexpected exception becomes one line, never a traceback (unless HFMEM_DEBUG=1)."""
+def stop_status(stop: BaseException) -> int:
+    """The exit status for a stop: 128 + the signal's number (KeyboardInterrupt is Ctrl-C: SIGINT)."""
+    return 128 + (stop.signum if isinstance(stop, Interrupted) else signal.SIGINT)
+
+
+@contextmanager
+def _signals_stop() -> Iterator[None]:
+    """While the command runs, SIGINT, SIGTERM and SIGHUP raise Interrupted in the main thread, so that it can write
+    what is done (hfmem's threads only wait or work; none catches it). A second signal, or one once the command has
+    ended, ends the process at once. A signal the parent ignores (SIGHUP under nohup) stays ignored."""
+    caught = [sig for sig in STOP_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+
+    def at_once(signum: int, frame: object) -> None:
+        os._exit(128 + signum)
+
+    def first(signum: int, frame: object) -> None:
+        for sig in caught:
+            signal.signal(sig, at_once)
+        raise Interrupted(signum)
+
+    for sig in caught:
+        signal.signal(sig, first)
+    try:
+        yield
+    finally:
+        for sig in caught:
+            signal.signal(sig, at_once)
+
+
+def main() -> NoReturn:
+    """Console entry point, and the one place for signals: SIGINT, SIGTERM and SIGHUP stop the command (see
+    `_signals_stop`), and the exit status is 128 + the signal's number.
+
+    Never a traceback (unless HFMEM_DEBUG=1), and the process ends with its answer: a model's request can still hang
+    in a worker thread (a timed-out audit row, a signal), so the output is flushed and the process exits without
+    waiting for threads."""
     # A large MoE checkpoint is ~45k tensor objects; the default thresholds make the cyclic GC rescan them
     # hundreds of times (half the CPU time of an audit). This short-lived process collects rarely instead.
     gc.set_threshold(100_000, 50, 100)
     try:
-        cli(prog_name="hfmem")
-    except Exception as e:  # click handles its own errors and exits; this is the last resort
-        if os.environ.get("HFMEM_DEBUG"):
-            raise
-        click.echo(f"hfmem: internal error: {e.__class__.__name__}: {e} (rerun with HFMEM_DEBUG=1 for the traceback)",
-                   err=True)
-        sys.exit(ExitCode.UNRESOLVED)
+        with _signals_stop():
+            cli.main(prog_name="hfmem")  # standalone mode: click ends with SystemExit
+        status = ExitCode.OK
+    except SystemExit as e:  # click's exit status (None: 0)
+        status = e.code or ExitCode.OK
+    except Interrupted as e:
+        show_interrupted()
+        status = stop_status(e)
+    except Exception as e:  # click handles its own errors, the commands each model's; this is the last resort
+        show_error(e)
+        status = ExitCode.UNRESOLVED
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # the reader has gone (a closed pipe): status 1, as click gives it
+            status = status or 1
+    os._exit(status)

@@ -93,3 +93,12 @@ class UnsupportedModel(HfmemError):
     """The config lacks what the memory model needs."""
 
     code = "unsupported"
+
+
+class Interrupted(BaseException):
+    """A signal (SIGINT, SIGTERM or SIGHUP) asked hfmem to stop. A BaseException, like KeyboardInterrupt, so that no
+    `except Exception` (a model's failure becoming a row) swallows it; the command line exits with 128 + `signum`."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -13,6 +13,7 @@ from huggingface_hub.utils import validate_repo_id
 from .errors import ModelRefError
 
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+MAX_REFERENCE_CHARS = 4096  # PATH_MAX: no repo id, URL or directory is longer
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,11 @@ def parse_ref(text: str, revision: str | None = None) -> ModelRef:
     text = text.strip()
     if not text:
         raise ModelRefError("empty model reference")
-    path = Path(text).expanduser()
+    if len(text) > MAX_REFERENCE_CHARS:
+        raise ModelRefError(f"a model reference of {len(text):,} characters (at most {MAX_REFERENCE_CHARS:,})")
     path_like = text.startswith(("./", "../", "/", "~"))
-    if path.is_dir() and (path_like or (path / "config.json").is_file()):
+    path = _directory(text)
+    if path is not None and (path_like or (path / "config.json").is_file()):
         return ModelRef(text, path=path)
     if path_like:
         raise ModelRefError(f"'{text}' is not a directory")
@@ -47,6 +50,15 @@ def parse_ref(text: str, revision: str | None = None) -> ModelRef:
     except HFValidationError:
         raise ModelRefError(f"'{text}' is not a Hub repo id (expected ORG/NAME or ORG/NAME@REVISION)") from None
     return ModelRef(text, repo_id=repo_id, revision=rev or revision)
+
+
+def _directory(text: str) -> Path | None:
+    """`text` as an existing directory, or None (also for a name the system refuses, or ~user for no such user)."""
+    try:
+        path = Path(text).expanduser()
+        return path if path.is_dir() else None
+    except (OSError, RuntimeError):  # a name or part too long; RuntimeError: an unknown ~user
+        return None
 
 
 def _strip_url(text: str) -> str:

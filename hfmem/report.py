@@ -11,6 +11,7 @@ from .errors import HfmemError
 from .memory import render
 from .memory.render import UNITS
 from .spec import ModelSpec
+from .untrusted import one_line
 
 
 def to_dict(report: ModelReport) -> dict[str, Any]:
@@ -46,8 +47,16 @@ def to_dict(report: ModelReport) -> dict[str, Any]:
     }
 
 
-def error_dict(model: str, error: HfmemError) -> dict[str, Any]:
-    return {"model": model, "error": {"type": error.code, "message": str(error)}}
+def error_dict(model: str, error: Exception) -> dict[str, Any]:
+    """CONTRACT.md's error object for one model."""
+    return {"model": model, "error": error_fields(error)}
+
+
+def error_fields(error: Exception) -> dict[str, str]:
+    """{"type", "message"} of a failure: an HfmemError's code, or "internal" for any other exception (a bug)."""
+    if isinstance(error, HfmemError):
+        return {"type": error.code, "message": str(error)}
+    return {"type": "internal", "message": f"internal error: {error.__class__.__name__}: {error}"}
 
 
 def format_bytes(n: int | None, units: str = "gib") -> str:
@@ -121,7 +130,7 @@ def render_spec(spec: ModelSpec, revision: str | None, units: str) -> str:
         ("Dtype", f"{spec.dtype}{quant}"),
         ("Files", " · ".join(files)),
     ]
-    return tabulate(rows, tablefmt="plain")
+    return tabulate([(key, one_line(value)) for key, value in rows], tablefmt="plain")
 
 
 def _activation_note(report: ModelReport, units: str) -> str:
@@ -152,5 +161,5 @@ def render_report(report: ModelReport, units: str = "gib", explain: bool = False
     if explain:
         parts.append(render.render_explain(facts, report.settings, units))
     if report.warnings:
-        parts.append("\n".join(f"warning: {w}" for w in report.warnings))
+        parts.append("\n".join(f"warning: {one_line(w)}" for w in report.warnings))
     return "\n\n".join(parts)
