@@ -1,7 +1,7 @@
 """Batch audits: read a list of model references, resolve them concurrently, and give one row per model.
 
 A model that fails is a row carrying its error (pip-audit's skipped-dependency pattern), never an exception: one bad
-model cannot stop a batch. Only Ctrl-C does, and the rows finished before it are kept (see `iter_audit`).
+model cannot stop a batch. Only a signal does, and the rows written before it are kept (see `audit_models`).
 """
 
 from __future__ import annotations
@@ -10,25 +10,27 @@ import csv
 import json
 import re
 import time
-from collections.abc import Generator, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as StillRunning
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 from tabulate import tabulate
 
 from . import engines
 from .api import ModelReport, inspect_model
-from .checks import MODES
 from .errors import ModelRefError
 from .gpus import Gpu
 from .hub import HubOptions
-from .memory import Settings
+from .memory import MODES, Mode, Settings
 from .report import error_fields, format_bytes
 from .untrusted import for_spreadsheet, one_line
 
 DEFAULT_JOBS = 16  # models resolved at once; each also reads its files concurrently
-DEFAULT_TIMEOUT = 120.0  # seconds one model may take, retries included
+DEFAULT_TIMEOUT = 120.0  # seconds one model may take (its deadline; rate-limit waits aside)
+POLL = 0.5  # seconds between looks at a model that is taking long
 FORMATS = ("table", "csv", "json", "jsonl")
 MAX_INPUT_BYTES = 16 * 2**20  # an input list: some 400,000 references
 # CONTRACT.md's row, then additions. Sizes are bytes.
@@ -45,37 +47,61 @@ class RowError:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """How an engine starts the model (audit --engine): its KV pool in tokens, the concurrency at its context, and
+    whether it starts at all."""
+
+    kv_cache_tokens: int
+    max_concurrency: float
+    starts: bool
+
+
+@dataclass(frozen=True)
 class AuditRow:
-    """One model of an audit: its report, or the error that stopped it."""
+    """One model of an audit, reduced to what its row shows as soon as it is done (a whole report is some 250 KiB;
+    an audit of 100,000 models keeps none of them), or the error that stopped it."""
 
     model: str
-    report: ModelReport | None = None
+    commit: str | None = None
+    params: int | None = None
+    dtype: str | None = None
+    weights: int | None = None  # bytes
+    totals: dict[Mode, int] | None = None  # bytes per mode
+    fits: dict[Mode, bool] | None = None  # with a GPU
+    serve: Verdict | None = None  # with an engine and a GPU
     error: RowError | None = None
-    serve: engines.ServePlan | None = None  # with an engine and a GPU: how it starts
+
+    @classmethod
+    def of(cls, model: str, report: ModelReport, plan: engines.ServePlan | None = None) -> AuditRow:
+        spec = report.spec
+        return cls(
+            model,
+            commit=spec.commit,
+            params=spec.parameters.total,
+            dtype=spec.dtype,
+            weights=spec.files.weights_bytes,
+            totals={mode: estimate.total_bytes for mode, estimate in report.memory.by_mode().items()},
+            fits=dict(report.gpu.fits) if report.gpu else None,
+            serve=Verdict(plan.kv_cache_tokens, round(plan.max_concurrency, 2), plan.starts) if plan else None,
+        )
 
     @classmethod
     def failed(cls, model: str, error: Exception) -> AuditRow:
         return cls(model, error=RowError(**error_fields(error)))
 
-    @property
-    def fits(self) -> dict[str, bool] | None:
-        """Mode -> fits on the GPU given to the audit; None without one (or on error)."""
-        return self.report.gpu.to_dict()["fits"] if self.report and self.report.gpu else None
-
     def to_dict(self) -> dict[str, Any]:
         """The row as JSON (sizes in bytes; `error` as in CONTRACT.md's error object)."""
-        r = self.report
-        memory = r.memory.by_mode() if r else {}
+        serve = self.serve
         return {
             "model": self.model,
-            "params": r.spec.parameters.total if r else None,
-            "dtype": r.spec.dtype if r else None,
-            "weights": r.spec.files.weights_bytes if r else None,
-            **{mode: memory[mode].total_bytes if r else None for mode in MODES},
+            "params": self.params,
+            "dtype": self.dtype,
+            "weights": self.weights,
+            **{mode: self.totals[mode] if self.totals else None for mode in MODES},
             "fits": self.fits,
             "error": {"type": self.error.type, "message": self.error.message} if self.error else None,
-            "commit": r.spec.commit if r else None,
-            **engines.verdict(self.serve),
+            "commit": self.commit,
+            **{key: getattr(serve, key) if serve else None for key in engines.VERDICT},
         }
 
 
@@ -117,53 +143,6 @@ def _model_field(line: str, delimiter: str, column: int) -> str:
     return row[column].strip() if len(row) > column else ""
 
 
-def iter_audit(
-    models: Sequence[str],
-    settings: Settings | None = None,
-    *,
-    gpu: Gpu | None = None,
-    revision: str | None = None,
-    hub: HubOptions | None = None,
-    jobs: int = DEFAULT_JOBS,
-    timeout: float = DEFAULT_TIMEOUT,
-    serving: engines.EngineSettings | None = None,
-) -> Generator[tuple[int, AuditRow], None, None]:
-    """(input index, row) for each model as it finishes; never raises for a model. With `serving` and a GPU, each
-    row also carries that engine's plan (KV tokens, maximum concurrency, whether it starts).
-
-    A model still running after `timeout` seconds gets a "timeout" row (its thread is left to finish in the
-    background). Closing the iterator, or Ctrl-C while it waits, cancels the models not started yet."""
-    settings = settings or Settings()
-    started: dict[int, float] = {}
-
-    def run(index: int) -> AuditRow:
-        started[index] = time.monotonic()
-        try:
-            report = inspect_model(models[index], settings, gpu=gpu, revision=revision, hub=hub)
-            serve = engines.plan(report.memory.facts, gpu, serving) if serving and gpu else None
-            return AuditRow(models[index], report, serve=serve)
-        except Exception as e:  # every failure is a row, unexpected ones as "internal"
-            return AuditRow.failed(models[index], e)
-
-    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hfmem-audit")
-    try:
-        pending: dict[Future[AuditRow], int] = {pool.submit(run, i): i for i in range(len(models))}
-        while pending:
-            deadlines = [started[i] + timeout for i in pending.values() if i in started]
-            wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else timeout
-            done, _ = wait(pending, timeout=wait_s, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield pending.pop(future), future.result()
-            now = time.monotonic()
-            for future, i in list(pending.items()):
-                if i in started and now - started[i] >= timeout:
-                    del pending[future]
-                    message = f"{models[i]}: no result within {timeout:g} s (raise the limit with --timeout)"
-                    yield i, AuditRow(models[i], error=RowError("timeout", message))
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
 def audit_models(
     models: Sequence[str],
     settings: Settings | None = None,
@@ -174,31 +153,96 @@ def audit_models(
     jobs: int = DEFAULT_JOBS,
     timeout: float = DEFAULT_TIMEOUT,
     serving: engines.EngineSettings | None = None,
-) -> list[AuditRow]:
-    """One row per model, in input order; a model that fails gives a row with its `error`."""
-    rows = dict(iter_audit(models, settings, gpu=gpu, revision=revision, hub=hub, jobs=jobs, timeout=timeout,
-                           serving=serving))
-    return [rows[i] for i in range(len(models))]
+) -> Iterator[AuditRow]:
+    """One row per model, in input order, each as soon as it and the ones before it are done; never raises for a
+    model (a failure is a row with its `error`). With `serving` and a GPU, a row also says how that engine starts
+    the model.
+
+    Memory stays flat however long the list: at most 2 x `jobs` models are in flight or waiting for an earlier one,
+    each reduced to its row. `timeout` is each model's deadline (HubOptions.deadline: requests and bodies, the
+    Hub's rate-limit waits aside); a model still running well past every limit its requests keep gets a "timeout"
+    row and is left behind. Closing the iterator, or a signal while it waits, cancels the models not started."""
+    settings = settings or Settings()
+    hub = replace(hub or HubOptions(), deadline=timeout)
+    abandon_after = timeout + hub.max_wait + hub.timeout  # past every limit a model's own requests keep
+    started: dict[int, float] = {}
+
+    def run(index: int) -> AuditRow:
+        started[index] = time.monotonic()
+        try:
+            report = inspect_model(models[index], settings, gpu=gpu, revision=revision, hub=hub)
+            plan = engines.plan(report.memory.facts, gpu, serving) if serving and gpu else None
+            return AuditRow.of(models[index], report, plan)
+        except Exception as e:  # every failure is a row, unexpected ones as "internal"
+            return AuditRow.failed(models[index], e)
+
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hfmem-audit")
+    ahead: deque[Future[AuditRow]] = deque()
+    try:
+        for index in range(len(models)):
+            ahead.append(pool.submit(run, index))
+            if len(ahead) >= 2 * jobs:
+                yield _next_row(ahead, index + 1 - len(ahead), models, started, abandon_after)
+        first = len(models) - len(ahead)
+        while ahead:
+            yield _next_row(ahead, first, models, started, abandon_after)
+            first += 1
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
-def write_rows(rows: Iterable[AuditRow], fmt: str, out: IO[str], units: str = "gib") -> None:
-    """Write rows as a table (sizes in `units`), CSV, a JSON array or JSON lines (sizes in bytes)."""
-    if fmt == "table":
-        out.write(render_table(rows, units) + "\n")
-    elif fmt == "json":
-        out.write(json.dumps([row.to_dict() for row in rows], indent=2) + "\n")
-    elif fmt == "jsonl":
-        out.writelines(json.dumps(row.to_dict()) + "\n" for row in rows)
-    elif fmt == "csv":
+def _next_row(
+    ahead: deque[Future[AuditRow]], index: int, models: Sequence[str], started: dict[int, float], abandon_after: float
+) -> AuditRow:
+    """The oldest model's row: its result, or a "timeout" row once it has run `abandon_after` seconds."""
+    future = ahead.popleft()
+    while True:
+        begun = started.get(index)
+        left = POLL if begun is None else begun + abandon_after - time.monotonic()
+        try:
+            return future.result(timeout=max(0.0, min(left, POLL)))
+        except StillRunning:
+            if begun is not None and time.monotonic() - begun >= abandon_after:
+                message = f"{models[index]}: no result within {abandon_after:g} s (raise the limit with --timeout)"
+                return AuditRow(models[index], error=RowError("timeout", message))
+
+
+def write_rows(rows: Iterable[AuditRow], fmt: str, out: IO[str], units: str = "gib") -> int:
+    """Write rows as a table (sizes in `units`), CSV, a JSON array or JSON lines (sizes in bytes). CSV and JSON
+    rows go out one by one as they come (and are flushed), so what was written survives a kill; a stop (an exception
+    from `rows`) still closes the table or the JSON array over the rows done. Returns the number of rows written."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+    if fmt == "table":  # widths need every row: written at the end, or at a stop with the rows done
+        table: list[AuditRow] = []
+        try:
+            table.extend(rows)
+        finally:
+            out.write(render_table(table, units) + "\n")
+        return len(table)
+    written = 0
+    if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
+    elif fmt == "json":
+        out.write("[")
+    try:
         for row in rows:
             data = row.to_dict()
-            data["fits"] = _fits_text(row.fits)
-            data["error"], data["error_type"] = (row.error.message, row.error.type) if row.error else (None, None)
-            writer.writerow({key: for_spreadsheet(value) for key, value in data.items()})
-    else:
-        raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+            if fmt == "csv":
+                data["fits"] = _fits_text(row.fits)
+                data["error"], data["error_type"] = (row.error.message, row.error.type) if row.error else (None, None)
+                writer.writerow({key: for_spreadsheet(value) for key, value in data.items()})
+            elif fmt == "json":
+                out.write(("," if written else "") + "\n  " + json.dumps(data, indent=2).replace("\n", "\n  "))
+            else:
+                out.write(json.dumps(data) + "\n")
+            out.flush()
+            written += 1
+    finally:
+        if fmt == "json":  # a stop still leaves a valid array of the rows done
+            out.write("\n]\n" if written else "]\n")
+    return written
 
 
 def render_table(rows: Iterable[AuditRow], units: str = "gib") -> str:
@@ -213,7 +257,7 @@ def render_table(rows: Iterable[AuditRow], units: str = "gib") -> str:
     for row in rows:
         data = row.to_dict()
         cells = [row.model]
-        if row.report:
+        if row.error is None:
             cells += [f"{data['params']:,}", data["dtype"] or ""]
             cells += [format_bytes(data[key], units) for key in ("weights", *MODES)]
         else:

@@ -24,7 +24,7 @@ from .audit import (
     FORMATS,
     MAX_INPUT_BYTES,
     AuditRow,
-    iter_audit,
+    audit_models,
     read_models,
     write_rows,
 )
@@ -156,7 +156,14 @@ def serving_from(engine: str | None, max_model_len: int | None, gpu: Gpu | None,
 
 
 def hub_from(opts: dict[str, Any]) -> HubOptions:
-    return HubOptions(token=opts["token"]) if opts["token"] else HubOptions()
+    """The token, and how long a model may wait for the Hub's rate limits; told on a terminal when it waits."""
+    on_wait = _announce_wait if sys.stderr.isatty() else None
+    return HubOptions(token=opts["token"], max_wait=opts.get("max_wait") or HubOptions.max_wait, on_wait=on_wait)
+
+
+def _announce_wait(seconds: float, bucket: str) -> None:
+    show(f"\nhfmem: the Hub's {bucket} rate limit is spent: every request waits {seconds:.0f} s for it to reset",
+         err=True)
 
 
 def show(text: str, err: bool = False) -> None:
@@ -311,7 +318,9 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=DEFAULT_JOBS, show_default=True,
               help="Models resolved at once.")
 @click.option("--timeout", type=_Positive(max=10**6), default=DEFAULT_TIMEOUT, show_default=True,
-              help="Seconds one model may take, retries included.")
+              help="Seconds one model may take (the Hub's rate-limit waits aside).")
+@click.option("--max-wait", type=_Positive(max=10**6), default=HubOptions.max_wait, show_default=True,
+              help="Seconds one model may wait for the Hub's rate limits to reset (then it fails).")
 @click.option("--engine", type=_choice(ENGINES), default=None,
               help="With --gpu: add each model's KV tokens, maximum concurrency and start verdict for this engine.")
 @click.option("--max-model-len", type=click.IntRange(min=1), default=None,
@@ -342,35 +351,55 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
         raise click.BadParameter(str(e), param_hint="FILE") from None
     if not models:
         raise click.BadParameter("no model references in the input", param_hint="FILE")
-    done: dict[int, AuditRow] = {}
     stopped: BaseException | None = None
-    try:
-        results = iter_audit(models, settings, gpu=gpu, revision=opts["revision"], hub=hub, jobs=jobs, timeout=timeout,
-                             serving=serving_from(engine, max_model_len, gpu, opts["gpus"]))
-        with closing(results), _progress(len(models)) as advance:
-            for index, row in results:
-                done[index] = row
-                advance()
-    except (KeyboardInterrupt, Interrupted) as e:
-        stopped = e
-    rows = [done[i] for i in sorted(done)]
-    with click.open_file(output, "w") as out:
-        write_rows(rows, fmt, out, units)
+    rows = audit_models(models, settings, gpu=gpu, revision=opts["revision"], hub=hub,
+                        jobs=jobs, timeout=timeout, serving=serving_from(engine, max_model_len, gpu, opts["gpus"]))
+    errors = 0
+    with closing(rows), click.open_file(output, "w") as out, _Progress(len(models)) as progress:
+
+        def counted() -> Iterator[AuditRow]:
+            nonlocal errors
+            for row in rows:
+                errors += row.error is not None
+                progress.advance()
+                yield row
+
+        try:
+            written = write_rows(counted(), fmt, out, units)
+        except (KeyboardInterrupt, Interrupted) as e:
+            stopped, written = e, progress.done
     if stopped is not None:
-        show_interrupted(f": {len(rows)} of {len(models)} models audited")
+        show_interrupted(f": {written} of {len(models)} models audited")
         raise click.exceptions.Exit(stop_status(stopped))
-    if any(row.error for row in rows):
+    if output != "-":
+        show(f"hfmem: {written} rows written to {output}" + (f", {errors} with an error" if errors else ""), err=True)
+    if errors:
         raise click.exceptions.Exit(ExitCode.FAILED)
 
 
-@contextmanager
-def _progress(total: int) -> Iterator[Callable[[], None]]:
-    """A progress bar on stderr when it is a terminal; nothing otherwise."""
-    if not sys.stderr.isatty():
-        yield lambda: None
-        return
-    with click.progressbar(length=total, label="auditing", file=sys.stderr, show_pos=True) as bar:
-        yield lambda: bar.update(1)
+class _Progress:
+    """Rows done, and a bar on stderr when it is a terminal that shows one (not TERM=dumb, not
+    HF_HUB_DISABLE_PROGRESS_BARS)."""
+
+    def __init__(self, total: int) -> None:
+        self.done = 0
+        disabled = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").upper() in {"1", "ON", "YES", "TRUE"}
+        shown = sys.stderr.isatty() and os.environ.get("TERM") != "dumb" and not disabled
+        self._bar = click.progressbar(length=total, label="auditing", file=sys.stderr, show_pos=True) if shown else None
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def advance(self) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.update(1)
 
 
 @cli.command()

@@ -342,11 +342,11 @@ class _Client:
                     wait = self.options.backoff * 2 ** (attempt - 1)
                 if attempt >= self.options.attempts:
                     raise
-                self._pause(wait, e)
+                self._pause(wait, e, rate_limit=False)
 
-    def _pause(self, seconds: float, cause: Exception | None = None) -> None:
-        """Wait `seconds` (for a retry or a rate-limit window), within the model's max_wait; the deadline moves on
-        by as much, since waiting is not slowness."""
+    def _pause(self, seconds: float, cause: Exception | None = None, *, rate_limit: bool = True) -> None:
+        """Wait `seconds`, within the model's max_wait. A rate-limit window moves the deadline on by as much (the
+        Hub asked for the wait: it is not slowness); a retry's backoff must fit before the deadline."""
         if seconds <= 0:
             return
         if self.waited + seconds > self.options.max_wait:
@@ -354,9 +354,13 @@ class _Client:
                 f"{self.ref.text}: the Hub asks to wait {seconds:g} s more, past the {self.options.max_wait:g} s this "
                 "model may wait (--max-wait)"
             ) from cause
+        if not rate_limit and seconds >= self._left():
+            raise TimedOut(f"{self.ref.text}: no answer within {self.options.deadline:g} s (the Hub keeps failing)"
+                           ) from cause  # fmt: skip
         time.sleep(seconds)
         self.waited += seconds
-        self.deadline += seconds
+        if rate_limit:
+            self.deadline += seconds
 
 
 class _RateLimits:

@@ -139,16 +139,19 @@ def test_usage_errors():
 
 
 def test_ctrl_c_keeps_the_rows_already_done(monkeypatch):
-    def interrupted(models, *args, **kwargs) -> Iterator[tuple[int, AuditRow]]:
-        yield 2, AuditRow(models[2], error=RowError("not_found", "third"))
-        yield 0, AuditRow(models[0], error=RowError("not_found", "first"))
+    def interrupted(models, *args, **kwargs) -> Iterator[AuditRow]:
+        yield AuditRow(models[0], error=RowError("not_found", "first"))
+        yield AuditRow(models[1], error=RowError("not_found", "second"))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_module, "iter_audit", interrupted)
-    result = run("-", "--format", "jsonl", input="org/a\norg/b\norg/c\n")
-    assert result.exit_code == 130
-    assert [row["model"] for row in jsonl(result)] == ["org/a", "org/c"]
-    assert result.stderr == "hfmem: interrupted: 2 of 3 models audited\n"
+    monkeypatch.setattr(cli_module, "audit_models", interrupted)
+    for fmt in ("jsonl", "json", "csv", "table"):
+        result = run("-", "--format", fmt, input="org/a\norg/b\norg/c\n")
+        assert result.exit_code == 130
+        assert result.stderr == "hfmem: interrupted: 2 of 3 models audited\n"
+        assert "org/b" in result.stdout and "org/c" not in result.stdout
+    json_result = run("-", "--format", "json", input="org/a\norg/b\norg/c\n")
+    assert [row["model"] for row in json.loads(json_result.stdout)] == ["org/a", "org/b"]
 
 
 def test_progress_bar_on_a_terminal_only(hub_repo, fake_hub, tmp_path):

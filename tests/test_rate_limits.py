@@ -30,7 +30,7 @@ def test_a_batch_waits_for_the_window_instead_of_failing(fake_hub):
     fake_hub.quotas["api"] = Quota(limit=5, window=1.0)  # 12 model_info calls: three windows
     waits: list[tuple[float, str]] = []
     started = time.monotonic()
-    rows = audit_models(names, hub=HubOptions(on_wait=lambda s, bucket: waits.append((s, bucket))), jobs=4)
+    rows = list(audit_models(names, hub=HubOptions(on_wait=lambda s, bucket: waits.append((s, bucket))), jobs=4))
     elapsed = time.monotonic() - started
     assert [row.error for row in rows] == [None] * 12
     assert elapsed >= 1.5  # two windows had to reset
