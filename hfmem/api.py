@@ -55,6 +55,12 @@ class ModelReport:
 
         return to_dict(self)
 
+    def _repr_html_(self) -> str:
+        """The model's section of the HTML report, for notebooks."""
+        from .views.html import model_fragment
+
+        return model_fragment(self)
+
     def __repr__(self) -> str:
         p, m = self.spec.parameters, self.memory
         totals = ", ".join(f"{mode}={est.total_bytes / 2**30:.2f} GiB" for mode, est in m.by_mode().items())
