@@ -8,6 +8,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from html import escape
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from ..memory.render import COMPONENT_ORDER
@@ -410,23 +411,26 @@ def _audit_row(row: AuditRow) -> str:
     fits = {"all": "all", "none": "none", "some": " ".join(m for m, ok in (row.fits or {}).items() if ok)}
     cells = [f'<td class="text">{escape(row.model)}</td>']
     params = data["params"]
-    cells.append(f'<td data-value="{params or ""}">{"" if params is None else f"{params:,}"}</td>')
+    cells.append(f'<td data-value="{_value(params)}">{"" if params is None else f"{params:,}"}</td>')
     cells.append(f'<td class="text">{escape(data["dtype"] or "")}</td>')
-    cells += [f'<td data-value="{data[k] or ""}">{_size(data[k])}</td>' for k in ("weights", *MODES)]
+    cells += [f'<td data-value="{_value(data[k])}">{_size(data[k])}</td>' for k in ("weights", *MODES)]
     fit = _fit_class(row)
     cells.append(f'<td class="text">{fits.get(fit, "")}</td>')
     cells.append(f'<td class="error">{escape(row.error.message) if row.error else ""}</td>')
     return f'<tr class="fit-{fit or "unknown"}">{"".join(cells)}</tr>'
 
 
-def _first(dot: tuple[int, int, AuditRow]) -> int:
-    return dot[0]
+def _value(n: int | None) -> str:
+    """A number cell's sort key: the exact number, or blank (sorted last) when there is none."""
+    return "" if n is None else str(n)
 
 
 def _scatter(rows: Sequence[AuditRow]) -> str:
     """One dot per resolved model: parameters (log x) against inference memory (log y), coloured by fit."""
     resolved = [(row, row.report) for row in rows if row.report and row.report.spec.parameters.total > 0]
-    dots = sorted(((r.spec.parameters.total, r.memory.inference.total_bytes, row) for row, r in resolved), key=_first)
+    dots = sorted(
+        ((r.spec.parameters.total, r.memory.inference.total_bytes, row) for row, r in resolved), key=itemgetter(0)
+    )
     if not dots:
         return '<p class="note">No model was resolved.</p>'
     params, memory = [n for n, _, _ in dots], [total for _, total, _ in dots]
