@@ -22,6 +22,7 @@ from .memory import (
     explanation,
     fit_gpus,
     limits,
+    seq_curve,
     sweep,
     what_if,
 )
@@ -42,6 +43,7 @@ class ModelReport:
     gpu: GpuFit | None
     limits: Limits | None = None  # with a GPU and tables: the largest context and batch that fit
     sweep: tuple[SweepRow, ...] = ()  # with tables: totals over sequence lengths x batch sizes
+    curve: tuple[SweepRow, ...] = ()  # with tables: totals over powers of two up to the context, at the chosen batch
     what_if: tuple[WhatIfRow, ...] = ()  # with tables: the usual savers, one change at a time
     explanation: Explanation | None = None  # with explain: every formula, and rules of thumb
 
@@ -54,6 +56,12 @@ class ModelReport:
         from .report import to_dict
 
         return to_dict(self)
+
+    def _repr_html_(self) -> str:
+        """The model's section of the HTML report, for notebooks."""
+        from .views.html import model_fragment
+
+        return model_fragment(self)
 
     def __repr__(self) -> str:
         p, m = self.spec.parameters, self.memory
@@ -126,6 +134,7 @@ def report_for(
         fit,
         limits=limits(facts, settings, gpu) if tables and gpu is not None else None,
         sweep=tuple(sweep(facts, settings)) if tables else (),
+        curve=seq_curve(facts, settings) if tables else (),
         what_if=tuple(what_if(facts, settings, gpu)) if tables else (),
         explanation=explanation(facts, settings) if explain else None,
     )

@@ -16,6 +16,7 @@ from hfmem.memory import (
     max_batch,
     max_seq_len,
     rules_of_thumb,
+    seq_curve,
     sweep,
     what_if,
 )
@@ -27,6 +28,8 @@ from hfmem.memory.render import (
     render_sweep,
     render_what_if,
 )
+
+from hfmem.memory.tables import curve_seq_lens
 
 from .test_memory_specs import arch_spec, tiny_spec
 
@@ -80,6 +83,22 @@ def test_sweep_covers_seq_and_batch_and_grows():
     for mode in MODES:
         assert by_point[(512, 1)][mode] <= by_point[(512, 8)][mode] <= by_point[(8192, 8)][mode]
     assert {r.seq_len for r in sweep(tiny_spec(), Settings())} == {512, 2048}  # context 2048 caps the sweep
+
+
+def test_seq_curve_doubles_up_to_the_context_at_the_chosen_batch():
+    assert curve_seq_lens(131072) == tuple(256 << i for i in range(10))
+    assert curve_seq_lens(40960)[-2:] == (32768, 40960)  # the context closes the curve
+    assert curve_seq_lens(None) == (256, 512, 1024, 2048, 4096)  # no context stated: up to the default 4096
+    assert curve_seq_lens(100) == (100,)
+    spec = arch_spec("llama-3.1-8b")
+    settings = Settings(batch_size=2, seq_len=1024)
+    rows = seq_curve(spec, settings)
+    assert [r.seq_len for r in rows] == list(curve_seq_lens(131072)) and {r.batch_size for r in rows} == {2}
+    for row in rows:
+        at = estimate(spec, replace(settings, seq_len=row.seq_len)).by_mode()
+        assert row.totals == {mode: at[mode].total_bytes for mode in MODES}
+    for mode in MODES:
+        assert [r.totals[mode] for r in rows] == sorted(r.totals[mode] for r in rows)
 
 
 def test_max_seq_len_and_max_batch_are_the_largest_that_fit():

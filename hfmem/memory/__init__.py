@@ -7,7 +7,7 @@ from .kv import kv_bytes_per_token
 from .lora import adapters, resolve_targets
 from .results import Estimate, Formula, LoraEstimate, MemoryReport
 from .settings import MODES, Int4Scheme, Mode, Optimizer, Recipe, Settings, usable_bytes
-from .tables import Limits, SweepRow, WhatIfRow, limits, max_batch, max_seq_len, sweep, what_if
+from .tables import Limits, SweepRow, WhatIfRow, limits, max_batch, max_seq_len, seq_curve, sweep, what_if
 
 __all__ = [
     "Estimate",
@@ -37,6 +37,7 @@ __all__ = [
     "max_seq_len",
     "resolve_targets",
     "rules_of_thumb",
+    "seq_curve",
     "sweep",
     "usable_bytes",
     "what_if",

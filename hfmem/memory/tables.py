@@ -10,8 +10,9 @@ from ..gpus import Gpu
 from ..spec import ModelSpec
 from .estimator import mode_estimate
 from .facts import ModelFacts, facts_of
-from .settings import MODES, Mode, Optimizer, Recipe, Settings, resolve_seq_len, usable_bytes
+from .settings import DEFAULT_SEQ_LEN, MODES, Mode, Optimizer, Recipe, Settings, resolve_seq_len, usable_bytes
 
+CURVE_START = 256  # the shortest sequence of the memory-against-context curve
 SWEEP_SEQ_LENS = (512, 2048, 8192)
 SWEEP_BATCHES = (1, 4, 8)
 MAX_BATCH = 1 << 16
@@ -72,15 +73,29 @@ def sweep_seq_lens(max_positions: int | None) -> tuple[int, ...]:
     return tuple(sorted({s for s in SWEEP_SEQ_LENS if s < max_positions} | {max_positions}))
 
 
+def _sweep_row(facts: ModelFacts, settings: Settings, seq_len: int, batch_size: int) -> SweepRow:
+    point = replace(settings, seq_len=seq_len, batch_size=batch_size)
+    return SweepRow(seq_len, batch_size, {mode: _total(facts, point, mode) for mode in MODES})
+
+
 def sweep(model: ModelSpec | ModelFacts, settings: Settings) -> list[SweepRow]:
     """Total per mode over sequence lengths x batch sizes, so linear and quadratic growth show at a glance."""
     facts = facts_of(model)
-    rows = []
-    for seq_len in sweep_seq_lens(facts.dims.max_positions):
-        for batch in SWEEP_BATCHES:
-            point = replace(settings, seq_len=seq_len, batch_size=batch)
-            rows.append(SweepRow(seq_len, batch, {mode: _total(facts, point, mode) for mode in MODES}))
-    return rows
+    seq_lens = sweep_seq_lens(facts.dims.max_positions)
+    return [_sweep_row(facts, settings, seq_len, batch) for seq_len in seq_lens for batch in SWEEP_BATCHES]
+
+
+def curve_seq_lens(max_positions: int | None) -> tuple[int, ...]:
+    """Powers of two from 256 below the model's context, then the context (4096 when the config states none)."""
+    context = max_positions or DEFAULT_SEQ_LEN
+    shorter = (CURVE_START << i for i in range(max(context // CURVE_START, 1).bit_length()))
+    return (*(n for n in shorter if n < context), context)
+
+
+def seq_curve(model: ModelSpec | ModelFacts, settings: Settings) -> tuple[SweepRow, ...]:
+    """Total per mode at the chosen batch size over curve_seq_lens(): memory against context, for a chart."""
+    facts = facts_of(model)
+    return tuple(_sweep_row(facts, settings, n, settings.batch_size) for n in curve_seq_lens(facts.dims.max_positions))
 
 
 def _largest(fits: Callable[[int], bool], high: int) -> int | None:
