@@ -126,12 +126,15 @@ def reports(hub: HubOptions) -> list[ModelReport]:
     return [inspect_model(m, gpu=find_gpu("H100"), hub=hub, tables=True) for m in (TINY, "evil-org/tiny")]
 
 
+AUDIT_GPU = Gpu("test-gpu", 5_555_556)
+
+
 @pytest.fixture
 def audit(hub: HubOptions) -> list[AuditRow]:
     """Fit classes on a GPU with 5 MB usable and no runtime overhead: tiny-llama and tiny-remote-code fit some
     modes, the one-layer variant all, the wide one none; the hostile reference is an error."""
     models = [TINY, REMOTE, "evil-org/tiny", "big-org/wide", HOSTILE]
-    return audit_models(models, Settings(overhead_bytes=0), gpu=Gpu("test-gpu", 5_555_556), hub=hub)
+    return list(audit_models(models, Settings(overhead_bytes=0), gpu=AUDIT_GPU, hub=hub))
 
 
 def test_model_page_shows_each_report(reports):
@@ -169,7 +172,7 @@ def test_model_page_shows_each_report(reports):
 
 
 def test_audit_page_has_a_row_per_model_coloured_by_fit(audit):
-    dom = parse(render_audit(audit))
+    dom = parse(render_audit(audit, AUDIT_GPU))
     assert dom.one("head").one("title").text() == "hfmem audit: 5 models"
     headers = [th.attrs["data-key"] for th in dom.one("table", "audit").one("thead").all("th")]
     assert headers == ["model", "params", "dtype", "weights", "inference", "training", "lora", "fits", "error"]
@@ -178,9 +181,9 @@ def test_audit_page_has_a_row_per_model_coloured_by_fit(audit):
     assert [tr.attrs["class"] for tr in rows] == ["fit-some", "fit-some", "fit-all", "fit-none", "fit-error"]
     for tr, row in zip(rows, audit):
         cells = tr.all("td")
-        if row.report:
-            assert cells[1].attrs["data-value"] == str(row.report.spec.parameters.total)
-            totals = [row.report.memory.by_mode()[m].total_bytes for m in MODES]
+        if row.error is None:
+            assert cells[1].attrs["data-value"] == str(row.params)
+            totals = [row.totals[m] for m in MODES]
             assert [c.attrs["data-value"] for c in cells[4:7]] == [str(t) for t in totals]
             assert [c.text() for c in cells[4:7]] == [format_bytes(t) for t in totals]
         else:
@@ -189,12 +192,12 @@ def test_audit_page_has_a_row_per_model_coloured_by_fit(audit):
     scatter = dom.one("svg")
     assert scatter.attrs["role"] == "img" and "one dot per model (4)" in scatter.attrs["aria-label"]
     dots = [c.one("title").text() for c in scatter.all("circle", "dot")]
-    inference = format_bytes(audit[0].report.memory.inference.total_bytes)
+    inference = format_bytes(audit[0].totals["inference"])
     assert len(dots) == 4 and f"{TINY}: 106,816 parameters, inference {inference}" in dots
 
 
 def test_remote_text_is_escaped(reports, audit):
-    for page in (render_models(reports), render_audit(audit), model_fragment(reports[1])):
+    for page in (render_models(reports), render_audit(audit, AUDIT_GPU), model_fragment(reports[1])):
         assert HOSTILE not in page and "<img" not in page
         assert escape(HOSTILE) in page
         scripts = [s.text() for s in parse(page).all("script")]
@@ -203,7 +206,7 @@ def test_remote_text_is_escaped(reports, audit):
 
 def test_nothing_is_fetched(reports, audit):
     """No address to fetch: no http(s) URL anywhere, no attribute that loads something, no CSS url() or @import."""
-    for page in (render_models(reports), render_audit(audit)):
+    for page in (render_models(reports), render_audit(audit, AUDIT_GPU)):
         assert not re.search(r"https?:", page, re.IGNORECASE)
         dom = parse(page)
         attributes = {name for node in dom.all("*") for name in node.attrs}
@@ -261,7 +264,7 @@ def screenshot(tmp_path: Path, page: Path) -> Path:
 def test_the_pages_in_a_browser(tmp_path, reports, audit):
     models, audit_page = tmp_path / "models.html", tmp_path / "audit.html"
     models.write_text(render_models(reports))
-    audit_page.write_text(render_audit(audit))
+    audit_page.write_text(render_audit(audit, AUDIT_GPU))
 
     dom = load(tmp_path, models)
     assert len(dom.all("section")) == 2 and len(dom.all("svg")) == 4

@@ -12,7 +12,8 @@ from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from ..memory.render import COMPONENT_ORDER
-from ..memory.settings import MODES
+from ..gpus import Gpu
+from ..memory.settings import MODES, Settings, usable_bytes
 from ..report import format_bytes, format_count
 
 if TYPE_CHECKING:
@@ -119,10 +120,11 @@ def model_fragment(report: ModelReport) -> str:
     return f'<div class="hfmem"><style>{CSS}</style>{_model_section(report)}</div>'
 
 
-def render_audit(rows: Sequence[AuditRow]) -> str:
-    """The page for `hfmem audit`: a sortable table coloured by fit, and parameters against inference memory."""
-    gpu = next((row.report.gpu for row in rows if row.report and row.report.gpu), None)
-    where = f" on {escape(gpu.gpu.name)} ({format_bytes(gpu.usable_bytes)} usable)" if gpu else ""
+def render_audit(rows: Sequence[AuditRow], gpu: Gpu | None = None, settings: Settings | None = None) -> str:
+    """The page for `hfmem audit` (`gpu` and `settings` as the audit had them): a sortable table coloured by fit,
+    and parameters against inference memory."""
+    usable = usable_bytes(gpu, settings or Settings()) if gpu else None
+    where = f" on {escape(gpu.name)} ({format_bytes(usable)} usable)" if gpu else ""
     body = (
         f"<section><h2>{len(rows)} models{where}</h2>"
         f"{_legend((FIT_COLOURS[key], text) for key, text in FIT_CLASSES.items()) if gpu else ''}"
@@ -427,9 +429,8 @@ def _value(n: int | None) -> str:
 
 def _scatter(rows: Sequence[AuditRow]) -> str:
     """One dot per resolved model: parameters (log x) against inference memory (log y), coloured by fit."""
-    resolved = [(row, row.report) for row in rows if row.report and row.report.spec.parameters.total > 0]
     dots = sorted(
-        ((r.spec.parameters.total, r.memory.inference.total_bytes, row) for row, r in resolved), key=itemgetter(0)
+        ((row.params, row.totals["inference"], row) for row in rows if row.params and row.totals), key=itemgetter(0)
     )
     if not dots:
         return '<p class="note">No model was resolved.</p>'
