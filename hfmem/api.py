@@ -53,7 +53,7 @@ class ModelReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON `hfmem inspect --json` prints for this model (CONTRACT.md; sizes in bytes)."""
-        from .report import to_dict
+        from .views.json import to_dict
 
         return to_dict(self)
 

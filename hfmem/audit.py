@@ -7,7 +7,6 @@ model cannot stop a batch. Only a signal does, and the rows written before it ar
 from __future__ import annotations
 
 import csv
-import json
 import re
 import time
 from collections import deque
@@ -15,23 +14,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as StillRunning
 from dataclasses import dataclass, replace
-from typing import IO, Any
-
-from tabulate import tabulate
+from typing import TYPE_CHECKING, Any
 
 from . import engines
-from .api import ModelReport, inspect_model
-from .errors import ModelRefError
+from .errors import ModelRefError, error_fields
 from .gpus import Gpu
-from .hub import HubOptions
 from .memory import MODES, Mode, Settings
-from .report import error_fields, format_bytes
-from .untrusted import for_spreadsheet, one_line
+
+if TYPE_CHECKING:
+    from .api import ModelReport
+    from .hub import HubOptions
 
 DEFAULT_JOBS = 16  # models resolved at once; each also reads its files concurrently
 DEFAULT_TIMEOUT = 120.0  # seconds one model may take (its deadline; rate-limit waits aside)
 POLL = 0.5  # seconds between looks at a model that is taking long
-FORMATS = ("table", "csv", "json", "jsonl")
 MAX_INPUT_BYTES = 16 * 2**20  # an input list: some 400,000 references
 # CONTRACT.md's row, then additions. Sizes are bytes.
 COLUMNS = ("model", "params", "dtype", "weights", *MODES, "fits", "error", "error_type", "commit", *engines.VERDICT)
@@ -162,6 +158,9 @@ def audit_models(
     each reduced to its row. `timeout` is each model's deadline (HubOptions.deadline: requests and bodies, the
     Hub's rate-limit waits aside); a model still running well past every limit its requests keep gets a "timeout"
     row and is left behind. Closing the iterator, or a signal while it waits, cancels the models not started."""
+    from .api import inspect_model  # the resolving half of the library: loaded when an audit runs
+    from .hub import HubOptions
+
     settings = settings or Settings()
     hub = replace(hub or HubOptions(), deadline=timeout)
     abandon_after = timeout + hub.max_wait + hub.timeout  # past every limit a model's own requests keep
@@ -205,76 +204,3 @@ def _next_row(
             if begun is not None and time.monotonic() - begun >= abandon_after:
                 message = f"{models[index]}: no result within {abandon_after:g} s (raise the limit with --timeout)"
                 return AuditRow(models[index], error=RowError("timeout", message))
-
-
-def write_rows(rows: Iterable[AuditRow], fmt: str, out: IO[str], units: str = "gib") -> int:
-    """Write rows as a table (sizes in `units`), CSV, a JSON array or JSON lines (sizes in bytes). CSV and JSON
-    rows go out one by one as they come (and are flushed), so what was written survives a kill; a stop (an exception
-    from `rows`) still closes the table or the JSON array over the rows done. Returns the number of rows written."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
-    if fmt == "table":  # widths need every row: written at the end, or at a stop with the rows done
-        table: list[AuditRow] = []
-        try:
-            table.extend(rows)
-        finally:
-            out.write(render_table(table, units) + "\n")
-        return len(table)
-    written = 0
-    if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-    elif fmt == "json":
-        out.write("[")
-    try:
-        for row in rows:
-            data = row.to_dict()
-            if fmt == "csv":
-                data["fits"] = _fits_text(row.fits)
-                data["error"], data["error_type"] = (row.error.message, row.error.type) if row.error else (None, None)
-                writer.writerow({key: for_spreadsheet(value) for key, value in data.items()})
-            elif fmt == "json":
-                out.write(("," if written else "") + "\n  " + json.dumps(data, indent=2).replace("\n", "\n  "))
-            else:
-                out.write(json.dumps(data) + "\n")
-            out.flush()
-            written += 1
-    finally:
-        if fmt == "json":  # a stop still leaves a valid array of the rows done
-            out.write("\n]\n" if written else "]\n")
-    return written
-
-
-def render_table(rows: Iterable[AuditRow], units: str = "gib") -> str:
-    """The human table; the fits and error columns appear only when some row has one."""
-    rows = list(rows)
-    show_fits = any(row.fits is not None for row in rows)
-    show_error = any(row.error for row in rows)
-    show_serve = any(row.serve for row in rows)
-    headers = ["model", "params", "dtype", "weights", "inference", "training", "LoRA"]
-    headers += ["fits"] * show_fits + ["KV tokens", "concurrency", "starts"] * show_serve + ["error"] * show_error
-    body = []
-    for row in rows:
-        data = row.to_dict()
-        cells = [row.model]
-        if row.error is None:
-            cells += [f"{data['params']:,}", data["dtype"] or ""]
-            cells += [format_bytes(data[key], units) for key in ("weights", *MODES)]
-        else:
-            cells += [""] * 6
-        cells += [_fits_text(row.fits)] * show_fits
-        if show_serve:
-            cells += [f"{row.serve.kv_cache_tokens:,}", f"{row.serve.max_concurrency:.2f}x",
-                      "yes" if row.serve.starts else "no"] if row.serve else [""] * 3
-        cells += [row.error.message if row.error else ""] * show_error
-        body.append([one_line(cell) for cell in cells])
-    align = ["left"] + ["right", "left"] + ["right"] * 4 + ["left"] * show_fits
-    align += ["right", "right", "left"] * show_serve + ["left"] * show_error
-    return tabulate(body, headers, tablefmt="simple", disable_numparse=True, colalign=align)
-
-
-def _fits_text(fits: dict[str, bool] | None) -> str:
-    """The modes that fit, e.g. "inference lora"; "none" when none does; "" without a GPU."""
-    if fits is None:
-        return ""
-    return " ".join(mode for mode, ok in fits.items() if ok) or "none"

@@ -8,25 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Literal
-
-from tabulate import tabulate
 
 from . import dtypes, engines
 from .api import ModelReport, open_snapshot, report_for
 from .config import _has_lm_head, read_architecture
-from .engines.render import ENGINE_NAMES
+from .engines import ENGINE_NAMES
 from .errors import UnsupportedModel
 from .gpus import Gpu
 from .hub import HubOptions
-from .memory import Settings
-from .report import format_bytes
+from .memory import Mode, Settings
+from .memory.settings import resolve_seq_len
 from .snapshot import PICKLE_FORMATS, Snapshot
 from .spec import ModelSpec
-from .untrusted import one_line
-
-Mode = Literal["inference", "training", "lora"]
-MODES: tuple[Mode, ...] = ("inference", "training", "lora")
 TOKEN_EMBEDDINGS = {"embed_tokens", "wte", "word_embeddings", "tok_embeddings", "embed_in", "shared"}
 OUTPUT_HEADS = {"lm_head", "embed_out"}
 REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
@@ -36,16 +29,22 @@ class Level(str, Enum):
     OK = "ok"
     WARN = "warn"
     FAIL = "fail"
+    SKIP = "skip"  # not run: what it reads is missing (no headers, no GPU given, a local directory)
+
+
+class Size(int):
+    """A byte count inside a finding's message: a view shows it in the reader's units."""
 
 
 @dataclass(frozen=True)
 class Finding:
     code: str  # which check: "download", "weights", "gated", "custom_code", "config", ...
     level: Level
-    message: str
+    parts: tuple[str | Size, ...]  # the message: text, and sizes for a view to format
 
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "level": self.level.value, "message": self.message}
+    @classmethod
+    def of(cls, code: str, level: Level, *parts: str | Size) -> Finding:
+        return cls(code, level, parts)
 
 
 @dataclass(frozen=True)
@@ -59,21 +58,9 @@ class CheckReport:
     def passed(self) -> bool:
         return all(f.level is not Level.FAIL for f in self.findings)
 
-    def to_dict(self) -> dict[str, Any]:
-        s = self.snapshot
-        return {
-            "model": s.model,
-            "revision": s.shown_revision,
-            "commit": s.commit,
-            "source": s.source,
-            "mode": self.mode,
-            "passed": self.passed,
-            "checks": [f.to_dict() for f in self.findings],
-            "download": {"bytes": s.download_bytes, "by_format": bytes_by_format(s)},
-            "memory_bytes": self.report.memory.by_mode()[self.mode].total_bytes if self.report else None,
-            "gpu": self.report.gpu.to_dict() if self.report and self.report.gpu else None,
-            "warnings": list(self.report.warnings if self.report else s.warnings),
-        }
+    @property
+    def bytes_by_format(self) -> dict[str, int]:
+        return bytes_by_format(self.snapshot)
 
 
 def check_model(
@@ -84,13 +71,12 @@ def check_model(
     gpu: Gpu | None = None,
     revision: str | None = None,
     hub: HubOptions | None = None,
-    units: str = "gib",
     serving: engines.EngineSettings | None = None,
 ) -> CheckReport:
     """Resolve `reference` and check it. Raises ResolveError (or ModelRefError) when the model cannot be resolved:
     then there is nothing to check."""
     snapshot = open_snapshot(reference, revision=revision, hub=hub)
-    return check_snapshot(snapshot, settings or Settings(), mode=mode, gpu=gpu, units=units, serving=serving)
+    return check_snapshot(snapshot, settings or Settings(), mode=mode, gpu=gpu, serving=serving)
 
 
 def check_snapshot(
@@ -99,38 +85,24 @@ def check_snapshot(
     *,
     mode: Mode = "inference",
     gpu: Gpu | None = None,
-    units: str = "gib",
     serving: engines.EngineSettings | None = None,
 ) -> CheckReport:
-    """Every check of a resolved snapshot; sizes in messages use `units`. The checks that read the headers and the
-    fit need a memory estimate: without one (a config that lacks what it needs) the fit fails and says why. With
-    `serving` and a GPU, one more check: whether that engine starts (hfmem serve's plan)."""
-    findings = [_download(snapshot, units), _weights(snapshot), _gated(snapshot), _custom_code(snapshot)]
+    """Every check of a resolved snapshot. The checks that read the headers and the fit need a memory estimate:
+    without one (a config that lacks what it needs) the fit fails and says why. With `serving` and a GPU, one more
+    check: whether that engine starts (hfmem serve's plan)."""
+    findings = [_download(snapshot), _weights(snapshot), _gated(snapshot), _custom_code(snapshot)]
     findings.append(_config(snapshot))
     try:
         report = report_for(snapshot, settings, gpu)
     except UnsupportedModel as e:
-        findings.append(Finding("fit", Level.FAIL, f"no memory estimate: {e}"))
+        findings.append(Finding.of("fit", Level.FAIL, f"no memory estimate: {e}"))
         return CheckReport(snapshot, mode, tuple(findings), None)
     spec = report.spec
-    findings += [_config_dtype(spec), _vocab_size(spec), _tied_embeddings(spec), _fit(report, mode, units)]
+    findings += [_config_dtype(spec), _vocab_size(spec), _tied_embeddings(spec), _context(report)]
+    findings.append(_fit(report, mode))
     if serving is not None and gpu is not None:
         findings.append(_serve(engines.plan(report.memory.facts, gpu, serving)))
     return CheckReport(snapshot, mode, tuple(findings), report)
-
-
-def render_check(check: CheckReport) -> str:
-    """One verdict line per check under the model's identity, then the overall result. Messages quote the repo's
-    own names (files, tensors, dtypes), so each is kept to one line without control characters."""
-    s = check.snapshot
-    where = f" @ {s.shown_revision} ({s.commit[:12]})" if s.commit else ""
-    lines = tabulate([(f.level.value, f.code, one_line(f.message)) for f in check.findings], tablefmt="plain")
-    failed = sum(f.level is Level.FAIL for f in check.findings)
-    warned = sum(f.level is Level.WARN for f in check.findings)
-    verdict = "passed" if check.passed else f"failed ({failed} of {len(check.findings)} checks)"
-    if warned:
-        verdict += f", {warned} warning{'s' * (warned > 1)}"
-    return f"{one_line(s.model + where)}\n{lines}\nresult: {verdict}"
 
 
 def bytes_by_format(snapshot: Snapshot) -> dict[str, int]:
@@ -146,52 +118,54 @@ def _serve(plan: engines.ServePlan) -> Finding:
     """Fails exactly when the engine refuses to start, with its own error text."""
     engine = f"{ENGINE_NAMES[plan.engine]} {plan.version}"
     if not plan.starts:
-        return Finding("serve", Level.FAIL, f"{engine} refuses to start: {plan.error}")
-    return Finding("serve", Level.OK, f"{engine} starts: {plan.kv_cache_tokens:,} KV tokens, max concurrency "
+        return Finding.of("serve", Level.FAIL, f"{engine} refuses to start: {plan.error}")
+    return Finding.of("serve", Level.OK, f"{engine} starts: {plan.kv_cache_tokens:,} KV tokens, max concurrency "
                    f"{plan.max_concurrency:.2f}x")
 
 
-def _download(snapshot: Snapshot, units: str) -> Finding:
+def _download(snapshot: Snapshot) -> Finding:
     by_format = bytes_by_format(snapshot)
-    split = " · ".join(f"{name} {format_bytes(n, units)}" for name, n in by_format.items())
-    total = format_bytes(snapshot.download_bytes, units)
-    message = f"{total} in {len(snapshot.files)} files ({split})"
+    total = Size(snapshot.download_bytes) if snapshot.download_bytes is not None else "an unknown size"
+    split: list[str | Size] = []
+    for name, n in by_format.items():
+        split += [" · " if split else "", f"{name} ", Size(n)]
+    message = (total, f" in {len(snapshot.files)} files (", *split, ")")
     copies = sorted(set(by_format) - {"safetensors", "other"})
     if "safetensors" in by_format and copies:
-        extra = format_bytes(sum(by_format[name] for name in copies), units)
-        return Finding("download", Level.WARN, f"{message}; the {', '.join(copies)} copies of the weights ({extra}) "
-                       "are not needed: fetch only *.safetensors and the small files")
-    return Finding("download", Level.OK, message)
+        extra = Size(sum(by_format[name] for name in copies))
+        return Finding.of("download", Level.WARN, *message, f"; the {', '.join(copies)} copies of the weights (",
+                          extra, ") are not needed: fetch only *.safetensors and the small files")
+    return Finding.of("download", Level.OK, *message)
 
 
 def _weights(snapshot: Snapshot) -> Finding:
     formats = set(snapshot.formats)
     if "safetensors" in formats:
-        return Finding("weights", Level.OK, "safetensors: loading them runs no code")
+        return Finding.of("weights", Level.OK, "safetensors: loading them runs no code")
     pickles = [f.path for f in snapshot.files if f.format in PICKLE_FORMATS]
     if pickles:
         names = ", ".join(pickles[:3]) + (f" and {len(pickles) - 3} more" if len(pickles) > 3 else "")
-        return Finding("weights", Level.WARN, f"only pickle weights ({names}): loading them can run arbitrary code; "
+        return Finding.of("weights", Level.WARN, f"only pickle weights ({names}): loading them can run arbitrary code; "
                        "parameter counts come from config.json")
-    return Finding("weights", Level.FAIL, f"no safetensors or pickle weights (formats: {', '.join(formats) or 'none'})")
+    return Finding.of("weights", Level.FAIL, f"no safetensors or pickle weights (formats: {', '.join(formats) or 'none'})")
 
 
 def _gated(snapshot: Snapshot) -> Finding:
     if snapshot.source == "local":
-        return Finding("gated", Level.OK, "local directory")
+        return Finding.of("gated", Level.SKIP, "a local directory")
     if snapshot.gated:
-        return Finding("gated", Level.WARN, f"gated ({snapshot.gated} approval): downloading needs accepted terms and "
+        return Finding.of("gated", Level.WARN, f"gated ({snapshot.gated} approval): downloading needs accepted terms and "
                        "a token (`hf auth login`, HF_TOKEN or --token)")
-    return Finding("gated", Level.OK, "not gated")
+    return Finding.of("gated", Level.OK, "not gated")
 
 
 def _custom_code(snapshot: Snapshot) -> Finding:
     if not snapshot.custom_code:
-        return Finding("custom_code", Level.OK, "none: stock transformers classes")
+        return Finding.of("custom_code", Level.OK, "none: stock transformers classes")
     auto_map = snapshot.config.get("auto_map")
     parts = [f"auto_map ({', '.join(auto_map)})"] if isinstance(auto_map, dict) else []
     parts += [f.path for f in snapshot.files if f.path.endswith(".py")]
-    return Finding("custom_code", Level.WARN, f"{', '.join(parts)}: transformers runs this code only with "
+    return Finding.of("custom_code", Level.WARN, f"{', '.join(parts)}: transformers runs this code only with "
                    "trust_remote_code=True; read it first")
 
 
@@ -199,24 +173,24 @@ def _config(snapshot: Snapshot) -> Finding:
     architecture, warnings = read_architecture(snapshot.config)
     missing = [name for name in REQUIRED if getattr(architecture, name) is None]
     if missing:
-        return Finding("config", Level.FAIL, f"config.json lacks {', '.join(missing)}")
+        return Finding.of("config", Level.FAIL, f"config.json lacks {', '.join(missing)}")
     if warnings:
-        return Finding("config", Level.WARN, "; ".join(warnings))
-    return Finding("config", Level.OK, "config.json has every field hfmem reads")
+        return Finding.of("config", Level.WARN, "; ".join(warnings))
+    return Finding.of("config", Level.OK, "config.json has every field hfmem reads")
 
 
 def _config_dtype(spec: ModelSpec) -> Finding:
     by_dtype = spec.parameters.by_dtype
     if not spec.parameters.exact:
-        return Finding("config_dtype", Level.OK, "not checked: no safetensors headers")
+        return Finding.of("config_dtype", Level.SKIP, "not checked: no safetensors headers")
     if spec.quantization:
         method = spec.quantization.method
-        return Finding("config_dtype", Level.OK, f"quantized ({method}): stored dtypes differ by design")
+        return Finding.of("config_dtype", Level.OK, f"quantized ({method}): stored dtypes differ by design")
     stored = max(by_dtype, key=lambda dtype: by_dtype[dtype])
     declared = dtypes.TORCH_TO_SAFETENSORS.get(spec.dtype or "")
     if declared is None or declared == stored:
-        return Finding("config_dtype", Level.OK, f"weights stored as {stored}, consistent with config.json")
-    return Finding("config_dtype", Level.WARN, f"config.json says {spec.dtype} but the weights are stored as {stored}: "
+        return Finding.of("config_dtype", Level.OK, f"weights stored as {stored}, consistent with config.json")
+    return Finding.of("config_dtype", Level.WARN, f"config.json says {spec.dtype} but the weights are stored as {stored}: "
                    "loading with dtype='auto' converts them")
 
 
@@ -225,11 +199,11 @@ def _vocab_size(spec: ModelSpec) -> Finding:
     embedding = next((t for t in spec.tensors if _module(t.name) in TOKEN_EMBEDDINGS and t.name.endswith(".weight")
                       and len(t.shape) == 2), None)  # fmt: skip
     if embedding is None or vocab is None:
-        return Finding("vocab_size", Level.OK, "not checked: no token embedding in the headers")
+        return Finding.of("vocab_size", Level.SKIP, "not checked: no token embedding in the headers")
     rows = embedding.shape[0]
     if rows == vocab:
-        return Finding("vocab_size", Level.OK, f"vocab_size {vocab:,} = rows of {embedding.name}")
-    return Finding("vocab_size", Level.FAIL, f"config.json vocab_size {vocab:,} but {embedding.name} has {rows:,} "
+        return Finding.of("vocab_size", Level.OK, f"vocab_size {vocab:,} = rows of {embedding.name}")
+    return Finding.of("vocab_size", Level.FAIL, f"config.json vocab_size {vocab:,} but {embedding.name} has {rows:,} "
                    "rows: transformers refuses the checkpoint (size mismatch)")
 
 
@@ -237,36 +211,48 @@ def _tied_embeddings(spec: ModelSpec) -> Finding:
     arch = spec.architecture
     heads = [t.name for t in spec.tensors if _module(t.name) in OUTPUT_HEADS]
     if not spec.parameters.exact:
-        return Finding("tied_embeddings", Level.OK, "not checked: no safetensors headers")
+        return Finding.of("tied_embeddings", Level.SKIP, "not checked: no safetensors headers")
     if arch.tie_word_embeddings:
         if heads:
-            return Finding("tied_embeddings", Level.WARN, f"tie_word_embeddings is true, yet {heads[0]} is stored: "
+            return Finding.of("tied_embeddings", Level.WARN, f"tie_word_embeddings is true, yet {heads[0]} is stored: "
                            "transformers ties the output to the input embedding and ignores it")
-        return Finding("tied_embeddings", Level.OK, "tied: the input embedding is the output projection")
+        return Finding.of("tied_embeddings", Level.OK, "tied: the input embedding is the output projection")
     if not _has_lm_head(arch.architectures, arch.is_encoder_only):
-        return Finding("tied_embeddings", Level.OK, "no output projection over the vocabulary")
+        return Finding.of("tied_embeddings", Level.OK, "no output projection over the vocabulary")
     if heads:
-        return Finding("tied_embeddings", Level.OK, f"untied: {heads[0]} stored")
-    return Finding("tied_embeddings", Level.FAIL, "tie_word_embeddings is false but no lm_head weight is stored: "
+        return Finding.of("tied_embeddings", Level.OK, f"untied: {heads[0]} stored")
+    return Finding.of("tied_embeddings", Level.FAIL, "tie_word_embeddings is false but no lm_head weight is stored: "
                    "transformers would initialise the output projection randomly")
 
 
-def _fit(report: ModelReport, mode: Mode, units: str) -> Finding:
-    need = f"{mode} needs {format_bytes(report.memory.by_mode()[mode].total_bytes, units)}"
+def _fit(report: ModelReport, mode: Mode) -> Finding:
+    need = (f"{mode} needs ", Size(report.memory.by_mode()[mode].total_bytes))
     if report.gpu is None:
-        return Finding("fit", Level.OK, f"{need} (give --gpu or --gpu-memory to check a fit)")
-    gpu = report.gpu.to_dict()
-    on = f"{gpu['name']} ({format_bytes(gpu['memory_bytes'], units)})"
-    if gpu["fits"][mode]:
-        return Finding("fit", Level.OK, f"{need}: fits on {on}")
-    needed = gpu["gpus_needed"][mode]
+        return Finding.of("fit", Level.SKIP, *need, " (give --gpu or --gpu-memory to check a fit)")
+    fit = report.gpu
+    on = (f"{fit.gpu.name} (", Size(fit.gpu.memory_bytes), ")")
+    if fit.fits[mode]:
+        return Finding.of("fit", Level.OK, *need, ": fits on ", *on)
+    needed = fit.gpus_needed[mode]
     advice = (
         f"{needed} GPUs needed"
         if needed is not None
         else "no number of these GPUs is enough: what one GPU holds alone (activations, context) is too big; "
         "try --grad-checkpointing, a smaller --seq-len or --batch-size"
     )
-    return Finding("fit", Level.FAIL, f"{need}: does not fit on {on}; {advice}")
+    return Finding.of("fit", Level.FAIL, *need, ": does not fit on ", *on, f"; {advice}")
+
+
+def _context(report: ModelReport) -> Finding:
+    """A sequence longer than the model's context: positions it was never trained on (or cannot embed)."""
+    context = report.spec.architecture.max_position_embeddings
+    seq_len = resolve_seq_len(report.settings, context)
+    if context is None:
+        return Finding.of("context", Level.SKIP, "not checked: config.json states no context length")
+    if seq_len > context:
+        return Finding.of("context", Level.FAIL, f"--seq-len {seq_len:,} is beyond the model's context of "
+                          f"{context:,} tokens")  # fmt: skip
+    return Finding.of("context", Level.OK, f"seq_len {seq_len:,} within the model's context of {context:,} tokens")
 
 
 def _module(tensor_name: str) -> str:

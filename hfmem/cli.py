@@ -2,43 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import io
 import json
 import math
 import os
+import shutil
 import signal
 import sys
+import textwrap
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from enum import IntEnum
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from .api import inspect_model, serve_model
-from .audit import (
-    DEFAULT_JOBS,
-    DEFAULT_TIMEOUT,
-    FORMATS,
-    MAX_INPUT_BYTES,
-    AuditRow,
-    audit_models,
-    read_models,
-    write_rows,
-)
-from .checks import MODES, Mode, check_model, render_check
+# Only light modules here, so that `hfmem --help` and `--version` never load huggingface_hub: the library's
+# resolving parts are imported by the commands that use them.
+from .audit import DEFAULT_JOBS, DEFAULT_TIMEOUT, MAX_INPUT_BYTES, AuditRow, read_models
 from .engines import ENGINES, EngineSettings, engine_settings
-from .engines.render import render_plan
 from .engines.sglang import KV_CACHE_DTYPES as SGLANG_KV
 from .engines.vllm import KV_CACHE_DTYPES as VLLM_KV
-from .errors import HfmemError, Interrupted
-from .gpus import Gpu, find_gpu
-from .hub import HubOptions
-from .memory import Optimizer, Recipe, Settings
-from .report import error_dict, error_fields, render_report, to_dict
+from .errors import HfmemError, Interrupted, error_fields
+from .gpus import Gpu, aliases, find_gpu, known_gpus
+from .memory import MODES, Mode, Optimizer, Recipe, Settings
 from .untrusted import for_terminal, one_line
+from .views import text
+from .views.json import error_dict
+from .views.rows import FORMATS, write_rows
+
+if TYPE_CHECKING:
+    from .hub import HubOptions
 
 T = TypeVar("T")
 # The signals that stop a run (SIGHUP exists on POSIX only).
@@ -114,7 +112,6 @@ units_option = click.option(
 
 
 def settings_from(opts: dict[str, Any]) -> Settings:
-    targets = opts["lora_targets"]
     return Settings(
         batch_size=opts["batch_size"],
         seq_len=opts["seq_len"],
@@ -125,7 +122,7 @@ def settings_from(opts: dict[str, Any]) -> Settings:
         recipe=Recipe(opts["recipe"]),
         grad_checkpointing=opts["grad_checkpointing"],
         lora_rank=opts["lora_rank"],
-        lora_targets=tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else None,
+        lora_targets=opts["lora_targets"] or None,
         qlora=opts["qlora"],
         gpus=opts["gpus"],
         zero=opts["zero"],
@@ -157,6 +154,8 @@ def serving_from(engine: str | None, max_model_len: int | None, gpu: Gpu | None,
 
 def hub_from(opts: dict[str, Any]) -> HubOptions:
     """The token, and how long a model may wait for the Hub's rate limits; told on a terminal when it waits."""
+    from .hub import HubOptions
+
     on_wait = _announce_wait if sys.stderr.isatty() else None
     return HubOptions(token=opts["token"], max_wait=opts.get("max_wait") or HubOptions.max_wait, on_wait=on_wait)
 
@@ -168,8 +167,34 @@ def _announce_wait(seconds: float, bucket: str) -> None:
 
 def show(text: str, err: bool = False) -> None:
     """Every line of human output goes out here: without the control characters (escape sequences, bells,
-    bidirectional overrides) that a repo's files, an endpoint or an input list can put in the strings shown."""
-    click.echo(for_terminal(text), err=err)
+    bidirectional overrides) that a repo's files, an endpoint or an input list can put in the strings shown; only
+    the colours hfmem itself paints survive."""
+    click.echo(for_terminal(text, keep_colour=True), err=err)
+
+
+def width() -> int:
+    """The terminal's width (COLUMNS, else the terminal's own), never under 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = shutil.get_terminal_size((text.WIDTH, 24)).columns
+    return max(text.WIDTH, columns)
+
+
+def painter(err: bool = False) -> text.Paint:
+    """Colours for ok / warn / fail on a terminal; none when piped, under NO_COLOR or TERM=dumb."""
+    stream = sys.stderr if err else sys.stdout
+    if not stream.isatty() or "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
+        return text.plain
+    colours = {"ok": "green", "warn": "yellow", "fail": "red"}
+    return lambda words, role: click.style(words, fg=colours.get(role), bold=role == "fail")
+
+
+def show_warnings(model: str, warnings: Sequence[str]) -> None:
+    """A report's warnings, first and on stderr, each wrapped to the width."""
+    prefix = f"warning: {one_line(model)}: " if len(warnings) else ""
+    for warning in warnings:
+        show("\n".join(textwrap.wrap(prefix + one_line(warning), width(), subsequent_indent="  ")), err=True)
 
 
 def show_interrupted(detail: str = "") -> None:
@@ -236,34 +261,66 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one object, or an array for several).")
 @click.option("--explain", is_flag=True, help="Every formula with its inputs, and common rules of thumb beside ours.")
 @units_option
-@click.option("--tables/--no-tables", default=True, show_default=True,
-              help="Show the sequence x batch sweep and the what-if table.")
-def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, tables: bool, **opts: Any) -> None:
+@click.option("--tables", is_flag=True,
+              help="Also the largest context and batch that fit, the sequence x batch sweep and the what-if table "
+                   "(--json always has them).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
+              help="Also write a self-contained HTML report with charts.")
+def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, tables: bool, html_path: str | None,
+            **opts: Any) -> None:
     """Exact spec and memory needed for MODEL (ORG/NAME, ORG/NAME@REV or a local directory).
 
-    Prints identity, architecture, exact parameters (per dtype, embedding, MoE active), weight bytes, and
-    the memory for inference, full training and LoRA with a breakdown of each.
+    Prints identity, architecture, exact parameters (per dtype, embedding, MoE active), weight bytes, the
+    memory for inference, full training and LoRA with a breakdown of each, and the fit on --gpu.
+
+    \b
+    Examples:
+      hfmem inspect Qwen/Qwen2.5-7B --gpu H100
+      hfmem inspect Qwen/Qwen3-30B-A3B --seq-len 32768 --tables
+      hfmem inspect ./my-model --json
+      hfmem inspect Qwen/Qwen2.5-7B@main --gpu RTX-4090 --qlora --html report.html
 
     Exit status: 0 when every model resolved, 2 when one could not be resolved.
     """
+    from .api import inspect_model
+    from .views.json import to_dict
+
     settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
+    paint, columns = painter(), width()
+    computed = tables or as_json or html_path is not None
 
-    def run(model: str) -> dict[str, Any] | str:
-        report = inspect_model(model, settings, gpu=gpu, revision=opts["revision"], hub=hub)
-        return to_dict(report) if as_json else render_report(report, units, explain, tables)
+    def run(model: str) -> Any:
+        return inspect_model(model, settings, gpu=gpu, revision=opts["revision"], hub=hub, tables=computed,
+                             explain=explain)
 
-    outputs, failed = [], False
+    outputs, reports, failed = [], [], False
     for model, result in zip(models, for_each(run, models)):
         if isinstance(result, Exception):
             show_error(result, as_json)
-            result, failed = error_dict(model, result), True
-        elif not as_json:
-            show(result + "\n" * (len(models) > 1))
-        outputs.append(result)
+            outputs.append(error_dict(model, result))
+            failed = True
+            continue
+        reports.append(result)
+        if as_json:
+            outputs.append(to_dict(result))
+        else:
+            show_warnings(result.spec.model, result.warnings)
+            shown = result if tables or not computed else dataclasses.replace(result, limits=None, sweep=(), what_if=())
+            show(text.render_report(shown, units, width=columns, paint=paint) + "\n" * (len(models) > 1))
     if as_json:
         show_json(outputs[0] if len(outputs) == 1 else outputs)
+    if html_path is not None:
+        from .views.html import render_models
+
+        write_page(html_path, render_models(reports))
     if failed:
         raise click.exceptions.Exit(ExitCode.UNRESOLVED)
+
+
+def write_page(path: str, page: str) -> None:
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(page)
+    show(f"hfmem: HTML report written to {path}", err=True)
 
 
 @cli.command()
@@ -279,20 +336,29 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
 @units_option
 def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None, max_model_len: int | None,
           **opts: Any) -> None:
-    """Pre-download sanity check of MODEL: one verdict (ok / warn / fail) per check.
+    """Pre-download sanity check of MODEL: one verdict (ok / warn / fail / skip) per check.
 
     Download size by format, safetensors or pickle-only weights, gated, custom code, config consistency
     (fields, dtype, vocab_size, tied embeddings), and whether --mode fits --gpu / --gpu-memory.
 
+    \b
+    Examples:
+      hfmem check Qwen/Qwen2.5-7B --gpu RTX-4090 --mode lora
+      hfmem check meta-llama/Llama-3.1-8B --engine vllm --gpu L4 --max-model-len 32768
+      hfmem check ./downloaded-model --json
+
     Exit status: 0 all good and it fits, 1 a check failed or it does not fit, 2 the model could not be resolved.
     """
+    from .checks import check_model
+    from .views.json import check_to_dict
+
     settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
     serving = serving_from(engine, max_model_len, gpu, opts["gpus"])
+    paint, columns = painter(), width()
 
     def run(model: str) -> tuple[bool, dict[str, Any] | str]:
-        result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, units=units,
-                             serving=serving)
-        return result.passed, result.to_dict() if as_json else render_check(result)
+        result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, serving=serving)
+        return result.passed, check_to_dict(result) if as_json else text.render_check(result, units, columns, paint)
 
     (outcome,) = for_each(run, [model])
     if isinstance(outcome, Exception):
@@ -319,15 +385,18 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
               help="Models resolved at once.")
 @click.option("--timeout", type=_Positive(max=10**6), default=DEFAULT_TIMEOUT, show_default=True,
               help="Seconds one model may take (the Hub's rate-limit waits aside).")
-@click.option("--max-wait", type=_Positive(max=10**6), default=HubOptions.max_wait, show_default=True,
+@click.option("--max-wait", type=_Positive(max=10**6), default=600.0, show_default=True,
               help="Seconds one model may wait for the Hub's rate limits to reset (then it fails).")
 @click.option("--engine", type=_choice(ENGINES), default=None,
               help="With --gpu: add each model's KV tokens, maximum concurrency and start verdict for this engine.")
 @click.option("--max-model-len", type=click.IntRange(min=1), default=None,
               help="With --engine: the context length to serve.  [default: each model's]")
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
+              help="Also write a self-contained HTML page: a sortable table coloured by fit and a chart.")
 @units_option
 def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: str, engine: str | None,
-          max_model_len: int | None, **opts: Any) -> None:
+          max_model_len: int | None, as_json: bool, html_path: str | None, **opts: Any) -> None:
     """Audit a list of models: one row each (model, params, dtype, weights, inference, training, LoRA, fits, error).
 
     FILE (default: stdin) holds one reference per line (# comments and blank lines are skipped) or is a CSV with
@@ -335,10 +404,19 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
     fails gives a row with its error and the rest go on; Ctrl-C (or SIGTERM, SIGHUP) stops and writes the rows
     already done.
 
+    \b
+    Examples:
+      hfmem audit models.txt --gpu H100
+      hfmem audit models.csv --format csv --output report.csv --html report.html
+      cat models.txt | hfmem audit - --format jsonl --jobs 32
+
     Exit status: 0 when every model resolved, 1 when any row has an error, 128 + the signal's number when
     stopped by one (130 for Ctrl-C).
     """
+    from .audit import audit_models
+
     settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
+    fmt = "json" if as_json else fmt
     if source.isatty():
         raise click.UsageError("give a FILE of model references, or pipe them in (e.g. `hfmem audit - < models.txt`)")
     data = source.read(MAX_INPUT_BYTES + 1)
@@ -354,7 +432,7 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
     stopped: BaseException | None = None
     rows = audit_models(models, settings, gpu=gpu, revision=opts["revision"], hub=hub,
                         jobs=jobs, timeout=timeout, serving=serving_from(engine, max_model_len, gpu, opts["gpus"]))
-    errors = 0
+    errors, kept = 0, []  # the rows, for the HTML page (each a small summary)
     with closing(rows), click.open_file(output, "w") as out, _Progress(len(models)) as progress:
 
         def counted() -> Iterator[AuditRow]:
@@ -362,12 +440,18 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
             for row in rows:
                 errors += row.error is not None
                 progress.advance()
+                if html_path is not None:
+                    kept.append(row)
                 yield row
 
         try:
-            written = write_rows(counted(), fmt, out, units)
+            written = write_rows(counted(), fmt, out, units, width())
         except (KeyboardInterrupt, Interrupted) as e:
             stopped, written = e, progress.done
+    if html_path is not None:
+        from .views.html import render_audit
+
+        write_page(html_path, render_audit(kept, gpu, settings))
     if stopped is not None:
         show_interrupted(f": {written} of {len(models)} models audited")
         raise click.exceptions.Exit(stop_status(stopped))
@@ -475,6 +559,9 @@ def serve(model: str, engine: str, as_json: bool, units: str, solve: bool, concu
         settings = engine_settings(engine, **flags)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    from .api import serve_model
+    from .views.serve import render_plan
+
     hub = hub_from(opts)
 
     def run(model: str) -> Any:
@@ -500,6 +587,25 @@ def serve(model: str, engine: str, as_json: bool, units: str, solve: bool, concu
         show(render_plan(plan, units))
     if not plan.starts:
         raise click.exceptions.Exit(ExitCode.FAILED)
+
+
+@cli.command()
+@units_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (sizes in bytes).")
+def gpus(units: str, as_json: bool) -> None:
+    """The GPUs --gpu knows, largest first, with the other spellings it accepts.
+
+    \b
+    Examples:
+      hfmem gpus
+      hfmem inspect Qwen/Qwen2.5-7B --gpu A100-40GB
+      hfmem inspect Qwen/Qwen2.5-7B --gpu-memory 22   # any other card: its memory in GiB
+    """
+    if as_json:
+        show_json([{"name": gpu.name, "memory_bytes": gpu.memory_bytes, "aliases": list(aliases(gpu.name))}
+                   for gpu in known_gpus()])  # fmt: skip
+    else:
+        show(text.render_gpus(known_gpus(), units))
 
 
 def stop_status(stop: BaseException) -> int:
@@ -541,6 +647,9 @@ def main() -> NoReturn:
     # A large MoE checkpoint is ~45k tensor objects; the default thresholds make the cyclic GC rescan them
     # hundreds of times (half the CPU time of an audit). This short-lived process collects rarely instead.
     gc.set_threshold(100_000, 50, 100)
+    for stream in (sys.stdout, sys.stderr):  # a console that cannot show '·' or '…' gets '?', not a crash
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
     try:
         with _signals_stop():
             cli.main(prog_name="hfmem")  # standalone mode: click ends with SystemExit

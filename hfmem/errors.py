@@ -102,3 +102,10 @@ class Interrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+def error_fields(error: Exception) -> dict[str, str]:
+    """{"type", "message"} of a failure: an HfmemError's code, or "internal" for any other exception (a bug)."""
+    if isinstance(error, HfmemError):
+        return {"type": error.code, "message": str(error)}
+    return {"type": "internal", "message": f"internal error: {error.__class__.__name__}: {error}"}

@@ -76,6 +76,11 @@ def known_gpus() -> tuple[Gpu, ...]:
     return tuple(sorted(gpus, key=lambda g: (-g.memory_bytes, g.name)))
 
 
+def aliases(name: str) -> tuple[str, ...]:
+    """The other spellings of a catalogue entry."""
+    return _CATALOGUE[name][1]
+
+
 def find_gpu(name: str) -> Gpu:
     """The catalogue entry for `name`. A name that several entries start with (A100: 40 or 80 GB) is an error
     naming them, and an unknown one an error with the closest names."""

@@ -33,6 +33,7 @@ MAX_PATH_CHARS = 1_000
 COMMIT = re.compile(r"[0-9a-f]{40}")
 # C0 and C1 control characters, DEL, and the bidirectional overrides that reorder what a terminal shows.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 _LINE_BREAKS = re.compile(r"[\t\n\r\x0b\x0c\x85\u2028\u2029]+")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -66,10 +67,15 @@ def decode_json(raw: bytes, what: str, error: type[HfmemError]) -> Any:
         raise error(f"{what} is not valid JSON ({str(e).splitlines()[0][:80]})") from e
 
 
-def for_terminal(text: str) -> str:
+def for_terminal(text: str, *, keep_colour: bool = False) -> str:
     """Text safe to print: control characters (escape sequences, bells, carriage returns, bidirectional overrides)
-    removed; line breaks kept."""
-    return _CONTROL.sub("", text)
+    removed; line breaks kept. With `keep_colour`, colour codes (SGR: ESC [ digits m) stay: the views paint their
+    own words with them, and remote strings reach a view already without an ESC (one_line)."""
+    if not keep_colour:
+        return _CONTROL.sub("", text)
+    pieces = _COLOUR.split(text)
+    colours = _COLOUR.findall(text)
+    return "".join(_CONTROL.sub("", piece) + (colours[i] if i < len(colours) else "") for i, piece in enumerate(pieces))
 
 
 def one_line(text: str) -> str:

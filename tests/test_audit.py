@@ -12,15 +12,9 @@ import pytest
 
 from hfmem import errors
 from hfmem.api import inspect_model
-from hfmem.audit import (
-    COLUMNS,
-    AuditRow,
-    RowError,
-    audit_models,
-    read_models,
-    render_table,
-    write_rows,
-)
+from hfmem.audit import COLUMNS, AuditRow, RowError, audit_models, read_models
+from hfmem.views.rows import write_rows
+from hfmem.views.text import render_audit_table as render_table
 from hfmem.gpus import Gpu
 from hfmem.hub import HubOptions
 from hfmem.memory import Settings
@@ -87,8 +81,9 @@ def test_rows_from_the_hub(hub_repo):
 def test_every_memory_setting_applies_to_every_row(hub_repo):
     hub_repo(TINY)
     hub_repo(REMOTE)
-    small = audit_models([TINY, REMOTE])
-    large = audit_models([TINY, REMOTE], Settings(batch_size=8))
+    small = list(audit_models([TINY, REMOTE]))
+    large = list(audit_models([TINY, REMOTE], Settings(batch_size=8)))
+    assert len(small) == len(large) == 2
     for a, b in zip(small, large):
         assert b.to_dict()["inference"] > a.to_dict()["inference"]
 
@@ -185,7 +180,7 @@ def test_table(rows):
     table = render_table(rows)
     header = table.splitlines()[0].split()
     assert header == ["model", "params", "dtype", "weights", "inference", "training", "LoRA", "fits", "error"]
-    assert "106,816" in table and "GiB" in table and "not found" in table
+    assert "106,816" in table and table.splitlines()[-1] == "sizes in GiB" and "not_found: " in table
     failed_only = render_table([AuditRow("org/x", error=RowError("gated", "org/x is gated"))])
     assert failed_only.splitlines()[0].split() == ["model", "params", "dtype", "weights", "inference", "training",
                                                    "LoRA", "error"]
@@ -198,6 +193,7 @@ def test_unknown_format():
 
 def test_no_weights_requested_beyond_headers(hub_repo, fake_hub: FakeHub):
     hub_repo(TINY)
-    audit_models([TINY])
+    (row,) = audit_models([TINY])
+    assert row.error is None
     for request in fake_hub.requests_for(TINY, "resolve"):
         assert request.bytes_sent <= 100_001

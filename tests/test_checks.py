@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from hfmem.checks import CheckReport, Level, check_snapshot, render_check
+from hfmem.checks import CheckReport, Level, check_snapshot
+from hfmem.views.json import check_to_dict
+from hfmem.views.text import render_check
+from hfmem.views.units import message
 from hfmem.gpus import Gpu
 from hfmem.header import Header, Tensor
 from hfmem.memory import Settings
@@ -18,7 +21,7 @@ TINY_DIR = FIXTURES / "hfmem-test__tiny-llama"
 TINY_CONFIG = json.loads((TINY_DIR / "config.json").read_text())
 TINY_TENSORS = load_tensors(TINY_DIR / "tensors.json")
 CODES = ["download", "weights", "gated", "custom_code", "config", "config_dtype", "vocab_size", "tied_embeddings",
-         "fit"]  # fmt: skip
+         "context", "fit"]  # fmt: skip
 GIB = 2**30
 
 
@@ -45,7 +48,7 @@ def check(snap: Snapshot, **kwargs: Any) -> CheckReport:
 
 def finding(result: CheckReport, code: str) -> tuple[Level, str]:
     (match,) = [f for f in result.findings if f.code == code]
-    return match.level, match.message
+    return match.level, message(match.parts)
 
 
 def test_a_clean_model_passes_every_check():
@@ -59,7 +62,7 @@ def test_download_size_split_by_format():
     level, message = finding(check(snapshot()), "download")
     assert level is Level.OK
     assert "in 3 files" in message and "safetensors" in message and "other" in message
-    by_format = check(snapshot()).to_dict()["download"]["by_format"]
+    by_format = check_to_dict(check(snapshot()))["download"]["by_format"]
     assert by_format == {"safetensors": 2 * 106_816 + 1000, "other": 3700}
 
 
@@ -151,13 +154,32 @@ def test_fit_per_mode(mode):
     assert "no number of these GPUs is enough" in message  # 1000 bytes: even the CUDA context does not fit
 
 
-def test_fit_without_a_gpu_states_the_need():
+def test_fit_without_a_gpu_states_the_need_and_is_not_called_ok():
     level, message = finding(check(snapshot()), "fit")
-    assert level is Level.OK and "--gpu" in message
+    assert level is Level.SKIP and "--gpu" in message
+    assert check(snapshot()).passed
+
+
+def test_checks_that_could_not_run_say_skip():
+    files = {"config.json": 700, "pytorch_model.bin": 2 * 106_816}
+    result = check(snapshot(tensors=[], files=files))
+    for code in ("config_dtype", "vocab_size", "tied_embeddings"):
+        assert finding(result, code)[0] is Level.SKIP
+
+
+def test_a_sequence_beyond_the_context_fails():
+    result = check_snapshot(snapshot(), Settings(seq_len=10**6), gpu=Gpu("big", 80 * GIB))
+    level, message = finding(result, "context")
+    assert level is Level.FAIL and "1,000,000 is beyond the model's context" in message and not result.passed
+
+
+def test_sizes_in_messages_follow_the_units():
+    result = check(snapshot(), gpu=Gpu("big", 80 * GIB))
+    assert "80.00 GiB" in render_check(result, "gib") and "85.90 GB" in render_check(result, "gb")
 
 
 def test_json_shape():
-    data = check(snapshot(), mode="lora", gpu=Gpu("tiny", 1000)).to_dict()
+    data = check_to_dict(check(snapshot(), mode="lora", gpu=Gpu("tiny", 1000)))
     assert data["passed"] is False and data["mode"] == "lora" and data["commit"] == "a" * 40
     assert [c["code"] for c in data["checks"]] == CODES
     assert set(data["checks"][0]) == {"code", "level", "message"}
@@ -169,6 +191,8 @@ def test_rendered_verdicts():
     text = render_check(check(snapshot(gated="auto"), gpu=Gpu("tiny", 1000)))
     lines = text.splitlines()
     assert lines[0] == f"org/tiny @ main ({'a' * 12})"
-    assert len(lines) == 1 + len(CODES) + 1
-    assert lines[3].split()[:2] == ["warn", "gated"]
-    assert lines[-1] == "result: failed (1 of 9 checks), 1 warning"
+    verdicts = [line for line in lines[1:-1] if not line.startswith(" ")]  # a long message wraps, indented
+    assert [line.split()[1] for line in verdicts] == CODES
+    assert verdicts[2].split()[:2] == ["warn", "gated"]
+    assert max(map(len, lines)) <= 80
+    assert lines[-1] == "result: failed (1 of 10 checks), 1 warning"

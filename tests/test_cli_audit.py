@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from hfmem import cli as cli_module
+from hfmem import audit as audit_module
 from hfmem.audit import COLUMNS, AuditRow, RowError
 from hfmem.cli import cli
 from tests.fakehub import (
@@ -144,7 +144,7 @@ def test_ctrl_c_keeps_the_rows_already_done(monkeypatch):
         yield AuditRow(models[1], error=RowError("not_found", "second"))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_module, "audit_models", interrupted)
+    monkeypatch.setattr(audit_module, "audit_models", interrupted)
     for fmt in ("jsonl", "json", "csv", "table"):
         result = run("-", "--format", fmt, input="org/a\norg/b\norg/c\n")
         assert result.exit_code == 130

@@ -82,7 +82,7 @@ def test_human_report_golden(hub_repo, update_golden):
 
 def test_explain_shows_formulas_and_rules_of_thumb(hub_repo):
     hub_repo(TINY)
-    result = run("inspect", TINY, "--explain", "--no-tables")
+    result = run("inspect", TINY, "--explain")
     assert result.exit_code == 0
     assert "kv_cache" in result.stdout
     assert "rule" in result.stdout.lower()

@@ -64,7 +64,7 @@ def test_check_with_an_engine_fails_exactly_when_it_refuses(hub_repo):
     starts = CliRunner().invoke(cli, ["check", LLAMA, "--gpu", "RTX-3090", "--engine", "vllm", "--max-model-len",
                                       "20000"])
     assert starts.exit_code == 0, starts.output
-    assert "ok  serve            vLLM 0.33.0 starts: 41,136 KV tokens" in starts.stdout
+    assert "ok    serve            vLLM 0.33.0 starts: 41,136 KV tokens" in starts.stdout
     assert CliRunner().invoke(cli, ["check", LLAMA, "--engine", "vllm"]).exit_code == 2  # no GPU
 
 
@@ -76,6 +76,7 @@ def test_audit_with_an_engine_adds_tokens_concurrency_and_the_verdict(hub_repo):
     row = json.loads(result.stdout)[0]
     assert (row["kv_cache_tokens"], row["max_concurrency"], row["starts"]) == (41136, 2.06, True)
     table = CliRunner().invoke(cli, args, input=f"{LLAMA}\n").stdout
-    header, _, line = table.splitlines()
+    header, _, line, caption = table.splitlines()
+    assert caption == "sizes in GiB"
     assert header.split()[-5:] == ["fits", "KV", "tokens", "concurrency", "starts"]
     assert line.split()[-3:] == ["41,136", "2.06x", "yes"]

@@ -20,7 +20,9 @@ from hfmem.memory import (
     sweep,
     what_if,
 )
-from hfmem.memory.render import (
+from hfmem.memory.explain import explanation
+from hfmem.memory.tables import limits
+from hfmem.views.text import (
     render_breakdown,
     render_explain,
     render_fit,
@@ -162,14 +164,15 @@ def test_render_labels_units(units):
     fit = fit_gpus(report, find_gpu("T4"), settings)
     texts = [
         render_breakdown(report, units),
-        render_sweep(spec, settings, units),
-        render_what_if(spec, settings, fit, units),
-        render_explain(spec, settings, units),
+        render_sweep(sweep(spec, settings), units),
+        render_what_if(what_if(spec, settings, fit.gpu), units),
+        render_explain(explanation(spec, settings), units),
         render_fit(fit, units),
     ]
     for text in texts:
         assert label in text.splitlines()[0]
+        assert max(map(len, text.splitlines())) <= 80
     assert report.lora.peft_line in texts[0]
-    assert "max context" in render_limits(spec, settings, fit.gpu)
+    assert "max context" in render_limits(limits(spec, settings, fit.gpu))
 
 

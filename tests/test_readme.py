@@ -5,7 +5,7 @@ from pathlib import Path
 
 from hfmem.api import inspect_model
 from hfmem.cli import cli
-from hfmem.report import to_dict
+from hfmem.views.json import to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

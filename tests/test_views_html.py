@@ -20,7 +20,7 @@ from hfmem.gpus import Gpu, find_gpu
 from hfmem.header import Tensor
 from hfmem.hub import HubOptions
 from hfmem.memory import MODES, Settings
-from hfmem.report import format_bytes
+from hfmem.views.units import format_bytes
 from hfmem.views.html import ERROR_SCRIPT, SORT_SCRIPT, model_fragment, render_audit, render_models
 from tests.fakehub import FIXTURES, FakeHub, build_repo, load_tensors
 

@@ -15,6 +15,7 @@ from .vllm import VllmSettings
 EngineSettings = VllmSettings | SglangSettings
 ENGINES = ("vllm", "sglang")
 VERDICT = ("kv_cache_tokens", "max_concurrency", "starts")  # what an audit row adds from a plan
+ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang"}  # as the projects write their names
 
 
 def engine_settings(engine: str, **flags: object) -> EngineSettings:
@@ -57,6 +58,7 @@ __all__ = [
     "KvGroup",
     "Layout",
     "ServePlan",
+    "ENGINE_NAMES",
     "VERDICT",
     "SglangSettings",
     "VllmSettings",

@@ -11,10 +11,10 @@ from html import escape
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
-from ..memory.render import COMPONENT_ORDER
 from ..gpus import Gpu
 from ..memory.settings import MODES, Settings, usable_bytes
-from ..report import format_bytes, format_count
+from .text import COMPONENT_ORDER
+from .units import format_bytes, format_count
 
 if TYPE_CHECKING:
     from ..api import ModelReport

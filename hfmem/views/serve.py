@@ -7,10 +7,10 @@ from collections import Counter
 
 from tabulate import tabulate
 
-from ..memory.render import label, size
-from .plan import ServePlan
+from ..engines import ENGINE_NAMES
+from ..engines.plan import ServePlan
+from .units import label, size
 
-ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang"}
 COMPONENTS = {
     "weights": "weights (after the split)",
     "cuda_context": "CUDA context",

@@ -1,0 +1,318 @@
+"""Text for people: the inspect report, check verdicts and the audit table, each within a terminal's width.
+
+Everything here only formats what the library computed (ModelReport, CheckReport, AuditRow). Remote strings are
+kept to one line (untrusted.one_line); `paint` colours the words hfmem itself writes (ok / warn / fail, yes / no).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from tabulate import tabulate
+
+from ..gpus import Gpu, aliases
+from ..memory.settings import MODES
+from ..untrusted import one_line
+from .units import format_bytes, format_count, label, size
+from .units import message as units_message
+
+if TYPE_CHECKING:
+    from ..api import ModelReport
+    from ..audit import AuditRow
+    from ..checks import CheckReport
+    from ..memory import Explanation, GpuFit, Limits, MemoryReport, SweepRow, WhatIfRow
+    from ..spec import ModelSpec
+
+Paint = Callable[[str, str], str]  # (text, role) -> text; roles: ok, warn, fail
+WIDTH = 80  # the narrowest terminal a report is laid out for
+COMPONENT_ORDER = ("weights", "adapters", "kv_cache", "gradients", "optimizer", "activations", "overhead")
+MODE_HEADERS = {"inference": "inference", "training": "full training", "lora": "LoRA"}
+
+
+def plain(text: str, role: str) -> str:
+    return text
+
+
+def render_report(
+    report: ModelReport, units: str = "gib", *, width: int = WIDTH, paint: Paint = plain
+) -> str:
+    """Identity, parameters, the memory per mode and the fit; then the tables and formulas the report holds."""
+    parts = [render_spec(report.spec, report.snapshot.shown_revision, units, width), render_breakdown(report.memory,
+                                                                                                      units, width)]
+    if report.gpu is not None:
+        parts.append(render_fit(report.gpu, units, width, paint) + _activation_note(report, units, width))
+    if report.limits is not None:
+        parts.append(render_limits(report.limits))
+    if report.sweep:
+        parts.append(render_sweep(report.sweep, units))
+        parts.append(render_what_if(report.what_if, units, paint))
+    if report.explanation is not None:
+        parts.append(render_explain(report.explanation, units, width))
+    return "\n\n".join(parts)
+
+
+def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width: int = WIDTH) -> str:
+    """Identity, architecture, exact parameters and files: an aligned key/value block, values wrapped between
+    their ' · ' parts."""
+    a = spec.architecture
+    where = spec.commit[:12] if spec.commit else spec.source
+    heads = f"{a.num_attention_heads} heads"
+    if a.attention == "mla":
+        heads += f", MLA (kv_lora_rank {a.kv_lora_rank})"
+    elif a.num_key_value_heads is not None:
+        heads += f" / {a.num_key_value_heads} KV ({a.attention})"
+    arch = [
+        f"{a.model_type} ({', '.join(a.architectures) or '?'})",
+        f"{a.num_hidden_layers} layers",
+        f"hidden {a.hidden_size}",
+        heads,
+        f"head_dim {a.head_dim}",
+        f"FFN {a.intermediate_size}",
+        f"vocab {a.vocab_size}",
+        f"context {a.max_position_embeddings}",
+    ]
+    if a.num_experts:
+        arch.append(f"{a.num_experts} experts, {a.num_experts_per_tok} active")
+    if a.sliding_window and a.layer_types:
+        sliding = sum(t == "sliding_attention" for t in a.layer_types)
+        arch.append(f"{sliding}/{len(a.layer_types)} layers sliding window {a.sliding_window}")
+    p = spec.parameters
+    params = [format_count(p.total) + ("" if p.exact else " (from config.json, approximate)")]
+    if len(p.by_dtype) == 1:
+        params.append(f"all {next(iter(p.by_dtype))}")
+    else:
+        params += [f"{dtype} {n:,}" for dtype, n in p.by_dtype.items()]
+    if p.logical is not None:
+        params.append(f"unpacked {format_count(p.logical)} (quantized weights, without scales)")
+    params.append(f"embedding {p.embedding:,}")
+    if p.active is not None:
+        params.append(f"active per token {format_count(p.active)}")
+    dtype = [str(spec.dtype)]
+    if spec.quantization:
+        bits = f" ({spec.quantization.bits:g}-bit)" if spec.quantization.bits else ""
+        dtype.append(f"quantized: {spec.quantization.method}{bits}")
+    files = [
+        f"{format_bytes(spec.files.weights_bytes, units)} of weights",
+        f"download {format_bytes(spec.files.download_bytes, units)} in {spec.files.count} files",
+        f"formats: {', '.join(spec.files.formats) or 'none'}",
+    ]
+    rows = {
+        "Model": [f"{spec.model} @ {revision or 'local'} ({where})"],
+        "Architecture": arch,
+        "Parameters": params,
+        "Dtype": dtype,
+        "Files": files,
+    }
+    key_width = max(map(len, rows)) + 2
+    lines = []
+    for key, items in rows.items():
+        for i, line in enumerate(_joined([one_line(item) for item in items], width - key_width)):
+            lines.append(f"{key if i == 0 else '':<{key_width}}{line}")
+    return "\n".join(lines)
+
+
+def render_breakdown(memory: MemoryReport, units: str = "gib", width: int = WIDTH) -> str:
+    """One column per mode, one row per component, then the total; the settings they are for above."""
+    by_mode = memory.by_mode()
+    present = {name for est in by_mode.values() for name in est.components}
+    names = [n for n in COMPONENT_ORDER if n in present] + sorted(present - set(COMPONENT_ORDER))
+    rows = [[name, *(size(est.components[name], units) if name in est.components else "" for est in by_mode.values())]
+            for name in names]  # fmt: skip
+    rows.append(["total", *(size(est.total_bytes, units) for est in by_mode.values())])
+    s, training, lora = memory.inference.settings, memory.training.settings, memory.lora
+    heading = [
+        f"Memory ({label(units)}, per GPU)",
+        f"batch {s['batch_size']} x seq {s['seq_len']}",
+        f"training {training['recipe']}/{training['optimizer']} (peak: {training['peak_phase']})",
+        f"LoRA r={lora.settings['rank']} on {','.join(lora.target_modules)}{' (QLoRA)' if lora.settings['qlora'] else ''}",
+    ]
+    table = tabulate(rows, headers=["component", *MODE_HEADERS.values()], tablefmt="simple", disable_numparse=True,
+                     colalign=("left", "right", "right", "right"))  # fmt: skip
+    cpu = f"CPU RAM to run inference without a GPU: {size(memory.cpu.total_bytes, units)} {label(units)}"
+    if memory.cpu.settings["pickle_only"]:
+        cpu += " (pickle checkpoint: torch.load holds a second copy while loading)"
+    lines = [*_joined([one_line(h) for h in heading], width), table, *_wrapped(lora.peft_line, width),
+             *_wrapped(cpu, width)]  # fmt: skip
+    return "\n".join(lines)
+
+
+def render_fit(fit: GpuFit, units: str = "gib", width: int = WIDTH, paint: Paint = plain) -> str:
+    rows = [
+        [mode, size(fit.totals[mode], units), _yes_no(fit.fits[mode], paint),
+         fit.gpus_needed[mode] if fit.gpus_needed[mode] is not None else "none suffices"]
+        for mode in MODES
+    ]  # fmt: skip
+    heading = (
+        f"GPU {fit.gpu.name}: {size(fit.gpu.memory_bytes, units)} {label(units)}, "
+        f"{size(fit.usable_bytes, units)} usable ({fit.usable_fraction:.0%})"
+    )
+    table = tabulate(rows, headers=["mode", f"needs ({label(units)})", "fits", "GPUs needed"], tablefmt="simple",
+                     disable_numparse=True)  # fmt: skip
+    note = "GPUs needed: weights and KV heads split for inference; ZeRO-3 sharding of model states for training."
+    return "\n".join([*_wrapped(one_line(heading), width), table, *_wrapped(note, width)])
+
+
+def render_limits(limits: Limits) -> str:
+    """The inverse answers: the largest context and the largest batch that fit the GPU, per mode."""
+    rows = [[m, limits.max_seq_len[m] or "none", limits.max_batch_size[m] or "none"] for m in MODES]
+    heading = (f"Largest that fits on {one_line(limits.gpu.name)} (context at batch {limits.batch_size}; batch at seq "
+               f"{limits.seq_len})")  # fmt: skip
+    return heading + "\n" + tabulate(rows, headers=["mode", "max context", "max batch"], tablefmt="simple",
+                                     disable_numparse=True)  # fmt: skip
+
+
+def render_sweep(rows: Sequence[SweepRow], units: str = "gib") -> str:
+    body = [[r.seq_len, r.batch_size, *(size(r.totals[m], units) for m in MODES)] for r in rows]
+    table = tabulate(body, headers=["seq", "batch", *MODE_HEADERS.values()], tablefmt="simple",
+                     disable_numparse=True, colalign=("right",) * 5)  # fmt: skip
+    return f"Sweep ({label(units)} per GPU; other settings as chosen)\n{table}"
+
+
+def render_what_if(rows: Sequence[WhatIfRow], units: str = "gib", paint: Paint = plain) -> str:
+    with_gpu = any(row.fits is not None for row in rows)
+    body = [[row.mode, row.change, size(row.total_bytes, units), size(row.saving_bytes, units)]
+            + ([_yes_no(bool(row.fits), paint)] if with_gpu else []) for row in rows]  # fmt: skip
+    headers = ["mode", "change", f"total ({label(units)})", "saves"] + (["fits"] if with_gpu else [])
+    return (f"What if ({label(units)} per GPU; one change at a time, savings are not additive)\n"
+            + tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True))  # fmt: skip
+
+
+def render_explain(explanation: Explanation, units: str = "gib", width: int = WIDTH) -> str:
+    """Every formula with its inputs, then the rules of thumb beside hfmem's figures; columns wrapped to fit."""
+    parts = []
+    for mode, formulas in explanation.formulas.items():
+        rows = [[f.name, f.expression, _inputs(f.inputs), size(f.result_bytes, units), "exact" if f.exact else "model"]
+                for f in formulas]  # fmt: skip
+        parts.append(f"{mode} formulas ({label(units)})")
+        parts.append(tabulate(rows, headers=["term", "formula", "inputs", label(units), "kind"], tablefmt="simple",
+                              disable_numparse=True, maxcolwidths=_share(width - 20, (3, 5, 4)) + [None, None]))
+    rules = [
+        [r.mode, r.name, r.source, size(r.rule_bytes, units), size(r.hfmem_bytes, units),
+         f"{(r.rule_bytes / r.hfmem_bytes - 1) * 100:+.0f}%" if r.hfmem_bytes else ""]
+        for r in explanation.rules
+    ]  # fmt: skip
+    parts.append(f"Rules of thumb vs hfmem ({label(units)})")
+    parts.append(tabulate(rules, headers=["mode", "rule", "source", "rule", "hfmem", "vs hfmem"], tablefmt="simple",
+                          disable_numparse=True, maxcolwidths=[None, *_share(width - 45, (1, 2)), None, None, None]))
+    return "\n".join(parts)
+
+
+def render_check(check: CheckReport, units: str = "gib", width: int = WIDTH, paint: Paint = plain) -> str:
+    """One verdict line per check under the model's identity, then the overall result. Messages quote the repo's
+    own names (files, tensors, dtypes), so each is kept to one line, then wrapped to the width."""
+    s = check.snapshot
+    where = f" @ {s.shown_revision} ({s.commit[:12]})" if s.commit else ""
+    code_width = max(len(f.code) for f in check.findings)
+    indent = 6 + code_width + 2
+    lines = [one_line(s.model + where)]
+    for f in check.findings:
+        message = _wrapped(one_line(units_message(f.parts, units)), width - indent)
+        lines.append(f"{paint(f'{f.level.value:<4}', f.level.value)}  {f.code:<{code_width}}  {message[0]}")
+        lines += [" " * indent + rest for rest in message[1:]]
+    failed = sum(f.level.value == "fail" for f in check.findings)
+    warned = sum(f.level.value == "warn" for f in check.findings)
+    verdict = paint("passed", "ok") if check.passed else paint(f"failed ({failed} of {len(check.findings)} checks)",
+                                                                "fail")  # fmt: skip
+    if warned:
+        verdict += f", {warned} warning{'s' * (warned > 1)}"
+    return "\n".join([*lines, f"result: {verdict}"])
+
+
+def render_audit_table(rows: Iterable[AuditRow], units: str = "gib", width: int = WIDTH, paint: Paint = plain) -> str:
+    """The audit table: one row per model, sizes in one unit per column; the fits, serve and error columns only
+    when some row has one. An error shows its type and as much of its message as the width leaves (the whole
+    message is in the CSV and JSON output)."""
+    rows = list(rows)
+    show_fits = any(row.fits is not None for row in rows)
+    show_serve = any(row.serve for row in rows)
+    show_error = any(row.error for row in rows)
+    headers = ["model", "params", "dtype", "weights", "inference", "training", "LoRA"]
+    headers += ["fits"] * show_fits + ["KV tokens", "concurrency", "starts"] * show_serve
+    body = []
+    for row in rows:
+        cells = [one_line(row.model)]
+        if row.error is None and row.totals is not None:
+            cells += [f"{row.params:,}", one_line(row.dtype or "")]
+            cells += [size(row.weights or 0, units), *(size(row.totals[m], units) for m in MODES)]
+        else:
+            cells += [""] * 6
+        cells += [fits_text(row.fits)] * show_fits
+        if show_serve:
+            serve = row.serve
+            cells += [f"{serve.kv_cache_tokens:,}", f"{serve.max_concurrency:.2f}x", "yes" if serve.starts else "no"
+                      ] if serve else [""] * 3  # fmt: skip
+        body.append(cells)
+    align = ["left", "right", "left", "right", "right", "right", "right"] + ["left"] * show_fits
+    align += ["right", "right", "left"] * show_serve
+    table = tabulate(body, headers, tablefmt="simple", disable_numparse=True, colalign=align)
+    caption = f"sizes in {label(units)}"
+    if not show_error:
+        return f"{table}\n{caption}"
+    room = max(30, width - max(map(len, table.splitlines())) - 2)
+    errors = ["error", "-" * min(room, max(5, *(len(_error_text(r)) for r in rows)))]
+    errors += [_shortened(_error_text(row), room) for row in rows]
+    lines = (f"{line}  {error}".rstrip() for line, error in zip(table.splitlines(), errors))
+    return "\n".join([*lines, caption])
+
+
+def _error_text(row: AuditRow) -> str:
+    return f"{row.error.type}: {one_line(row.error.message)}" if row.error else ""
+
+
+def _shortened(text: str, room: int) -> str:
+    return text if len(text) <= room else text[: room - 1] + "…"
+
+
+def fits_text(fits: Mapping[str, bool] | None) -> str:
+    """The modes that fit, e.g. "inference lora"; "none" when none does; "" without a GPU."""
+    if fits is None:
+        return ""
+    return " ".join(mode for mode, ok in fits.items() if ok) or "none"
+
+
+def _activation_note(report: ModelReport, units: str, width: int) -> str:
+    """Activations do not shard over data-parallel GPUs: say so when they alone crowd a GPU."""
+    assert report.gpu is not None
+    notes = [
+        f"{mode}: activations alone take {format_bytes(estimate.components['activations'], units)} per GPU, "
+        "whatever the number of GPUs; --grad-checkpointing or a shorter --seq-len shrinks them."
+        for mode, estimate in (("training", report.memory.training), ("lora", report.memory.lora))
+        if estimate.components.get("activations", 0) > report.gpu.usable_bytes / 2 and not report.gpu.fits[mode]
+    ]
+    return "".join("\n\n" + "\n".join(_wrapped(note, width)) for note in notes)
+
+
+def _yes_no(fits: bool, paint: Paint) -> str:
+    return paint("yes", "ok") if fits else paint("no", "fail")
+
+
+def _joined(items: Sequence[str], width: int) -> list[str]:
+    """Items joined by ' · ', a new line where the next would pass `width` (an item longer than that is wrapped)."""
+    lines: list[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + 3 + len(item) <= width:
+            lines[-1] += " · " + item
+        else:
+            lines += _wrapped(item, width)
+    return lines
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    return textwrap.wrap(text, max(width, 20), break_on_hyphens=False) or [""]
+
+
+def _share(total: int, weights: tuple[int, ...]) -> list[int]:
+    """`total` columns split in proportion to `weights` (at least 10 each)."""
+    return [max(10, total * w // sum(weights)) for w in weights]
+
+
+def _inputs(inputs: Mapping[str, int | float | str]) -> str:
+    return ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in inputs.items())
+
+
+def render_gpus(gpus: Iterable[Gpu], units: str = "gib") -> str:
+    rows = [[gpu.name, size(gpu.memory_bytes, units), ", ".join(aliases(gpu.name))] for gpu in gpus]
+    return tabulate(rows, headers=["GPU", label(units), "also accepted"], tablefmt="simple", disable_numparse=True,
+                    colalign=("left", "right", "left"))
