@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -11,8 +10,7 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from .errors import ModelRefError
-
-COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+from .untrusted import is_commit
 
 
 @dataclass(frozen=True)
@@ -25,7 +23,7 @@ class ModelRef:
     @property
     def pinned(self) -> bool:
         """True when the revision is a full commit sha, whose contents never change."""
-        return self.revision is not None and COMMIT_SHA.match(self.revision) is not None
+        return is_commit(self.revision)
 
 
 def parse_ref(text: str, revision: str | None = None) -> ModelRef:

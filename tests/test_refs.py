@@ -1,7 +1,7 @@
 import pytest
 
 from hfmem.errors import ModelRefError
-from hfmem.refs import parse_ref
+from hfmem.refs import ModelRef, parse_ref
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,8 @@ def test_local_directory(tmp_path, monkeypatch):
     (tmp_path / "org" / "name" / "config.json").write_text("{}")
     assert parse_ref("org/name").path is not None
     assert parse_ref(str(tmp_path)).path == tmp_path
+
+
+def test_pinned_means_exactly_a_commit_id():
+    assert not ModelRef("org/name@x", "org/name", "0" * 40 + "\n").pinned  # the old regex's `$` let this through
+    assert not ModelRef("org/name@x", "org/name", "A" * 40).pinned
