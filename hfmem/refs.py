@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -12,10 +13,13 @@ from huggingface_hub.utils import validate_repo_id
 from .errors import ModelRefError
 from .untrusted import is_commit
 
+# A URL's userinfo (https://user:token@host/...): everything between the scheme and the last '@' before the path.
+_USERINFO = re.compile(r"^(https?://)[^/?#]*@", re.IGNORECASE)
+
 
 @dataclass(frozen=True)
 class ModelRef:
-    text: str  # the reference as the user wrote it
+    text: str  # the reference as the user wrote it, less a URL's credentials (without_credentials)
     repo_id: str | None = None
     revision: str | None = None  # None: the repo's default branch
     path: Path | None = None  # a local directory
@@ -28,7 +32,7 @@ class ModelRef:
 
 def parse_ref(text: str, revision: str | None = None) -> ModelRef:
     """Parse a reference; `revision` (from --revision) applies when the text names none."""
-    text = text.strip()
+    text = without_credentials(text.strip())
     if not text:
         raise ModelRefError("empty model reference")
     path = Path(text).expanduser()
@@ -47,11 +51,20 @@ def parse_ref(text: str, revision: str | None = None) -> ModelRef:
     return ModelRef(text, repo_id=repo_id, revision=rev or revision)
 
 
+def without_credentials(text: str) -> str:
+    """A reference as it may be shown: a URL's user name and password (a token, often) removed."""
+    return _USERINFO.sub(r"\1", text)
+
+
 def _strip_url(text: str) -> str:
     """'https://host/ORG/NAME/tree/REV' -> 'ORG/NAME@REV'; anything else unchanged."""
     if not text.startswith(("http://", "https://")):
         return text
-    parts = [p for p in urlparse(text).path.split("/") if p]
+    try:
+        path = urlparse(text).path
+    except ValueError:  # an unbalanced '[' in the host
+        raise ModelRefError(f"'{text}' is not a URL hfmem reads") from None
+    parts = [p for p in path.split("/") if p]
     if len(parts) >= 4 and parts[2] in ("tree", "blob", "resolve"):
         return f"{parts[0]}/{parts[1]}@{parts[3]}"
     return "/".join(parts[:2])
