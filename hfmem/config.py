@@ -2,7 +2,8 @@
 
 Values follow transformers' config classes: Hugging Face names, each family's class defaults for keys the
 file omits, and the attribute maps (``n_embd`` -> ``hidden_size``, ``d_kv`` -> ``head_dim``, ...). Multimodal
-configs are read from their nested ``text_config``. Anything guessed comes back as a warning, never an exception.
+configs are read from their nested ``text_config``. Anything guessed comes back as a warning; a number no model
+can have (a negative count, a billion layers: see _BOUNDS) is a ConfigError, whatever JSON the file holds.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .architecture import Architecture
-from .errors import UnsupportedModel
+from .errors import ConfigError, UnsupportedModel
+from .untrusted import shortened
 
 # Canonical (Hugging Face) name -> other spellings, tried in order after the canonical key.
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -29,6 +31,39 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "num_experts_per_tok": ("experts_per_token", "moe_topk"),
     "num_shared_experts": ("n_shared_experts",),
 }
+
+# What a count or size in config.json may be (canonical name -> lowest, highest). No real model comes near these
+# bounds, and refusing what lies past them keeps every loop over layers short. Unlisted keys are widths (hidden,
+# heads, head dims, ranks, experts per token, ...): 1 to MAX_WIDTH. A lowest of 0 means 0 switches a feature off.
+MAX_LAYERS, MAX_WIDTH, MAX_TOKENS = 10_000, 10**7, 10**9
+_BOUNDS: dict[str, tuple[int, int]] = {
+    **dict.fromkeys(("moe_layer_freq", "decoder_sparse_step", "sliding_window_pattern"), (1, MAX_LAYERS)),
+    **dict.fromkeys(
+        ("num_hidden_layers", "num_decoder_layers", "first_k_dense_replace", "max_window_layers"), (0, MAX_LAYERS)
+    ),
+    **dict.fromkeys(("vocab_size", "max_position_embeddings"), (1, MAX_TOKENS)),
+    **dict.fromkeys(("sliding_window", "type_vocab_size"), (0, MAX_TOKENS)),
+    **dict.fromkeys(
+        ("num_experts", "num_shared_experts", "shared_expert_intermediate_size", "relative_attention_num_buckets"),
+        (0, MAX_WIDTH),
+    ),
+    "bits": (1, 64),  # quantization_config
+}
+
+
+def checked_int(name: str, key: str, value: Any, warnings: list[str]) -> int | None:
+    """The config number `name` (found under `key`): None when unset, ignored with a warning when it is not an
+    integer, and a ConfigError when no model can have it (out of _BOUNDS, non-finite)."""
+    if value is None:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    lowest, highest = _BOUNDS.get(name, (1, MAX_WIDTH))
+    if number and not lowest <= value <= highest:  # NaN and the infinities fail too
+        raise ConfigError(f"config.json {key} is {shortened(value)}: not a plausible value ({lowest} to {highest:,})")
+    if not number or (isinstance(value, float) and not value.is_integer()):
+        warnings.append(f"config.json {key} is {shortened(value)}, not an integer: ignored")
+        return None
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -256,35 +291,34 @@ _LM_HEAD_MARKERS = ("ForCausalLM", "LMHead", "ForConditionalGeneration", "ForMas
 
 
 class _Reader:
-    """Reads one config section: canonical key, then aliases, then the family's class default."""
+    """Reads one config section: canonical key, then aliases, then the family's class default. `where` is the
+    section's path in config.json ("" or "text_config."), for messages."""
 
-    def __init__(self, cfg: Mapping[str, Any], family: _Family, warnings: list[str]) -> None:
-        self.cfg, self.family, self.warnings = cfg, family, warnings
+    def __init__(self, cfg: Mapping[str, Any], family: _Family, warnings: list[str], where: str = "") -> None:
+        self.cfg, self.family, self.warnings, self.where = cfg, family, warnings, where
 
-    def raw(self, name: str) -> Any:
+    def find(self, name: str) -> tuple[str, Any]:
+        """(the key that holds `name`, its value)."""
         present = [key for key in (name, *_ALIASES.get(name, ())) if key in self.cfg]
         if not present:
-            return self.family.defaults.get(name)
+            return name, self.family.defaults.get(name)
         # An explicit null means "not set" (n_inner, head_dim, q_lora_rank), unless another spelling has a value.
-        return next((self.cfg[key] for key in present if self.cfg[key] is not None), None)
+        return next(((key, self.cfg[key]) for key in present if self.cfg[key] is not None), (present[0], None))
+
+    def raw(self, name: str) -> Any:
+        return self.find(name)[1]
 
     def int(self, name: str) -> int | None:
-        value = self.raw(name)
-        if value is None:
-            return None
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.warnings.append(f"config.json {name} is {value!r}, not an integer: ignored")
-            return None
-        return value
+        key, value = self.find(name)
+        return checked_int(name, self.where + key, value, self.warnings)
 
     def flag(self, spec: bool | str) -> bool:
         return spec if isinstance(spec, bool) else bool(self.cfg.get(spec, self.family.defaults.get(spec, False)))
 
 
-def _sections(config: Mapping[str, Any], warnings: list[str]) -> tuple[Mapping[str, Any], str | None, _Family]:
-    """The section with the language-model facts, its model_type and its family."""
+def _reader(config: Mapping[str, Any], warnings: list[str]) -> tuple[_Reader, str | None]:
+    """A reader of the section with the language-model facts (its family chosen by model_type), and that
+    model_type."""
     top_type = config.get("model_type") if isinstance(config.get("model_type"), str) else None
     text: Mapping[str, Any] = config
     text_type = top_type
@@ -299,9 +333,9 @@ def _sections(config: Mapping[str, Any], warnings: list[str]) -> tuple[Mapping[s
     if family is None:
         encoder = text_type in _ENCODER_ONLY_TYPES or any("ForMaskedLM" in a for a in _architectures(config))
         family = _UNKNOWN_ENCODER if encoder else _UNKNOWN_DECODER
-        what = f"model_type {text_type!r}" if text_type else "a config without model_type"
+        what = f"model_type {shortened(text_type)}" if text_type else "a config without model_type"
         warnings.append(f"{what} is not one hfmem knows: read with the common key names, no class defaults")
-    return text, text_type, family
+    return _Reader(text, family, warnings, "" if text is config else "text_config."), text_type
 
 
 def _architectures(config: Mapping[str, Any]) -> tuple[str, ...]:
@@ -328,8 +362,8 @@ def read_architecture(config: Any) -> tuple[Architecture, list[str]]:
     if not isinstance(config, Mapping):
         warnings.append(f"config.json is not a JSON object ({type(config).__name__}): no architecture facts")
         config = {}
-    text, text_type, family = _sections(config, warnings)
-    r = _Reader(text, family, warnings)
+    r, text_type = _reader(config, warnings)
+    family = r.family
 
     core = {name: r.int(name) for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")}
     warnings.extend(f"config.json has no {name}" for name, value in core.items() if value is None)
@@ -413,6 +447,11 @@ def _layer_types(
     explicit = r.cfg.get("layer_types")
     types: list[str] = []
     if isinstance(explicit, list) and all(isinstance(t, str) for t in explicit):
+        if len(explicit) > MAX_LAYERS:
+            raise ConfigError(
+                f"config.json layer_types has {len(explicit):,} entries: not a plausible number of layers "
+                f"(0 to {MAX_LAYERS:,})"
+            )
         types = list(explicit)
         if layers is not None and len(types) != layers:
             r.warnings.append(f"config.json layer_types has {len(types)} entries for {layers} layers")
@@ -434,7 +473,7 @@ def _layer_types(
         types = ["full_attention" if t == "sliding_attention" else t for t in types]
     other = sorted({t for t in types if t not in ("full_attention", "sliding_attention")})
     if other:
-        r.warnings.append(f"layer_types {', '.join(other)} are not modelled: treated as given")
+        r.warnings.append(f"layer_types {shortened(other)} are not modelled: treated as given")
     if all(t == "full_attention" for t in types):
         return None, None
     return tuple(types), window if "sliding_attention" in types else None
@@ -455,8 +494,8 @@ def config_parameters(arch: Architecture, config: Any = None) -> tuple[int, int]
     Raises UnsupportedModel when the config lacks a dimension the count needs.
     """
     cfg: Mapping[str, Any] = config if isinstance(config, Mapping) else {}
-    text, _, family = _sections(cfg, [])
-    r = _Reader(text, family, [])
+    r, _ = _reader(cfg, [])
+    family = r.family
     dims = {
         "hidden_size": arch.hidden_size, "num_hidden_layers": arch.num_hidden_layers,
         "num_attention_heads": arch.num_attention_heads, "num_key_value_heads": arch.num_key_value_heads,
@@ -510,23 +549,24 @@ def _attention(arch: Architecture, r: _Reader) -> int:
     return params + (heads if r.family.attention_sinks else 0)
 
 
-def _is_moe_layer(i: int, arch: Architecture, r: _Reader) -> bool:
-    """Qwen-MoE (decoder_sparse_step, mlp_only_layers) and DeepSeek (first_k_dense_replace, moe_layer_freq) rules."""
-    only_dense = r.raw("mlp_only_layers")
-    only_dense = only_dense if isinstance(only_dense, list) else []
-    return bool(
-        arch.num_experts
-        and i >= (r.int("first_k_dense_replace") or 0)
-        and i % (r.int("moe_layer_freq") or 1) == 0
-        and (i + 1) % (r.int("decoder_sparse_step") or 1) == 0
-        and i not in only_dense
-    )
+def _moe_layers(arch: Architecture, r: _Reader) -> int:
+    """How many layers hold routed experts: Qwen-MoE (decoder_sparse_step, mlp_only_layers) and DeepSeek
+    (first_k_dense_replace, moe_layer_freq) rules."""
+    if not arch.num_experts:
+        return 0
+    dense = r.raw("mlp_only_layers")
+    dense = {i for i in dense if isinstance(i, int)} if isinstance(dense, list) else set()
+    first, freq = r.int("first_k_dense_replace") or 0, r.int("moe_layer_freq") or 1
+    step = r.int("decoder_sparse_step") or 1
+    layers = range(first, arch.num_hidden_layers or 0)
+    return sum(i % freq == 0 and (i + 1) % step == 0 and i not in dense for i in layers)
 
 
-def _feed_forward(i: int, arch: Architecture, r: _Reader) -> int:
+def _feed_forward(moe: bool, arch: Architecture, r: _Reader) -> int:
+    """One layer's MLP: dense, or routed experts (+ router and shared experts)."""
     h, inner, family = arch.hidden_size or 0, arch.intermediate_size or 0, r.family
     bias = r.flag(family.mlp_bias)
-    if not _is_moe_layer(i, arch, r):
+    if not moe:
         return _mlp(h, inner, arch.gated_mlp, bias)
     experts = arch.num_experts or 0
     expert_inner = arch.moe_intermediate_size or inner
@@ -544,7 +584,8 @@ def _decoder_parameters(arch: Architecture, r: _Reader) -> tuple[int, int]:
     tables = (arch.max_position_embeddings or 0) * h if family.position_table else 0
     per_layer = _attention(arch, r) + family.layer_norms * _norm(h, family)
     total = (arch.vocab_size or 0) * h + tables + layers * per_layer
-    total += sum(_feed_forward(i, arch, r) for i in range(layers))
+    moe = _moe_layers(arch, r)
+    total += (layers - moe) * _feed_forward(False, arch, r) + moe * _feed_forward(True, arch, r)
     if family.stack == "bert":
         types = (r.int("type_vocab_size") or 0) * h
         tables += types
@@ -586,14 +627,16 @@ _LLAVA_VISION = {"model_type": "clip_vision_model", "hidden_size": 1024, "interm
 def _vision_parameters(config: Mapping[str, Any], text_hidden: int) -> tuple[int, int]:
     """CLIP/SigLIP vision tower plus a LLaVA two-layer projector; (parameters, position-table parameters)."""
     vision = config.get("vision_config")
-    if vision is None and str(config.get("model_type", "")).startswith("llava"):
+    if vision is None and isinstance(config.get("model_type"), str) and config["model_type"].startswith("llava"):
         vision = _LLAVA_VISION
     if not isinstance(vision, Mapping):
         return 0, 0
     kind = vision.get("model_type", "clip_vision_model")
-    if kind not in _VISION_DEFAULTS:
+    if not isinstance(kind, str) or kind not in _VISION_DEFAULTS:
         return 0, 0  # other towers are not modelled: the count covers the language model only
-    v = {**_VISION_DEFAULTS[kind], **{k: val for k, val in vision.items() if isinstance(val, int)}}
+    defaults = _VISION_DEFAULTS[kind]
+    r = _Reader(vision, _Family(defaults=defaults), [], "vision_config.")
+    v = {name: r.int(name) or default for name, default in defaults.items()}  # a value not an integer: the default
     h, inner, patch, clip = v["hidden_size"], v["intermediate_size"], v["patch_size"], kind == "clip_vision_model"
     positions = (v["image_size"] // patch) ** 2 + (1 if clip else 0)  # CLIP adds a class token
     embeddings = v["num_channels"] * patch * patch * h + h  # patch conv + CLIP's class embedding (SigLIP: conv bias)

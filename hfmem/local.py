@@ -1,46 +1,89 @@
-"""Resolve a local directory (config.json + *.safetensors) into a Snapshot, without the network."""
+"""Resolve a local directory (config.json + *.safetensors) into a Snapshot, without the network.
+
+A directory's files are as untrusted as a repo's on the Hub (it was downloaded or cloned from one): the listing
+is bounded and does not enter symlinked folders (loops, ways out), small files are read up to their cap, and the
+index may name only files the listing holds (snapshot.shard_names). Symlinked files are followed, as
+huggingface_hub's snapshot folders are made of them (links into ../../blobs).
+"""
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
-from .errors import ConfigError, HeaderError, NoUsableFiles
+from .errors import ConfigError, HeaderError, HfmemError, NoUsableFiles
 from .header import Header, header_length, parse_header
 from .refs import ModelRef
-from .snapshot import INDEX, SINGLE, RepoFile, Snapshot
+from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
+from .untrusted import MAX_BYTES, MAX_FILES, decode_json
+
+SKIPPED = ".cache"  # huggingface_hub's download metadata in a local_dir, not the repo's
 
 
 def read_snapshot(ref: ModelRef) -> Snapshot:
     root = ref.path
     assert root is not None
-    config_path = root / "config.json"
-    if not config_path.is_file():
+    files = listing(root, ref.text)
+    listed = {f.path for f in files}
+    if "config.json" not in listed:
         raise NoUsableFiles(f"{ref.text} has no config.json")
-    try:
-        config = json.loads(config_path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{config_path}: not valid JSON ({e})") from e
+    raw = read_small(root / "config.json", MAX_BYTES["config"], ConfigError)
+    config = decode_json(raw, f"{ref.text}: config.json", ConfigError)
     if not isinstance(config, dict):
-        raise ConfigError(f"{config_path}: not a JSON object")
-    files = tuple(
-        RepoFile(p.relative_to(root).as_posix(), p.stat().st_size)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and ".cache" not in p.relative_to(root).parts
-    )
-    headers = {name: read_header(root / name) for name in _checkpoint_files(root)}
+        raise ConfigError(f"{ref.text}: config.json is not a JSON object")
+    headers = {name: read_header(root / name) for name in _checkpoint_files(root, listed, ref.text)}
     return Snapshot(ref.text, None, None, None, "local", files, config, headers)
 
 
-def _checkpoint_files(root: Path) -> list[str]:
-    if (root / INDEX).is_file():
+def listing(root: Path, shown: str, limit: int = MAX_FILES) -> tuple[RepoFile, ...]:
+    """The regular files below `root` (symlinks to files included), in path order. Symlinked folders are not
+    entered and `.cache` folders are skipped; past `limit` entries the directory is refused."""
+    files: list[RepoFile] = []
+    pending, seen = [root], 0
+    while pending:
         try:
-            return sorted(set(json.loads((root / INDEX).read_text())["weight_map"].values()))
-        except (ValueError, KeyError, TypeError) as e:
-            raise HeaderError(f"{root / INDEX}: not a valid index") from e
-    if (root / SINGLE).is_file():
+            with os.scandir(pending.pop()) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > limit:
+                        raise NoUsableFiles(f"{shown} holds more than {limit:,} files and folders")
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.name != SKIPPED:
+                            pending.append(Path(entry.path))
+                    elif (size := _file_size(entry)) is not None:
+                        files.append(RepoFile(Path(entry.path).relative_to(root).as_posix(), size))
+        except OSError:
+            continue  # an unreadable folder holds nothing we read
+    return tuple(sorted(files, key=lambda f: f.path.split("/")))
+
+
+def _file_size(entry: os.DirEntry) -> int | None:
+    """The size of a regular file, or of the file a symlink leads to; None for anything else (a loop included)."""
+    try:
+        return entry.stat().st_size if entry.is_file() else None
+    except OSError:
+        return None
+
+
+def read_small(path: Path, limit: int, error: type[HfmemError]) -> bytes:
+    """A whole small file (config.json, an index), refused with `error` when it is unreadable or over `limit`."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as e:
+        raise error(f"{path}: cannot be read ({e.strerror})") from e
+    if len(raw) > limit:
+        raise error(f"{path}: larger than {limit:,} bytes")
+    return raw
+
+
+def _checkpoint_files(root: Path, listed: set[str], shown: str) -> list[str]:
+    """The index's shards (each a listed file, once), else model.safetensors, else the top-level *.safetensors."""
+    if INDEX in listed:
+        return shard_names(read_small(root / INDEX, MAX_BYTES["index"], HeaderError), f"{shown}: {INDEX}", listed)
+    if SINGLE in listed:
         return [SINGLE]
-    return sorted(p.name for p in root.glob("*.safetensors"))
+    return sorted(name for name in listed if name.endswith(".safetensors") and "/" not in name)
 
 
 def read_header(path: Path) -> Header:

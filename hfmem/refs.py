@@ -11,14 +11,16 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from .errors import ModelRefError
+from .untrusted import is_commit
 
-COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 MAX_REFERENCE_CHARS = 4096  # PATH_MAX: no repo id, URL or directory is longer
+# A URL's userinfo (https://user:token@host/...): everything between the scheme and the last '@' before the path.
+_USERINFO = re.compile(r"^(https?://)[^/?#]*@", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    text: str  # the reference as the user wrote it
+    text: str  # the reference as the user wrote it, less a URL's credentials (without_credentials)
     repo_id: str | None = None
     revision: str | None = None  # None: the repo's default branch
     path: Path | None = None  # a local directory
@@ -26,12 +28,12 @@ class ModelRef:
     @property
     def pinned(self) -> bool:
         """True when the revision is a full commit sha, whose contents never change."""
-        return self.revision is not None and COMMIT_SHA.match(self.revision) is not None
+        return is_commit(self.revision)
 
 
 def parse_ref(text: str, revision: str | None = None) -> ModelRef:
     """Parse a reference; `revision` (from --revision) applies when the text names none."""
-    text = text.strip()
+    text = without_credentials(text.strip())
     if not text:
         raise ModelRefError("empty model reference")
     if len(text) > MAX_REFERENCE_CHARS:
@@ -61,11 +63,20 @@ def _directory(text: str) -> Path | None:
         return None
 
 
+def without_credentials(text: str) -> str:
+    """A reference as it may be shown: a URL's user name and password (a token, often) removed."""
+    return _USERINFO.sub(r"\1", text)
+
+
 def _strip_url(text: str) -> str:
     """'https://host/ORG/NAME/tree/REV' -> 'ORG/NAME@REV'; anything else unchanged."""
     if not text.startswith(("http://", "https://")):
         return text
-    parts = [p for p in urlparse(text).path.split("/") if p]
+    try:
+        path = urlparse(text).path
+    except ValueError:  # an unbalanced '[' in the host
+        raise ModelRefError(f"'{text}' is not a URL hfmem reads") from None
+    parts = [p for p in path.split("/") if p]
     if len(parts) >= 4 and parts[2] in ("tree", "blob", "resolve"):
         return f"{parts[0]}/{parts[1]}@{parts[3]}"
     return "/".join(parts[:2])

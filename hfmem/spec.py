@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from . import dtypes
 from .architecture import Architecture
-from .config import config_parameters, read_architecture
+from .config import checked_int, config_parameters, read_architecture
 from .header import Tensor
 from .snapshot import PICKLE_FORMATS, Snapshot
 
@@ -101,7 +101,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     warnings = list(snapshot.warnings) + config_warnings
     tensors = tuple(t for header in snapshot.headers.values() for t in header.tensors)
     dtype = _config_dtype(snapshot.config)
-    quantization = read_quantization(snapshot.config)
+    quantization = read_quantization(snapshot.config, warnings)
     if tensors:
         parameters = count_parameters(tensors, architecture, quantization)
         weights_bytes = sum(t.nbytes * t.count for t in tensors)
@@ -174,8 +174,14 @@ def _no_safetensors_warning(snapshot: Snapshot) -> str:
     return "no safetensors weights: parameter counts are derived from config.json (approximate)"
 
 
+def _text_config(config: dict) -> dict:
+    """A multimodal config's text_config, when it is an object."""
+    text = config.get("text_config")
+    return text if isinstance(text, dict) else {}
+
+
 def _config_dtype(config: dict) -> str | None:
-    for source in (config, config.get("text_config") or {}):
+    for source in (config, _text_config(config)):
         value = source.get("torch_dtype") or source.get("dtype")
         if isinstance(value, str) and value != "auto":
             return value.removeprefix("torch.")
@@ -189,13 +195,17 @@ def _dominant_dtype(by_dtype: dict[str, int]) -> str | None:
     return dtypes.SAFETENSORS_TO_TORCH.get(name, name)
 
 
-def read_quantization(config: dict) -> Quantization | None:
-    """quantization_config (top level, or under text_config for multimodal models) -> method and bits."""
-    qc = config.get("quantization_config") or (config.get("text_config") or {}).get("quantization_config")
+def read_quantization(config: dict, warnings: list[str] | None = None) -> Quantization | None:
+    """quantization_config (top level, or under text_config for multimodal models) -> method and bits. A bit
+    width is a config number like any other (config.checked_int); what is off about it goes to `warnings`."""
+    qc = config.get("quantization_config") or _text_config(config).get("quantization_config")
     if not isinstance(qc, dict):
         return None
-    method = str(qc.get("quant_method") or ("bitsandbytes" if "load_in_4bit" in qc else "unknown"))
-    bits = qc.get("bits") or qc.get("w_bit")
+    method = qc.get("quant_method")
+    if not isinstance(method, str) or not method:
+        method = "bitsandbytes" if "load_in_4bit" in qc else "unknown"
+    key = "bits" if qc.get("bits") is not None else "w_bit"
+    bits = checked_int("bits", f"quantization_config.{key}", qc.get(key), [] if warnings is None else warnings)
     if bits is None:
         if qc.get("load_in_4bit"):
             bits = 4

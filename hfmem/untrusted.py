@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 from typing import Any
 
 from .errors import HfmemError
@@ -91,6 +92,17 @@ def for_spreadsheet(value: object) -> object:
         return value
     value = one_line(value)
     return "'" + value if value.lstrip().startswith(_FORMULA_START) else value
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxlong = _SHORT.maxother = 60
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 2, 4, 4
+
+
+def shortened(value: object) -> str:
+    """A value read from a repo's file, as a message shows it: its repr, cut to about 60 characters (whatever its
+    size or nesting), with control characters escaped."""
+    return _SHORT.repr(value)
 
 
 # GGUF headers (hfmem.gguf): the metadata holds the tokenizer (vocabulary, scores, merges), so a real header runs to

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,126 @@ def test_an_unwritable_cache_is_skipped(tmp_path):
     cache.save(snapshot())
     cache.save_commit("org/model", "main", SHA)
     assert cache.load(parse_ref("org/model"), SHA) is None
+
+
+def corrupt(change):
+    """A damage done to the decoded entry (its JSON rewritten afterwards)."""
+
+    def damage(path: Path) -> None:
+        entry = json.loads(path.read_text())
+        change(entry)
+        path.write_text(json.dumps(entry))
+
+    return damage
+
+
+def tensor(index: int, value) -> object:
+    """Set field `index` of the first tensor entry ([name, dtype, shape, nbytes, count])."""
+    return corrupt(lambda e: e["headers"]["model.safetensors"]["tensors"][0].__setitem__(index, value))
+
+
+FIELD_DAMAGE = {
+    "format-string": corrupt(lambda e: e.update(format=str(FORMAT))),
+    "other-commit": corrupt(lambda e: e.update(commit="f" * 40)),
+    "no-gated": corrupt(lambda e: e.pop("gated")),
+    "files-object": corrupt(lambda e: e.update(files={})),
+    "file-not-a-pair": corrupt(lambda e: e["files"].append(["a", 1, 2])),
+    "file-escapes": corrupt(lambda e: e["files"].append(["../../etc/passwd", 1])),
+    "file-absolute": corrupt(lambda e: e["files"].append(["/etc/passwd", 1])),
+    "file-newline": corrupt(lambda e: e["files"].append(["a\nb", 1])),
+    "file-size-negative": corrupt(lambda e: e["files"].append(["a", -1])),
+    "file-size-string": corrupt(lambda e: e["files"].append(["a", "12"])),
+    "file-size-bool": corrupt(lambda e: e["files"].append(["a", True])),
+    "config-list": corrupt(lambda e: e.update(config=[])),
+    "config-null": corrupt(lambda e: e.update(config=None)),
+    "headers-list": corrupt(lambda e: e.update(headers=[])),
+    "header-name-escapes": corrupt(lambda e: e.update(headers={"../x.safetensors": e["headers"]["model.safetensors"]})),
+    "header-not-object": corrupt(lambda e: e["headers"].update({"model.safetensors": 1})),
+    "metadata-list": corrupt(lambda e: e["headers"]["model.safetensors"].update(metadata=[])),
+    "metadata-number": corrupt(lambda e: e["headers"]["model.safetensors"]["metadata"].update(format=1)),
+    "tensors-object": corrupt(lambda e: e["headers"]["model.safetensors"].update(tensors={})),
+    "tensor-short": corrupt(lambda e: e["headers"]["model.safetensors"]["tensors"][0].pop()),
+    "tensor-name-number": tensor(0, 7),
+    "dtype-lowercase": tensor(1, "bf16"),
+    "dtype-number": tensor(1, 16),
+    "shape-string": tensor(2, "x"),
+    "shape-negative": tensor(2, [-4, -2]),
+    "shape-bool": tensor(2, [True, 8]),
+    "shape-float": tensor(2, [4.0, 2]),
+    "nbytes-negative": tensor(3, -16),
+    "nbytes-inconsistent": tensor(3, 17),
+    "count-zero": tensor(4, 0),
+    "count-string": tensor(4, "1"),
+    "count-huge": tensor(4, 10**30),
+    "gated-number": corrupt(lambda e: e.update(gated=1)),
+    "gated-object": corrupt(lambda e: e.update(gated={})),
+    "deep": lambda path: path.write_text("[" * 200_000 + "]" * 200_000),
+    "huge-int": lambda path: path.write_text('{"format": ' + "9" * 5_000 + "}"),
+}
+
+
+@pytest.mark.parametrize("damage", FIELD_DAMAGE.values(), ids=FIELD_DAMAGE.keys())
+def test_an_entry_with_any_field_off_is_a_miss(tmp_path, damage):
+    cache = MetadataCache(tmp_path)
+    cache.save(snapshot())
+    assert cache.load(parse_ref("org/model"), SHA) is not None
+    damage(entry_path(cache, "org/model", SHA))
+    assert cache.load(parse_ref("org/model"), SHA) is None
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+
+
+@pytest.mark.parametrize("commit", ["../../../escaped", "/tmp/absolute", SHA + "\n", SHA.upper(), "", "."])
+def test_a_name_that_is_no_commit_never_becomes_a_file_name(tmp_path, commit):
+    root = tmp_path / "home" / "hfmem"
+    cache = MetadataCache(root)
+    cache.save(snapshot(commit=commit))
+    cache.save_commit("org/model", "main", commit)
+    assert files_under(tmp_path) == []
+    assert cache.load(parse_ref("org/model"), commit) is None
+
+
+@pytest.mark.parametrize("revision", [".", "..", ""])
+def test_refs_dot_and_dot_dot_are_refused(tmp_path, revision):
+    cache = MetadataCache(tmp_path)
+    cache.save_commit("org/model", revision, SHA)
+    assert files_under(tmp_path) == []
+    assert cache.commit("org/model", revision) is None
+    cache.save_commit("org/model", "main", SHA)  # the refs folder still works
+    assert cache.commit("org/model", "main") == SHA
+
+
+def test_revisions_with_slashes_stay_one_file_inside_refs(tmp_path):
+    cache = MetadataCache(tmp_path)
+    cache.save_commit("org/model", "../../../x", SHA)
+    assert files_under(tmp_path) == ["models--org--model/refs/..%2F..%2F..%2Fx"]
+    assert cache.commit("org/model", "../../../x") == SHA
+
+
+def test_a_symlink_out_of_the_root_is_neither_written_nor_read(tmp_path):
+    root, outside = tmp_path / "hfmem", tmp_path / "outside"
+    outside.mkdir()
+    root.mkdir()
+    (root / "models--org--model").symlink_to(outside)
+    cache = MetadataCache(root)
+    cache.save(snapshot())
+    cache.save_commit("org/model", "main", SHA)
+    assert files_under(outside) == []
+    MetadataCache(outside.parent / "elsewhere").save(snapshot())  # an entry that the link would reach
+    (outside / "snapshots").mkdir()
+    entry_path(MetadataCache(tmp_path / "elsewhere"), "org/model", SHA).rename(outside / "snapshots" / f"{SHA}.json")
+    assert cache.load(parse_ref("org/model"), SHA) is None
+
+
+def test_a_config_too_deep_to_write_is_not_kept(tmp_path):
+    deep: object = []
+    for _ in range(5_000):
+        deep = [deep]
+    cache = MetadataCache(tmp_path)
+    cache.save(dataclasses.replace(snapshot(), config={"deep": deep}))
+    assert files_under(tmp_path) == []
 
 
 # --- through the resolver, against the fake Hub ---

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 import pytest
 
 from hfmem.architecture import Architecture
-from hfmem.config import config_parameters, read_architecture
-from hfmem.errors import UnsupportedModel
+from hfmem.config import MAX_LAYERS, checked_int, config_parameters, read_architecture
+from hfmem.errors import ConfigError, UnsupportedModel
 from tests.dataset import DATASET, config, expected, model_dirs, needs_dataset, repo_id
 
 WITH_TRUTH = model_dirs(with_ground_truth=True)
@@ -223,3 +225,106 @@ def test_config_parameters_tiny_llama() -> None:
     assert config_parameters(arch, raw) == (2 * 592 + 80 + 8, 80)
     untied = dict(raw, tie_word_embeddings=False)
     assert config_parameters(read_architecture(untied)[0], untied) == (2 * 592 + 80 + 8 + 80, 160)
+
+
+# --- what a config number may be (checked_int) ---
+
+
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("hidden_size", 4096, 4096),
+        ("hidden_size", 4096.0, 4096),  # written as a float by some exporters
+        ("num_hidden_layers", 0, 0),  # an embeddings-only model
+        ("num_experts", 0, 0),  # 0 experts: dense
+        ("sliding_window", 0, 0),  # 0: no window
+        ("num_hidden_layers", MAX_LAYERS, MAX_LAYERS),
+        ("vocab_size", 10**9, 10**9),
+        ("hidden_size", None, None),
+    ],
+)
+def test_plausible_numbers_pass(name: str, value: object, expected: int | None) -> None:
+    warnings: list[str] = []
+    assert checked_int(name, name, value, warnings) == expected and warnings == []
+
+
+@pytest.mark.parametrize("value", ["12", [], {}, True, 2.5])
+def test_numbers_of_another_type_are_ignored_with_a_warning(value: object) -> None:
+    warnings: list[str] = []
+    assert checked_int("hidden_size", "text_config.hidden_size", value, warnings) is None
+    assert len(warnings) == 1 and warnings[0].startswith("config.json text_config.hidden_size is ")
+
+
+@pytest.mark.parametrize(
+    "name, value, shown",
+    [
+        ("num_hidden_layers", -1, "-1"),
+        ("hidden_size", 0, "0"),
+        ("num_attention_heads", -(10**30), "-1000000000000000000000000000000"),
+        ("num_hidden_layers", MAX_LAYERS + 1, "10001"),
+        ("num_hidden_layers", 1e308, "1e+308"),
+        ("vocab_size", float("inf"), "inf"),
+        ("head_dim", float("nan"), "nan"),
+        pytest.param("intermediate_size", int("9" * 4300), "9" * 28 + "..." + "9" * 29, id="4300-digits"),
+    ],
+)
+def test_impossible_numbers_are_config_errors(name: str, value: object, shown: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^config\.json {name} is {re.escape(shown)}: not a plausible value \("):
+        checked_int(name, name, value, [])
+
+
+def test_a_bad_number_is_named_as_the_file_spells_it() -> None:
+    with pytest.raises(ConfigError, match=r"^config\.json text_config\.n_layer is -2: "):
+        read_architecture({"model_type": "llava", "text_config": {"model_type": "gpt2", "n_layer": -2}})
+
+
+def test_deeply_nested_or_huge_values_are_shown_short() -> None:
+    deep: object = []
+    for _ in range(500):
+        deep = [deep]
+    _, warnings = read_architecture({"model_type": "x" * 10_000, "hidden_size": deep, "vocab_size": "y" * 10_000})
+    assert warnings and all(len(w) < 200 for w in warnings)
+
+
+def test_too_many_layer_types_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="layer_types has 10,001 entries"):
+        read_architecture({"model_type": "llama", "layer_types": ["full_attention"] * (MAX_LAYERS + 1)})
+
+
+@pytest.mark.parametrize(
+    "vision, error",
+    [
+        ({"patch_size": 0}, "vision_config.patch_size is 0"),
+        ({"num_hidden_layers": -1}, "vision_config.num_hidden_layers is -1"),
+        ({"image_size": 10**30}, "vision_config.image_size is 1000000000000000000000000000000"),
+        ({"model_type": ["clip_vision_model"]}, None),  # not a tower hfmem models: the language model alone
+        ({"patch_size": "14"}, None),  # not an integer: the default
+    ],
+)
+def test_vision_tower_numbers(vision: dict, error: str | None) -> None:
+    raw = {"model_type": "llava", "text_config": {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 1,
+           "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100},
+           "vision_config": {"model_type": "clip_vision_model", **vision}}  # fmt: skip
+    arch, _ = read_architecture(raw)
+    if error:
+        with pytest.raises(ConfigError, match=re.escape(error)):
+            config_parameters(arch, raw)
+    else:
+        total, embedding = config_parameters(arch, raw)
+        assert total > embedding > 0
+
+
+def test_mlp_only_layers_is_read_once_not_per_layer() -> None:
+    raw = {"model_type": "qwen2_moe", "hidden_size": 8, "num_hidden_layers": MAX_LAYERS, "num_attention_heads": 2,
+           "intermediate_size": 16, "vocab_size": 10, "num_experts": 4, "moe_intermediate_size": 4,
+           "shared_expert_intermediate_size": 0,
+           "mlp_only_layers": list(range(0, 2_000_000, 2)) + [{}, "x"]}  # fmt: skip
+    arch, _ = read_architecture(raw)
+    start = time.perf_counter()
+    total, _ = config_parameters(arch, raw)
+    assert time.perf_counter() - start < 1
+    moe_only = dict(raw, mlp_only_layers=[])
+    dense_layers = MAX_LAYERS // 2
+    difference = config_parameters(arch, moe_only)[0] - total
+    per_layer_moe, per_layer_dense = 4 * 8 + 4 * 3 * 8 * 4, 3 * 8 * 16  # router + experts; dense gated MLP
+    assert difference == dense_layers * (per_layer_moe - per_layer_dense)

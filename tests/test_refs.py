@@ -1,7 +1,7 @@
 import pytest
 
 from hfmem.errors import ModelRefError
-from hfmem.refs import parse_ref
+from hfmem.refs import ModelRef, parse_ref, without_credentials
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,35 @@ def test_local_directory(tmp_path, monkeypatch):
     (tmp_path / "org" / "name" / "config.json").write_text("{}")
     assert parse_ref("org/name").path is not None
     assert parse_ref(str(tmp_path)).path == tmp_path
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("https://user:hf_token@hub.example/org/name", "https://hub.example/org/name"),
+        ("https://hf_token@hub.example/org/name/tree/dev", "https://hub.example/org/name/tree/dev"),
+        ("https://user:p@ss@hub.example/org/name", "https://hub.example/org/name"),  # an unescaped '@' in it
+        ("http://user:hf_token@hub.example:8080/org/name", "http://hub.example:8080/org/name"),
+        ("https://hub.example/org/name?x=a@b", "https://hub.example/org/name?x=a@b"),  # no userinfo
+    ],
+)
+def test_url_credentials_are_never_kept(text, shown):
+    ref = parse_ref(text)
+    assert ref.text == shown and ref.repo_id == "org/name"
+    assert without_credentials(text) == shown
+
+
+def test_url_credentials_are_not_in_errors():
+    with pytest.raises(ModelRefError) as raised:
+        parse_ref("https://user:hf_secret@hub.example/bad name!")
+    assert "hf_secret" not in str(raised.value)
+
+
+def test_a_url_that_does_not_parse_is_a_reference_error():
+    with pytest.raises(ModelRefError, match="is not a URL hfmem reads"):
+        parse_ref("https://[hub.example/org/name")
+
+
+def test_pinned_means_exactly_a_commit_id():
+    assert not ModelRef("org/name@x", "org/name", "0" * 40 + "\n").pinned  # the old regex's `$` let this through
+    assert not ModelRef("org/name@x", "org/name", "A" * 40).pinned

@@ -6,6 +6,7 @@ import re
 import pytest
 
 from hfmem.api import report_for
+from hfmem.errors import ConfigError
 from hfmem.header import Header, Tensor, parse_header, write_header
 from hfmem.memory import Optimizer, Settings
 from hfmem.snapshot import RepoFile, Snapshot
@@ -110,6 +111,32 @@ def test_unknown_dtype_is_a_warning_not_a_crash():
 def test_quantization_config(config, method, bits):
     q = read_quantization(config)
     assert (q.method, q.bits) == (method, bits)
+
+
+@pytest.mark.parametrize("bits", [0.5, -4, 65, 10**30, float("inf"), float("nan")])
+def test_impossible_bit_widths_are_config_errors(bits):
+    with pytest.raises(ConfigError, match=r"^config\.json quantization_config\.bits is .*: not a plausible value"):
+        read_quantization({"quantization_config": {"quant_method": "gptq", "bits": bits}})
+
+
+@pytest.mark.parametrize("bits", ["4", [], {"x": 4}, True, 2.5])
+def test_bit_widths_of_another_type_are_ignored_with_a_warning(bits):
+    warnings: list[str] = []
+    q = read_quantization({"quantization_config": {"quant_method": "gptq", "bits": bits}}, warnings)
+    assert (q.method, q.bits) == ("gptq", None) and "quantization_config.bits" in warnings[0]
+
+
+@pytest.mark.parametrize("method", [None, 7, [], {"a": 1}, ""])
+def test_a_quant_method_that_is_no_name_is_unknown(method):
+    assert read_quantization({"quantization_config": {"quant_method": method, "bits": 4}}).method == "unknown"
+
+
+@pytest.mark.parametrize("text_config", [["a"], "text", 7, True])
+def test_a_text_config_that_is_no_object_is_ignored(text_config):
+    config = {"model_type": "llama", "torch_dtype": "float16", "text_config": text_config}
+    spec = build_spec(snapshot_of(config, [Tensor("l.weight", "F16", (4, 4))]))
+    assert (spec.dtype, spec.quantization) == ("float16", None)
+    assert any("text_config is not an object" in w for w in spec.warnings)
 
 
 def test_download_bytes_and_formats():

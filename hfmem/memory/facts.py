@@ -98,8 +98,8 @@ class ModelFacts:
         return sum(lin.numel * lin.count for lin in self.linears)
 
     @cached_property
-    def sums(self) -> dict[tuple[object, ...], tuple[Any, ...]]:
-        """Per-model cache of tensor sums that estimates ask for repeatedly (keyed by the caller)."""
+    def sums(self) -> dict[tuple[object, ...], Any]:
+        """Per-model cache of tensor sums and matches that estimates ask for repeatedly (keyed by the caller)."""
         return {}
 
     @cached_property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..untrusted import shortened
 from .facts import Dims, ModelFacts
 from .results import Formula
 from .settings import Settings
@@ -48,7 +49,7 @@ def kv_cache(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list
             tokens += seq_len
     other = sorted({k for k in kinds if k not in ("full_attention", "sliding_attention")})
     if other:
-        warnings.append(f"KV cache: layer types {', '.join(other)} are counted as full attention")
+        warnings.append(f"KV cache: layer types {shortened(other)} are counted as full attention")
     if dims.encoder_decoder:
         tokens += dims.decoder_layers * seq_len  # cross-attention over an encoder input of seq_len tokens
     total = settings.batch_size * tokens * per_layer

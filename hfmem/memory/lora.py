@@ -10,7 +10,7 @@ from .facts import ModelFacts
 from .phases import Phase, peak, peak_formula, step_activations
 from .results import Formula, LoraEstimate
 from .settings import Settings
-from .states import SHAPED, Sharding, optimizer_state_bytes, step_temporary_bytes
+from .states import Sharding, optimizer_state_bytes, step_temporary_bytes
 from .weights import FLOAT_BYTES, compute_dtype, inference_weights, quantised_weights
 
 ALL_LINEAR = "all-linear"
@@ -109,6 +109,37 @@ def _adapter_bytes_per_token(facts: ModelFacts, adapted: list[Adapter], r: int) 
     return ADAPTER_BYTES * (dense + routed)
 
 
+@dataclass(frozen=True)
+class _Adapted:
+    """The modules one target list adapts at rank r, summed once per model: the tables try many settings."""
+
+    modules: tuple[Adapter, ...]
+    count: int  # modules, experts counted one by one
+    trainable: int  # r x (in + out) over the modules
+    shapes: Counter[tuple[int, ...]]  # lora_A / lora_B shape -> how many (read by SHAPED optimizers)
+    largest: int  # elements of the largest lora_A or lora_B
+    bytes_per_token: int  # _adapter_bytes_per_token
+
+
+def _adapted(facts: ModelFacts, targets: tuple[str, ...], r: int) -> _Adapted:
+    key = ("adapters", targets, r)
+    if key not in facts.sums:
+        found = adapters(facts, targets)
+        shapes: Counter[tuple[int, ...]] = Counter()
+        for a in found:
+            shapes[(r, a.in_features)] += a.count
+            shapes[(a.out_features, r)] += a.count
+        facts.sums[key] = _Adapted(
+            modules=tuple(found),
+            count=sum(a.count for a in found),
+            trainable=sum(r * (a.in_features + a.out_features) * a.count for a in found),
+            shapes=shapes,
+            largest=max((max(a.in_features, a.out_features) * r for a in found), default=0),
+            bytes_per_token=_adapter_bytes_per_token(facts, found, r),
+        )
+    return facts.sums[key]
+
+
 def resolve_targets(facts: ModelFacts, settings: Settings) -> tuple[str, ...]:
     if settings.lora_targets is None:
         return default_targets(facts)
@@ -120,15 +151,15 @@ def resolve_targets(facts: ModelFacts, settings: Settings) -> tuple[str, ...]:
 def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> LoraEstimate:
     r = settings.lora_rank
     targets = resolve_targets(facts, settings)
-    adapted = adapters(facts, targets)
-    if not adapted:
+    adapted = _adapted(facts, targets, r)
+    if not adapted.modules:
         warnings.append(f"LoRA targets {', '.join(targets)} match no module of this checkpoint: nothing to train")
     elif ALL_LINEAR not in targets:
-        unmatched = [t for t in targets if not any(matches(a.module, t) for a in adapted)]
+        unmatched = [t for t in targets if not any(matches(a.module, t) for a in adapted.modules)]
         if unmatched:
             warnings.append(f"LoRA target{'s' * (len(unmatched) > 1)} {', '.join(unmatched)} match no module of "
                             "this checkpoint (PEFT would refuse a target that matches nothing)")
-    trainable = sum(r * (a.in_features + a.out_features) * a.count for a in adapted)
+    trainable = adapted.trainable
     shard = Sharding.of(settings)
     if settings.qlora:
         base = quantised_weights(facts, 4, double_quant=True)
@@ -138,17 +169,11 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
         c = FLOAT_BYTES[compute_dtype(facts, settings)]
     weights = shard.split(base.total_bytes, 3)
     params = trainable * ADAPTER_BYTES
-    shapes: Counter[tuple[int, ...]] = Counter()
-    if settings.optimizer in SHAPED:
-        for a in adapted:
-            shapes[(r, a.in_features)] += a.count
-            shapes[(a.out_features, r)] += a.count
-    optimizer, optimizer_expr = optimizer_state_bytes(settings.optimizer, ADAPTER_BYTES, trainable, shapes)
-    largest = max((max(a.in_features, a.out_features) * r for a in adapted), default=0)
-    temporary, temporary_expr = step_temporary_bytes(settings.optimizer, ADAPTER_BYTES, trainable, largest)
+    optimizer, optimizer_expr = optimizer_state_bytes(settings.optimizer, ADAPTER_BYTES, trainable, adapted.shapes)
+    temporary, temporary_expr = step_temporary_bytes(settings.optimizer, ADAPTER_BYTES, trainable, adapted.largest)
     grads = shard.split(params, 2)
     optimizer, temporary = shard.split(optimizer, 1), shard.split(temporary, 1)
-    adapter_act = _adapter_bytes_per_token(facts, adapted, r)
+    adapter_act = adapted.bytes_per_token
     steps = step_activations(
         facts.dims,
         c=c,
@@ -197,7 +222,7 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
             "Σ over adapted modules r x (in + out) trainable params x 4 B (fp32 adapters)",
             {
                 "rank": r,
-                "modules": sum(a.count for a in adapted),
+                "modules": adapted.count,
                 "targets": ",".join(targets),
                 "trainable_parameters": trainable,
             },
