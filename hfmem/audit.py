@@ -20,6 +20,7 @@ from . import engines
 from .errors import ModelRefError, error_fields
 from .gpus import Gpu
 from .memory import MODES, Mode, Settings
+from .untrusted import without_credentials
 
 if TYPE_CHECKING:
     from .api import ModelReport
@@ -160,7 +161,9 @@ def audit_models(
     row and is left behind. Closing the iterator, or a signal while it waits, cancels the models not started."""
     from .api import inspect_model  # the resolving half of the library: loaded when an audit runs
     from .hub import HubOptions
+    from .refs import parse_ref
 
+    models = [without_credentials(model) for model in models]  # rows name models as they may be shown
     settings = settings or Settings()
     hub = replace(hub or HubOptions(), deadline=timeout)
     abandon_after = timeout + hub.max_wait + hub.timeout  # past every limit a model's own requests keep
@@ -169,7 +172,8 @@ def audit_models(
     def run(index: int) -> AuditRow:
         started[index] = time.monotonic()
         try:
-            report = inspect_model(models[index], settings, gpu=gpu, revision=revision, hub=hub)
+            own = parse_ref(models[index]).revision is not None  # a row's own revision wins over --revision
+            report = inspect_model(models[index], settings, gpu=gpu, revision=None if own else revision, hub=hub)
             plan = engines.plan(report.memory.facts, gpu, serving) if serving and gpu else None
             return AuditRow.of(models[index], report, plan)
         except Exception as e:  # every failure is a row, unexpected ones as "internal"

@@ -143,7 +143,7 @@ def _decode(entry: Any, ref: ModelRef, commit: str) -> Snapshot:
     _require(isinstance(files, list) and len(files) <= MAX_FILES and all(map(_is_file, files)))
     _require(isinstance(config, dict) and isinstance(headers, dict) and (gated is None or isinstance(gated, str)))
     return Snapshot(
-        model=ref.text,
+        model=ref.name,
         repo_id=ref.repo_id,
         revision=ref.revision,
         commit=commit,

@@ -30,7 +30,7 @@ from .engines.vllm import KV_CACHE_DTYPES as VLLM_KV
 from .errors import HfmemError, Interrupted, error_fields
 from .gpus import Gpu, aliases, find_gpu, known_gpus
 from .memory import MODES, Mode, Optimizer, Recipe, Settings
-from .untrusted import for_terminal, one_line
+from .untrusted import for_terminal, one_line, without_credentials
 from .views import text
 from .views.json import error_dict
 from .views.rows import FORMATS, write_rows
@@ -288,6 +288,7 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
     settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
     paint, columns = painter(), width()
     computed = tables or as_json or html_path is not None
+    models = tuple(without_credentials(model) for model in models)  # errors name models as they may be shown
 
     def run(model: str) -> Any:
         return inspect_model(model, settings, gpu=gpu, revision=opts["revision"], hub=hub, tables=computed,
@@ -355,6 +356,7 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
     settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
     serving = serving_from(engine, max_model_len, gpu, opts["gpus"])
     paint, columns = painter(), width()
+    model = without_credentials(model)
 
     def run(model: str) -> tuple[bool, dict[str, Any] | str]:
         result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, serving=serving)
@@ -562,6 +564,7 @@ def serve(model: str, engine: str, as_json: bool, units: str, solve: bool, concu
     from .api import serve_model
     from .views.serve import render_plan
 
+    model = without_credentials(model)
     hub = hub_from(opts)
 
     def run(model: str) -> Any:

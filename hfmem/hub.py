@@ -155,7 +155,7 @@ def _resolve_online(ref: ModelRef, client: _Client, cache: MetadataCache, known:
             config = decode_json(raw_config, f"{ref.text}: config.json", ConfigError)
             if not isinstance(config, dict):
                 raise ConfigError(f"{ref.text}: config.json is not a JSON object")
-    snapshot = Snapshot(ref.text, repo_id, ref.revision, commit, "hub", info.files, config, headers, info.gated)
+    snapshot = Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, config, headers, info.gated)
     cache.save(snapshot)
     return snapshot
 
@@ -448,9 +448,8 @@ def _downloaded(ref: ModelRef) -> Snapshot | None:
     snapshot = read_snapshot(replace(ref, path=folder))
     note = "offline: read from huggingface_hub's downloads, which list only the files downloaded"
     commit = folder.name if is_commit(folder.name) else None
-    return replace(
-        snapshot, repo_id=ref.repo_id, revision=ref.revision, commit=commit, source="hub-cache", warnings=(note,)
-    )
+    return replace(snapshot, model=ref.name, repo_id=ref.repo_id, revision=ref.revision, commit=commit,
+                   source="hub-cache", warnings=(note,))  # fmt: skip
 
 
 def _retry_after(response: Response) -> float | None:

@@ -2,13 +2,15 @@
 
 A directory's files are as untrusted as a repo's on the Hub (it was downloaded or cloned from one): the listing
 is bounded and does not enter symlinked folders (loops, ways out), small files are read up to their cap, and the
-index may name only files the listing holds (snapshot.shard_names). Symlinked files are followed, as
-huggingface_hub's snapshot folders are made of them (links into ../../blobs).
+index may name only files the listing holds (snapshot.shard_names). A symlinked file is read only when it leads
+to a file inside the model's folder (huggingface_hub's snapshot folders are links into ../../blobs: there, the
+repo's folder in the hub cache).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ConfigError, HeaderError, HfmemError, NoUsableFiles
@@ -27,12 +29,29 @@ def read_snapshot(ref: ModelRef) -> Snapshot:
     listed = {f.path for f in files}
     if "config.json" not in listed:
         raise NoUsableFiles(f"{ref.text} has no config.json")
-    raw = read_small(root / "config.json", MAX_BYTES["config"], ConfigError)
+    inside = _confined(root, ref.text)
+    raw = read_small(inside("config.json"), MAX_BYTES["config"], ConfigError)
     config = decode_json(raw, f"{ref.text}: config.json", ConfigError)
     if not isinstance(config, dict):
         raise ConfigError(f"{ref.text}: config.json is not a JSON object")
-    headers = {name: read_header(root / name) for name in _checkpoint_files(root, listed, ref.text)}
+    headers = {name: read_header(inside(name)) for name in _checkpoint_files(inside, listed, ref.text)}
     return Snapshot(ref.text, None, None, None, "local", files, config, headers)
+
+
+def _confined(root: Path, shown: str) -> Callable[[str], Path]:
+    """name -> the file it names below `root`, refused when it (a symlink, say, from a cloned repo) leads outside
+    the model's folder: the folder itself, or for a huggingface_hub snapshot (links into ../../blobs) the repo's
+    folder in the hub cache."""
+    real_root = root.resolve()
+    allowed = real_root.parent.parent if real_root.parent.name == "snapshots" else real_root
+
+    def inside(name: str) -> Path:
+        path = root / name
+        if not path.resolve().is_relative_to(allowed):
+            raise NoUsableFiles(f"{shown}: {name} leads outside the model's folder (a link elsewhere): not read")
+        return path
+
+    return inside
 
 
 def listing(root: Path, shown: str, limit: int = MAX_FILES) -> tuple[RepoFile, ...]:
@@ -77,10 +96,10 @@ def read_small(path: Path, limit: int, error: type[HfmemError]) -> bytes:
     return raw
 
 
-def _checkpoint_files(root: Path, listed: set[str], shown: str) -> list[str]:
+def _checkpoint_files(inside: Callable[[str], Path], listed: set[str], shown: str) -> list[str]:
     """The index's shards (each a listed file, once), else model.safetensors, else the top-level *.safetensors."""
     if INDEX in listed:
-        return shard_names(read_small(root / INDEX, MAX_BYTES["index"], HeaderError), f"{shown}: {INDEX}", listed)
+        return shard_names(read_small(inside(INDEX), MAX_BYTES["index"], HeaderError), f"{shown}: {INDEX}", listed)
     if SINGLE in listed:
         return [SINGLE]
     return sorted(name for name in listed if name.endswith(".safetensors") and "/" not in name)

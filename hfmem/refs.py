@@ -11,11 +11,9 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from .errors import ModelRefError
-from .untrusted import is_commit
+from .untrusted import is_commit, without_credentials
 
 MAX_REFERENCE_CHARS = 4096  # PATH_MAX: no repo id, URL or directory is longer
-# A URL's userinfo (https://user:token@host/...): everything between the scheme and the last '@' before the path.
-_USERINFO = re.compile(r"^(https?://)[^/?#]*@", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -30,9 +28,15 @@ class ModelRef:
         """True when the revision is a full commit sha, whose contents never change."""
         return is_commit(self.revision)
 
+    @property
+    def name(self) -> str:
+        """How reports name the model: the repo id (its revision is shown apart), or the directory as given."""
+        return self.repo_id or self.text
+
 
 def parse_ref(text: str, revision: str | None = None) -> ModelRef:
-    """Parse a reference; `revision` (from --revision) applies when the text names none."""
+    """Parse a reference; `revision` (from --revision) applies when the text names none, and one that names
+    another is an error."""
     text = without_credentials(text.strip())
     if not text:
         raise ModelRefError("empty model reference")
@@ -51,6 +55,8 @@ def parse_ref(text: str, revision: str | None = None) -> ModelRef:
         validate_repo_id(repo_id)
     except HFValidationError:
         raise ModelRefError(f"'{text}' is not a Hub repo id (expected ORG/NAME or ORG/NAME@REVISION)") from None
+    if rev and revision and rev != revision:
+        raise ModelRefError(f"'{text}' names revision '{rev}' but --revision says '{revision}': give one")
     return ModelRef(text, repo_id=repo_id, revision=rev or revision)
 
 
@@ -61,11 +67,6 @@ def _directory(text: str) -> Path | None:
         return path if path.is_dir() else None
     except (OSError, RuntimeError):  # a name or part too long; RuntimeError: an unknown ~user
         return None
-
-
-def without_credentials(text: str) -> str:
-    """A reference as it may be shown: a URL's user name and password (a token, often) removed."""
-    return _USERINFO.sub(r"\1", text)
 
 
 def _strip_url(text: str) -> str:

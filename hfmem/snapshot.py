@@ -7,7 +7,7 @@ from typing import Any
 
 from .errors import HeaderError
 from .header import Header
-from .untrusted import MAX_TENSORS, decode_json, is_repo_path
+from .untrusted import MAX_TENSORS, decode_json, is_repo_path, shortened
 
 WEIGHT_SUFFIXES = {
     ".safetensors": "safetensors",
@@ -40,16 +40,10 @@ def shard_names(raw: bytes, where: str, listed: set[str]) -> list[str]:
     names = set(weight_map.values())
     for name in names:
         if not is_repo_path(name) or not name.endswith(".safetensors"):
-            raise HeaderError(f"{where}: {_shown(name)} is not a safetensors file path inside the repo")
+            raise HeaderError(f"{where}: {shortened(name)} is not a safetensors file path inside the repo")
         if name not in listed:
-            raise HeaderError(f"{where}: names {_shown(name)}, which the repo does not hold")
+            raise HeaderError(f"{where}: names {shortened(name)}, which the repo does not hold")
     return sorted(names)
-
-
-def _shown(name: object) -> str:
-    """A name from a repo's file, short and printable, for an error message."""
-    text = repr(name)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass(frozen=True)
@@ -70,7 +64,7 @@ class RepoFile:
 
 @dataclass(frozen=True)
 class Snapshot:
-    model: str  # the reference as given
+    model: str  # how reports name it (ModelRef.name): the repo id, or the directory as given
     repo_id: str | None
     revision: str | None
     commit: str | None

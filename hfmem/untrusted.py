@@ -36,6 +36,8 @@ COMMIT = re.compile(r"[0-9a-f]{40}")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 _LINE_BREAKS = re.compile(r"[\t\n\r\x0b\x0c\x85\u2028\u2029]+")
+# A URL's userinfo (https://user:token@host/...): everything between the scheme and the last '@' before the path.
+_USERINFO = re.compile(r"^(https?://)[^/?#]*@", re.IGNORECASE)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -83,6 +85,11 @@ def one_line(text: str) -> str:
     """A remote string shown inside a line (a name, a dtype, a message): line breaks and tabs become one space, and
     control characters go."""
     return for_terminal(_LINE_BREAKS.sub(" ", text))
+
+
+def without_credentials(text: str) -> str:
+    """A reference as it may be shown: a URL's user name and password (a token, often) removed."""
+    return _USERINFO.sub(r"\1", text)
 
 
 def for_spreadsheet(value: object) -> object:

@@ -43,7 +43,7 @@ def test_round_trip(tmp_path):
     cache, original = MetadataCache(tmp_path), snapshot()
     cache.save(original)
     loaded = cache.load(parse_ref("org/model@v1"), SHA)
-    assert loaded == dataclasses.replace(original, model="org/model@v1", revision="v1", source="cache")
+    assert loaded == dataclasses.replace(original, model="org/model", revision="v1", source="cache")
     assert not list(tmp_path.rglob("*.tmp")), "written atomically: no temporary file left behind"
 
 

@@ -336,3 +336,18 @@ def test_audit_timeout_ends_the_process_with_its_rows(silent_hub, tmp_path):
     (row,) = map(json.loads, stdout.splitlines())
     assert (status, row["error"]["type"], stderr) == (1, "timeout", "")
     assert ended - silent_hub.connected_at < 1 + 3
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["inspect", "--json"], ["check"], ["check", "--json"]])
+def test_a_url_with_credentials_is_never_echoed(hub_repo, command):
+    reference = "https://user:hf_secret_token@127.0.0.1/nobody/nothing"
+    result = run(*command, reference)
+    assert result.exit_code == 2
+    assert "hf_secret_token" not in result.stdout + result.stderr and "nobody/nothing" in result.stdout + result.stderr
+
+
+def test_an_audit_row_never_echoes_credentials(hub_repo):
+    result = run("audit", "-", "--format", "jsonl", input="https://user:hf_secret_token@127.0.0.1/nobody/nothing\n")
+    assert result.exit_code == 1
+    assert "hf_secret_token" not in result.stdout + result.stderr
+    assert json.loads(result.stdout)["model"] == "https://127.0.0.1/nobody/nothing"

@@ -14,7 +14,8 @@ from hfmem import errors
 from hfmem.api import open_snapshot
 from hfmem.cli import cli
 from hfmem.header import Tensor, write_header
-from hfmem.local import listing
+from hfmem.local import listing, read_snapshot
+from hfmem.refs import parse_ref
 from hfmem.snapshot import INDEX
 from hfmem.spec import build_spec
 
@@ -171,3 +172,28 @@ def test_the_cache_folder_is_skipped(tmp_path):
     (folder / ".cache" / "huggingface").mkdir(parents=True)
     (folder / ".cache" / "huggingface" / "x.safetensors.metadata").write_text("etag")
     assert [f.path for f in open_snapshot(str(folder)).files] == ["config.json", "x.safetensors"]
+
+
+def test_a_symlink_out_of_the_folder_is_not_read(tmp_path):
+    """A cloned repo can hold a link such as model.safetensors -> a private file: its bytes never show."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"\x41" * 8 + b"top secret")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    (model / "model.safetensors").symlink_to(secret)
+    with pytest.raises(errors.NoUsableFiles, match="model.safetensors leads outside the model's folder") as caught:
+        read_snapshot(parse_ref(str(model)))
+    assert "4702111234474983745" not in str(caught.value) and "secret" not in str(caught.value)
+
+
+def test_a_hub_cache_snapshot_reads_through_its_links_into_blobs(tmp_path):
+    repo = tmp_path / "hub" / "models--org--x"
+    blobs, snapshot = repo / "blobs", repo / "snapshots" / ("a" * 40)
+    blobs.mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    (blobs / "c1").write_text('{"model_type": "llama", "hidden_size": 8}')
+    (blobs / "w1").write_bytes(write_header([Tensor("w", "F32", (2, 2))]) + bytes(16))
+    (snapshot / "config.json").symlink_to("../../blobs/c1")
+    (snapshot / "model.safetensors").symlink_to("../../blobs/w1")
+    assert read_snapshot(parse_ref(str(snapshot))).headers["model.safetensors"].data_bytes == 16

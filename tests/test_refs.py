@@ -1,7 +1,8 @@
 import pytest
 
 from hfmem.errors import ModelRefError
-from hfmem.refs import ModelRef, parse_ref, without_credentials
+from hfmem.refs import ModelRef, parse_ref
+from hfmem.untrusted import without_credentials
 
 
 @pytest.mark.parametrize(
@@ -20,9 +21,8 @@ def test_hub_references(text, repo_id, revision):
     assert (ref.repo_id, ref.revision, ref.path) == (repo_id, revision, None)
 
 
-def test_revision_option_applies_only_when_the_text_names_none():
+def test_revision_option_applies_when_the_text_names_none():
     assert parse_ref("org/name", "dev").revision == "dev"
-    assert parse_ref("org/name@v2", "dev").revision == "v2"
 
 
 def test_pinned_only_for_full_commit_shas():
@@ -76,3 +76,14 @@ def test_a_url_that_does_not_parse_is_a_reference_error():
 def test_pinned_means_exactly_a_commit_id():
     assert not ModelRef("org/name@x", "org/name", "0" * 40 + "\n").pinned  # the old regex's `$` let this through
     assert not ModelRef("org/name@x", "org/name", "A" * 40).pinned
+
+
+def test_a_revision_in_the_reference_and_another_from_the_option_is_an_error():
+    assert parse_ref("org/name@v1", "v1").revision == "v1"
+    with pytest.raises(ModelRefError, match="names revision 'v1' but --revision says 'v2'"):
+        parse_ref("org/name@v1", "v2")
+
+
+def test_reports_name_a_hub_model_by_its_repo_id():
+    assert parse_ref("gpt2@" + "a" * 40).name == "gpt2"
+    assert parse_ref("https://hub.example/org/name/tree/main").name == "org/name"
