@@ -536,6 +536,13 @@ def serve(model: str, engine: str, as_json: bool, units: str, solve: bool, concu
     graphs, the KV pool in bytes and tokens per KV-cache group, the maximum concurrency, whether the engine
     starts (with its own error text) and the largest max_model_len that does, then a launch command.
 
+    \b
+    Examples:
+      hfmem serve meta-llama/Llama-3.1-8B --gpu RTX-3090 --max-model-len 20000
+      hfmem serve Qwen/Qwen3-30B-A3B --gpu H100 --tensor-parallel-size 2 --json
+      hfmem serve deepseek-ai/DeepSeek-V3 --gpu H200 --solve --max-model-len 32768 --concurrency 4
+      hfmem serve Qwen/Qwen2.5-7B --engine sglang --gpu L4
+
     Exit status: 0 it starts (--solve: a layout was found), 1 it refuses (none found), 2 the model could not be
     resolved.
     """

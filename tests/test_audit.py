@@ -177,13 +177,18 @@ def test_json_and_jsonl(rows):
 
 
 def test_table(rows):
-    table = render_table(rows)
-    header = table.splitlines()[0].split()
-    assert header == ["model", "params", "dtype", "weights", "inference", "training", "LoRA", "fits", "error"]
-    assert "106,816" in table and table.splitlines()[-1] == "sizes in GiB" and "not_found: " in table
+    table = render_table(rows, width=120)
+    lines = table.splitlines()
+    assert lines[0].split() == ["model", "params", "dtype", "weights", "inference", "training", "LoRA", "fits"]
+    assert lines[2].split()[:3] == [TINY, "107K", "bfloat16"] and lines[3].split()[:3] == ["nobody/nothing", "error",
+                                                                                        "not_found"]  # fmt: skip
+    assert lines[4] == "sizes in GiB; fits: inf, train, lora"
+    assert lines[5:] == ["errors:", "  nobody/nothing: not_found: nobody/nothing was not found on "
+                         + lines[6].split(" on ")[1]]
+    assert max(map(len, lines)) <= 120
+    assert max(map(len, render_table(rows).splitlines())) <= 80  # a narrower terminal: names wrap
     failed_only = render_table([AuditRow("org/x", error=RowError("gated", "org/x is gated"))])
-    assert failed_only.splitlines()[0].split() == ["model", "params", "dtype", "weights", "inference", "training",
-                                                   "LoRA", "error"]
+    assert failed_only.splitlines()[-1] == "  org/x: gated: org/x is gated"
 
 
 def test_unknown_format():

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, ["audit", *args], input=input, catch_exceptions=False)
+    return CliRunner().invoke(cli, ["audit", *args], input=input, catch_exceptions=False, env={"COLUMNS": "100"})
 
 
 def jsonl(result: Result) -> list[dict]:

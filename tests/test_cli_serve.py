@@ -75,8 +75,8 @@ def test_audit_with_an_engine_adds_tokens_concurrency_and_the_verdict(hub_repo):
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)[0]
     assert (row["kv_cache_tokens"], row["max_concurrency"], row["starts"]) == (41136, 2.06, True)
-    table = CliRunner().invoke(cli, args, input=f"{LLAMA}\n").stdout
+    table = CliRunner().invoke(cli, args, input=f"{LLAMA}\n", env={"COLUMNS": "160"}).stdout
     header, _, line, caption = table.splitlines()
-    assert caption == "sizes in GiB"
+    assert caption == "sizes in GiB; fits: inf, train, lora"
     assert header.split()[-5:] == ["fits", "KV", "tokens", "concurrency", "starts"]
     assert line.split()[-3:] == ["41,136", "2.06x", "yes"]

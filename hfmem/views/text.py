@@ -221,24 +221,23 @@ def render_check(check: CheckReport, units: str = "gib", width: int = WIDTH, pai
 
 
 def render_audit_table(rows: Iterable[AuditRow], units: str = "gib", width: int = WIDTH, paint: Paint = plain) -> str:
-    """The audit table: one row per model, sizes in one unit per column; the fits, serve and error columns only
-    when some row has one. An error shows its type and as much of its message as the width leaves (the whole
-    message is in the CSV and JSON output)."""
+    """The audit table within `width`: one row per model (a long name wraps), sizes in one unit, the fits and serve
+    columns only when some row has them. A failed row shows its error type, and the failures are listed under the
+    table with their messages shortened to a line (the whole message is in the CSV and JSON output)."""
     rows = list(rows)
     show_fits = any(row.fits is not None for row in rows)
     show_serve = any(row.serve for row in rows)
-    show_error = any(row.error for row in rows)
     headers = ["model", "params", "dtype", "weights", "inference", "training", "LoRA"]
     headers += ["fits"] * show_fits + ["KV tokens", "concurrency", "starts"] * show_serve
     body = []
     for row in rows:
         cells = [one_line(row.model)]
         if row.error is None and row.totals is not None:
-            cells += [f"{row.params:,}", one_line(row.dtype or "")]
+            cells += [_short_count(row.params or 0), one_line(row.dtype or "")]
             cells += [size(row.weights or 0, units), *(size(row.totals[m], units) for m in MODES)]
         else:
-            cells += [""] * 6
-        cells += [fits_text(row.fits)] * show_fits
+            cells += [paint("error", "fail"), one_line(row.error.type if row.error else "")] + [""] * 4
+        cells += [fits_text(row.fits, short=True)] * show_fits
         if show_serve:
             serve = row.serve
             cells += [f"{serve.kv_cache_tokens:,}", f"{serve.max_concurrency:.2f}x", "yes" if serve.starts else "no"
@@ -246,15 +245,47 @@ def render_audit_table(rows: Iterable[AuditRow], units: str = "gib", width: int 
         body.append(cells)
     align = ["left", "right", "left", "right", "right", "right", "right"] + ["left"] * show_fits
     align += ["right", "right", "left"] * show_serve
-    table = tabulate(body, headers, tablefmt="simple", disable_numparse=True, colalign=align)
-    caption = f"sizes in {label(units)}"
-    if not show_error:
-        return f"{table}\n{caption}"
-    room = max(30, width - max(map(len, table.splitlines())) - 2)
-    errors = ["error", "-" * min(room, max(5, *(len(_error_text(r)) for r in rows)))]
-    errors += [_shortened(_error_text(row), room) for row in rows]
-    lines = (f"{line}  {error}".rstrip() for line, error in zip(table.splitlines(), errors))
-    return "\n".join([*lines, caption])
+    table = _fitted(body, headers, align, width, wrappable=[0, 7] if show_fits else [0], droppable=2)
+    lines = [table, f"sizes in {label(units)}" + (f"; fits: {', '.join(FIT_NAMES.values())}" if show_fits else "")]
+    failed = [row for row in rows if row.error]
+    if failed:
+        lines.append("errors:")
+        lines += [_shortened(f"  {one_line(row.model)}: {_error_text(row)}", width) for row in failed]
+    return "\n".join(lines)
+
+
+FIT_NAMES = {"inference": "inf", "training": "train", "lora": "lora"}
+
+
+def _fitted(body: list[list[str]], headers: list[str], align: list[str], width: int, *, wrappable: list[int],
+            droppable: int) -> str:
+    """A table within `width` if it can be: the `wrappable` text columns wrap (to 10 characters, fits to one mode a
+    line), then the `droppable` column goes (what it says is in the CSV and JSON output)."""
+    def table(limits: list[int | None] | None = None) -> str:
+        return tabulate(body, headers, tablefmt="simple", disable_numparse=True, colalign=align, maxcolwidths=limits)
+
+    text = table()
+    over = max(map(len, text.splitlines())) - width
+    if over <= 0:
+        return text
+    limits: list[int | None] = [None] * len(headers)
+    for column in wrappable:
+        longest = max(len(cells[column]) for cells in body)
+        limits[column] = max(5 if column else 10, longest - over)
+        over -= longest - limits[column]
+    if over > 0:
+        for cells in (*body, headers):
+            del cells[droppable]
+        del align[droppable], limits[droppable]
+    return table(limits)
+
+
+def _short_count(n: int) -> str:
+    """8.03B, 106.8K: the table's parameter count (the exact one is in the CSV and JSON output)."""
+    for scale, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
+        if n >= scale:
+            return f"{n / scale:.3g}{suffix}"
+    return str(n)
 
 
 def _error_text(row: AuditRow) -> str:
@@ -265,11 +296,12 @@ def _shortened(text: str, room: int) -> str:
     return text if len(text) <= room else text[: room - 1] + "…"
 
 
-def fits_text(fits: Mapping[str, bool] | None) -> str:
-    """The modes that fit, e.g. "inference lora"; "none" when none does; "" without a GPU."""
+def fits_text(fits: Mapping[str, bool] | None, short: bool = False) -> str:
+    """The modes that fit, e.g. "inference lora" ("inf lora" when `short`); "none" when none does; "" without a
+    GPU."""
     if fits is None:
         return ""
-    return " ".join(mode for mode, ok in fits.items() if ok) or "none"
+    return " ".join(FIT_NAMES[mode] if short else mode for mode, ok in fits.items() if ok) or "none"
 
 
 def _activation_note(report: ModelReport, units: str, width: int) -> str:
