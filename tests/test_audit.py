@@ -180,7 +180,7 @@ def test_table(rows):
     table = render_table(rows, width=120)
     lines = table.splitlines()
     assert lines[0].split() == ["model", "params", "dtype", "weights", "inference", "training", "LoRA", "fits"]
-    assert lines[2].split()[:3] == [TINY, "107K", "bfloat16"] and lines[3].split()[:3] == ["nobody/nothing", "error",
+    assert lines[2].split()[:3] == [TINY, "106.82K", "bfloat16"] and lines[3].split()[:3] == ["nobody/nothing", "error",
                                                                                         "not_found"]  # fmt: skip
     assert lines[4] == "sizes in GiB; fits: inf, train, lora"
     assert lines[5:] == ["errors:", "  nobody/nothing: not_found: nobody/nothing was not found on "

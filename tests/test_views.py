@@ -85,7 +85,8 @@ def test_an_audit_error_is_its_type_and_a_shortened_message_within_the_width(hub
     result = run("audit", "-", input=f"{TINY}\nnobody/{'x' * 60}\n")
     assert result.exit_code == 1
     assert widest(result.stdout) <= 80
-    assert "error  not_found" in result.stdout and result.stdout.splitlines()[-1].endswith("…")
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith("  nobody/xxxxxxxxxxxxxxxxxxxxxx…: not_found: nobody/") and last.endswith("…")
     full = run("audit", "-", "--format", "csv", input=f"nobody/{'x' * 60}\n").stdout
     assert "was not found on" in full and "…" not in full  # the whole message in CSV
 

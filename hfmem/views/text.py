@@ -245,12 +245,12 @@ def render_audit_table(rows: Iterable[AuditRow], units: str = "gib", width: int 
         body.append(cells)
     align = ["left", "right", "left", "right", "right", "right", "right"] + ["left"] * show_fits
     align += ["right", "right", "left"] * show_serve
-    table = _fitted(body, headers, align, width, wrappable=[0, 7] if show_fits else [0], droppable=2)
+    table = _fitted(body, headers, align, width, wrappable=[7, 0] if show_fits else [0], droppable=2)
     lines = [table, f"sizes in {label(units)}" + (f"; fits: {', '.join(FIT_NAMES.values())}" if show_fits else "")]
     failed = [row for row in rows if row.error]
     if failed:
         lines.append("errors:")
-        lines += [_shortened(f"  {one_line(row.model)}: {_error_text(row)}", width) for row in failed]
+        lines += [_shortened(f"  {_shortened(one_line(row.model), 30)}: {_error_text(row)}", width) for row in failed]
     return "\n".join(lines)
 
 
@@ -259,13 +259,24 @@ FIT_NAMES = {"inference": "inf", "training": "train", "lora": "lora"}
 
 def _fitted(body: list[list[str]], headers: list[str], align: list[str], width: int, *, wrappable: list[int],
             droppable: int) -> str:
-    """A table within `width` if it can be: the `wrappable` text columns wrap (to 10 characters, fits to one mode a
-    line), then the `droppable` column goes (what it says is in the CSV and JSON output)."""
+    """A table within `width` if it can be: first the `droppable` column goes (what it says is in the CSV and JSON
+    output), then the `wrappable` text columns wrap in turn (names to 10 characters, fits to one mode a line)."""
+
     def table(limits: list[int | None] | None = None) -> str:
         return tabulate(body, headers, tablefmt="simple", disable_numparse=True, colalign=align, maxcolwidths=limits)
 
+    def widest(text: str) -> int:
+        return max(map(len, text.splitlines()))
+
     text = table()
-    over = max(map(len, text.splitlines())) - width
+    if widest(text) <= width:
+        return text
+    for cells in (*body, headers):
+        del cells[droppable]
+    del align[droppable]
+    wrappable = [column - (column > droppable) for column in wrappable]
+    text = table()
+    over = widest(text) - width
     if over <= 0:
         return text
     limits: list[int | None] = [None] * len(headers)
@@ -273,18 +284,14 @@ def _fitted(body: list[list[str]], headers: list[str], align: list[str], width: 
         longest = max(len(cells[column]) for cells in body)
         limits[column] = max(5 if column else 10, longest - over)
         over -= longest - limits[column]
-    if over > 0:
-        for cells in (*body, headers):
-            del cells[droppable]
-        del align[droppable], limits[droppable]
     return table(limits)
 
 
 def _short_count(n: int) -> str:
-    """8.03B, 106.8K: the table's parameter count (the exact one is in the CSV and JSON output)."""
+    """8.03B, 999.89M: the table's parameter count (the exact one is in the CSV and JSON output)."""
     for scale, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
         if n >= scale:
-            return f"{n / scale:.3g}{suffix}"
+            return f"{n / scale:.2f}{suffix}"
     return str(n)
 
 
