@@ -41,6 +41,11 @@ _DELIMITERS = (",", ";", "\t")
 class RowError:
     type: str  # an HfmemError code, "timeout", or "internal" for an unexpected exception
     message: str
+    hint: str | None = None  # what to do about it (errors.HfmemError.hint)
+
+    def to_dict(self) -> dict[str, str]:
+        """CONTRACT.md's error object (and the hint, when there is one), as error_fields gives it."""
+        return {"type": self.type, "message": self.message, **({"hint": self.hint} if self.hint else {})}
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ class AuditRow:
             "weights": self.weights,
             **{mode: self.totals[mode] if self.totals else None for mode in MODES},
             "fits": self.fits,
-            "error": {"type": self.error.type, "message": self.error.message} if self.error else None,
+            "error": self.error.to_dict() if self.error else None,
             "commit": self.commit,
             **{key: getattr(serve, key) if serve else None for key in engines.VERDICT},
         }
@@ -206,5 +211,5 @@ def _next_row(
             return future.result(timeout=max(0.0, min(left, POLL)))
         except StillRunning:
             if begun is not None and time.monotonic() - begun >= abandon_after:
-                message = f"{models[index]}: no result within {abandon_after:g} s (raise the limit with --timeout)"
-                return AuditRow(models[index], error=RowError("timeout", message))
+                message = f"{models[index]}: no result within {abandon_after:g} s"
+                return AuditRow(models[index], error=RowError("timeout", message, "timeout"))

@@ -41,10 +41,11 @@ class Finding:
     code: str  # which check: "download", "weights", "gated", "custom_code", "config", ...
     level: Level
     parts: tuple[str | Size, ...]  # the message: text, and sizes for a view to format
+    hint: str | None = None  # what to do about it: a key the command line words (views.text.HINTS)
 
     @classmethod
-    def of(cls, code: str, level: Level, *parts: str | Size) -> Finding:
-        return cls(code, level, parts)
+    def of(cls, code: str, level: Level, *parts: str | Size, hint: str | None = None) -> Finding:
+        return cls(code, level, parts, hint)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def _gated(snapshot: Snapshot) -> Finding:
         return Finding.of("gated", Level.SKIP, "a local directory")
     if snapshot.gated:
         return Finding.of("gated", Level.WARN, f"gated ({snapshot.gated} approval): downloading needs accepted terms and "
-                       "a token (`hf auth login`, HF_TOKEN or --token)")
+                          "a token", hint="token")
     return Finding.of("gated", Level.OK, "not gated")
 
 
@@ -228,19 +229,16 @@ def _tied_embeddings(spec: ModelSpec) -> Finding:
 def _fit(report: ModelReport, mode: Mode) -> Finding:
     need = (f"{mode} needs ", Size(report.memory.by_mode()[mode].total_bytes))
     if report.gpu is None:
-        return Finding.of("fit", Level.SKIP, *need, " (give --gpu or --gpu-memory to check a fit)")
+        return Finding.of("fit", Level.SKIP, *need, hint="gpu")
     fit = report.gpu
     on = (f"{fit.gpu.name} (", Size(fit.gpu.memory_bytes), ")")
     if fit.fits[mode]:
         return Finding.of("fit", Level.OK, *need, ": fits on ", *on)
     needed = fit.gpus_needed[mode]
-    advice = (
-        f"{needed} GPUs needed"
-        if needed is not None
-        else "no number of these GPUs is enough: what one GPU holds alone (activations, context) is too big; "
-        "try --grad-checkpointing, a smaller --seq-len or --batch-size"
-    )
-    return Finding.of("fit", Level.FAIL, *need, ": does not fit on ", *on, f"; {advice}")
+    if needed is not None:
+        return Finding.of("fit", Level.FAIL, *need, ": does not fit on ", *on, f"; {needed} GPUs needed")
+    return Finding.of("fit", Level.FAIL, *need, ": does not fit on ", *on, "; no number of these GPUs is enough: "
+                      "what one GPU holds alone (activations, context) is too big", hint="smaller")
 
 
 def _context(report: ModelReport) -> Finding:
@@ -250,8 +248,8 @@ def _context(report: ModelReport) -> Finding:
     if context is None:
         return Finding.of("context", Level.SKIP, "not checked: config.json states no context length")
     if seq_len > context:
-        return Finding.of("context", Level.FAIL, f"--seq-len {seq_len:,} is beyond the model's context of "
-                          f"{context:,} tokens")  # fmt: skip
+        return Finding.of("context", Level.FAIL, f"seq_len {seq_len:,} is beyond the model's context of {context:,} "
+                          "tokens", hint="seq_len")
     return Finding.of("context", Level.OK, f"seq_len {seq_len:,} within the model's context of {context:,} tokens")
 
 

@@ -138,7 +138,7 @@ def gpu_from(opts: dict[str, Any]) -> Gpu | None:
         try:
             return find_gpu(opts["gpu_name"])
         except HfmemError as e:
-            raise click.BadParameter(str(e), param_hint="--gpu") from None
+            raise click.BadParameter(text.hinted(str(e), e.hint), param_hint="--gpu") from None
     return None
 
 
@@ -214,8 +214,10 @@ def show_error(error: Exception, as_json: bool = False) -> None:
     if internal and os.environ.get("HFMEM_DEBUG"):
         traceback.print_exception(error)
     if not as_json:
-        hint = " (rerun with HFMEM_DEBUG=1 for the traceback)" if internal else ""
-        show(f"hfmem: error: {one_line(error_fields(error)['message'])}{hint}", err=True)
+        fields = error_fields(error)
+        message = text.hinted(one_line(fields["message"]), fields.get("hint"))
+        show(f"hfmem: error: {message}" + (" (rerun with HFMEM_DEBUG=1 for the traceback)" if internal else ""),
+             err=True)
 
 
 def for_each(work: Callable[[str], T], models: Sequence[str]) -> list[T | Exception]:

@@ -1,4 +1,5 @@
-"""Every exception hfmem raises. Messages are one line, shown to the user as they are."""
+"""Every exception hfmem raises. Messages are one line, shown to the user as they are; what the user can do about
+one is its `hint`, a key the command line words with its own flags (views.text.HINTS)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ class HfmemError(Exception):
     """Base class: a problem to report to the user, never a traceback."""
 
     code = "error"
+
+    def __init__(self, message: str = "", *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class ModelRefError(HfmemError, ValueError):
@@ -105,7 +110,8 @@ class Interrupted(BaseException):
 
 
 def error_fields(error: Exception) -> dict[str, str]:
-    """{"type", "message"} of a failure: an HfmemError's code, or "internal" for any other exception (a bug)."""
+    """{"type", "message"} of a failure: an HfmemError's code, or "internal" for any other exception (a bug); and
+    its "hint" key when it has one."""
     if isinstance(error, HfmemError):
-        return {"type": error.code, "message": str(error)}
+        return {"type": error.code, "message": str(error), **({"hint": error.hint} if error.hint else {})}
     return {"type": "internal", "message": f"internal error: {error.__class__.__name__}: {error}"}

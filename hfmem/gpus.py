@@ -93,6 +93,5 @@ def find_gpu(name: str) -> Gpu:
         sizes = ", ".join(f"{c} ({_CATALOGUE[c][0]:g} GiB)" for c in variants)
         raise HfmemError(f"GPU {name!r} matches several: {sizes}; name one")
     close = variants or [_INDEX[k] for k in difflib.get_close_matches(key, _INDEX, n=3, cutoff=0.6)]
-    hint = f"did you mean {' or '.join(dict.fromkeys(close))}? " if close else ""
-    raise HfmemError(f"unknown GPU {name!r}; {hint}`hfmem gpus` lists the known ones (or give the size with "
-                     "--gpu-memory GiB)")
+    guess = f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
+    raise HfmemError(f"unknown GPU {name!r}{guess}", hint="gpus")

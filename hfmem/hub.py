@@ -352,7 +352,7 @@ class _Client:
         if self.waited + seconds > self.options.max_wait:
             raise HubUnavailable(
                 f"{self.ref.text}: the Hub asks to wait {seconds:g} s more, past the {self.options.max_wait:g} s this "
-                "model may wait (--max-wait)"
+                "model may wait", hint="max_wait"
             ) from cause
         if not rate_limit and seconds >= self._left():
             raise TimedOut(f"{self.ref.text}: no answer within {self.options.deadline:g} s (the Hub keeps failing)"
@@ -469,14 +469,13 @@ def _translated_errors(ref: ModelRef, options: HubOptions) -> Iterator[None]:
         yield
     except GatedRepoError as e:
         raise AccessDenied(
-            f"{name} is gated: accept its terms at {options.url}/{ref.repo_id}, then log in (`hf auth login`), "
-            "set HF_TOKEN or pass --token"
+            f"{name} is gated: accept its terms at {options.url}/{ref.repo_id}, then use a token", hint="token"
         ) from e
     except RevisionNotFoundError as e:
         raise RevisionNotFound(f"{ref.repo_id} has no revision '{ref.revision}'") from e
     except RepositoryNotFoundError as e:
         raise ModelNotFound(
-            f"{ref.repo_id} was not found on {options.url} (if it is private, set HF_TOKEN or pass --token)"
+            f"{ref.repo_id} was not found on {options.url} (if it is private, a token is needed)", hint="token"
         ) from e
     except RemoteEntryNotFoundError as e:
         raise NoUsableFiles(f"{name}: a file listed by the Hub could not be found ({e.response.url})") from e
@@ -485,7 +484,7 @@ def _translated_errors(ref: ModelRef, options: HubOptions) -> Iterator[None]:
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else None
         if status in (401, 403):
-            raise AccessDenied(f"{name}: access denied ({status}); check your token (HF_TOKEN or --token)") from e
+            raise AccessDenied(f"{name}: access denied ({status}); check your token", hint="token") from e
         raise HubUnavailable(f"{name}: the Hub at {options.url} answered {status} after retries") from e
     except TransportError as e:
         raise HubUnavailable(f"{name}: cannot reach the Hub at {options.url} ({e.__class__.__name__}: {e})") from e

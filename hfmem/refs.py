@@ -56,7 +56,7 @@ def parse_ref(text: str, revision: str | None = None) -> ModelRef:
     except HFValidationError:
         raise ModelRefError(f"'{text}' is not a Hub repo id (expected ORG/NAME or ORG/NAME@REVISION)") from None
     if rev and revision and rev != revision:
-        raise ModelRefError(f"'{text}' names revision '{rev}' but --revision says '{revision}': give one")
+        raise ModelRefError(f"'{text}' names revision '{rev}' but revision '{revision}' was asked for: give one")
     return ModelRef(text, repo_id=repo_id, revision=rev or revision)
 
 

@@ -88,8 +88,10 @@ def test_no_weights_at_all_fails():
 
 
 def test_gated():
-    level, message = finding(check(snapshot(gated="manual")), "gated")
-    assert level is Level.WARN and "manual" in message and "hf auth login" in message
+    result = check(snapshot(gated="manual"))
+    level, message = finding(result, "gated")
+    assert level is Level.WARN and "manual" in message and "--token" not in message  # the library names no flag
+    assert "hf auth login" in " ".join(render_check(result).split())  # the view says what to do
     assert finding(check(snapshot()), "gated")[0] is Level.OK
 
 
@@ -156,7 +158,8 @@ def test_fit_per_mode(mode):
 
 def test_fit_without_a_gpu_states_the_need_and_is_not_called_ok():
     level, message = finding(check(snapshot()), "fit")
-    assert level is Level.SKIP and "--gpu" in message
+    assert level is Level.SKIP and message.startswith("inference needs")
+    assert "give --gpu or --gpu-memory" in " ".join(render_check(check(snapshot())).split())
     assert check(snapshot()).passed
 
 
@@ -171,6 +174,7 @@ def test_a_sequence_beyond_the_context_fails():
     result = check_snapshot(snapshot(), Settings(seq_len=10**6), gpu=Gpu("big", 80 * GIB))
     level, message = finding(result, "context")
     assert level is Level.FAIL and "1,000,000 is beyond the model's context" in message and not result.passed
+    assert "give a smaller --seq-len" in " ".join(render_check(result).split())
 
 
 def test_sizes_in_messages_follow_the_units():

@@ -127,7 +127,8 @@ def test_several_models_give_an_array_with_errors_in_place(hub_repo):
     assert result.exit_code == 2
     first, second = json.loads(result.stdout)
     assert first["parameters"]["total"] == 106_816
-    assert second == {"model": "nobody/nothing", "error": {"type": "not_found", "message": second["error"]["message"]}}
+    assert second == {"model": "nobody/nothing",
+                      "error": {"type": "not_found", "message": second["error"]["message"], "hint": "token"}}
 
 
 def test_usage_errors_exit_2(hub_repo):

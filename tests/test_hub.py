@@ -102,8 +102,9 @@ def test_long_header_gets_a_second_ranged_read(fake_hub):
 
 def test_gated_repo_needs_a_token(hub_repo):
     hub_repo(TINY, gated=True)
-    with pytest.raises(errors.AccessDenied, match="gated.*--token"):
+    with pytest.raises(errors.AccessDenied, match="gated: accept its terms.*then use a token") as caught:
         open_snapshot(TINY)
+    assert caught.value.hint == "token"
     snapshot = open_snapshot(TINY, hub=HubOptions(token=FakeHub.valid_token))
     assert snapshot.gated == "manual"
 

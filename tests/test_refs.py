@@ -80,7 +80,7 @@ def test_pinned_means_exactly_a_commit_id():
 
 def test_a_revision_in_the_reference_and_another_from_the_option_is_an_error():
     assert parse_ref("org/name@v1", "v1").revision == "v1"
-    with pytest.raises(ModelRefError, match="names revision 'v1' but --revision says 'v2'"):
+    with pytest.raises(ModelRefError, match="names revision 'v1' but revision 'v2' was asked for"):
         parse_ref("org/name@v1", "v2")
 
 

@@ -53,7 +53,7 @@ def inference_weights(facts: ModelFacts, settings: Settings, warnings: list[str]
     if spec.quantization is not None or dtype == "auto":
         if spec.quantization is not None and dtype != "auto":
             warnings.append(
-                f"checkpoint is already quantised ({spec.quantization.method}): --dtype {dtype} ignored, "
+                f"checkpoint is already quantised ({spec.quantization.method}): dtype {dtype} ignored, "
                 "weights taken as stored"
             )
         what = "as stored" + (f" ({spec.quantization.method})" if spec.quantization else "")

@@ -26,6 +26,21 @@ if TYPE_CHECKING:
     from ..spec import ModelSpec
 
 Paint = Callable[[str, str], str]  # (text, role) -> text; roles: ok, warn, fail
+# What to do, in the command line's words, for each hint a library error or finding carries.
+HINTS = {
+    "token": "accept the terms if it is gated, then `hf auth login`, set HF_TOKEN or pass --token",
+    "max_wait": "raise --max-wait to wait longer for the Hub's rate limits",
+    "timeout": "raise the limit with --timeout",
+    "gpus": "`hfmem gpus` lists the known ones; or give the size with --gpu-memory GiB",
+    "gpu": "give --gpu or --gpu-memory to check a fit",
+    "smaller": "try --grad-checkpointing, a smaller --seq-len or --batch-size",
+    "seq_len": "give a smaller --seq-len",
+}
+
+
+def hinted(message: str, hint: str | None) -> str:
+    """A message and, when it has one, what to do about it."""
+    return f"{message} ({HINTS[hint]})" if hint in HINTS else message
 WIDTH = 80  # the narrowest terminal a report is laid out for
 COMPONENT_ORDER = ("weights", "adapters", "kv_cache", "gradients", "optimizer", "activations", "overhead")
 MODE_HEADERS = {"inference": "inference", "training": "full training", "lora": "LoRA"}
@@ -208,7 +223,7 @@ def render_check(check: CheckReport, units: str = "gib", width: int = WIDTH, pai
     indent = 6 + code_width + 2
     lines = [one_line(s.model + where)]
     for f in check.findings:
-        message = _wrapped(one_line(units_message(f.parts, units)), width - indent)
+        message = _wrapped(hinted(one_line(units_message(f.parts, units)), f.hint), width - indent)
         lines.append(f"{paint(f'{f.level.value:<4}', f.level.value)}  {f.code:<{code_width}}  {message[0]}")
         lines += [" " * indent + rest for rest in message[1:]]
     failed = sum(f.level.value == "fail" for f in check.findings)
@@ -296,7 +311,7 @@ def _short_count(n: int) -> str:
 
 
 def _error_text(row: AuditRow) -> str:
-    return f"{row.error.type}: {one_line(row.error.message)}" if row.error else ""
+    return f"{row.error.type}: {hinted(one_line(row.error.message), row.error.hint)}" if row.error else ""
 
 
 def _shortened(text: str, room: int) -> str:
