@@ -237,6 +237,17 @@ def for_each(work: Callable[[str], T], models: Sequence[str]) -> list[T | Except
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+def for_one(work: Callable[[str], T], model: str, as_json: bool) -> T:
+    """work(model) in a worker thread (see for_each); its failure shown (an error object with --json), exit 2."""
+    (outcome,) = for_each(work, [model])
+    if isinstance(outcome, Exception):
+        show_error(outcome, as_json)
+        if as_json:
+            show_json(error_dict(model, outcome))
+        raise click.exceptions.Exit(ExitCode.UNRESOLVED)
+    return outcome
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="hfmem", prog_name="hfmem")
 def cli() -> None:
@@ -364,13 +375,7 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
         result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, serving=serving)
         return result.passed, check_to_dict(result) if as_json else text.render_check(result, units, columns, paint)
 
-    (outcome,) = for_each(run, [model])
-    if isinstance(outcome, Exception):
-        show_error(outcome, as_json)
-        if as_json:
-            show_json(error_dict(model, outcome))
-        raise click.exceptions.Exit(ExitCode.UNRESOLVED)
-    passed, output = outcome
+    passed, output = for_one(run, model, as_json)
     if as_json:
         show_json(output)
     else:
@@ -580,12 +585,7 @@ def serve(model: str, engine: str, as_json: bool, units: str, solve: bool, concu
         return serve_model(model, gpu, settings, solve=solve, concurrency=concurrency, max_gpus=opts["gpus"] or 8,
                            revision=opts["revision"], hub=hub)
 
-    (plan,) = for_each(run, [model])
-    if isinstance(plan, Exception):
-        show_error(plan, as_json)
-        if as_json:
-            show_json(error_dict(model, plan))
-        raise click.exceptions.Exit(ExitCode.UNRESOLVED)
+    plan = for_one(run, model, as_json)
     if plan is None:
         message = f"no layout of at most {opts['gpus'] or 8} GPUs starts and serves {concurrency:g} requests at once"
         if as_json:
