@@ -307,6 +307,11 @@ def _within_tensor_cap(repo_id: str, headers: dict[str, Header]) -> dict[str, He
     return headers
 
 
+# One bulk metadata answer is decoded at a time: decoding holds the GIL, so doing several at once is no faster, and
+# each decoded answer is the largest thing an audit holds (some 40 MB of objects for DeepSeek-V3's 6 MB).
+_DECODING = threading.Lock()
+
+
 class _Client:
     """One model's requests: streamed reads with a cap per kind of body, retries, and the model's deadline."""
 
@@ -349,7 +354,13 @@ class _Client:
         get_sharded_safetensors_metadata, read raw because that method's per-tensor objects cost more CPU than our
         validation of the same headers (0.15 s for DeepSeek-V3's 45k tensors, then a second conversion)."""
         url = f"{self.options.url}/api/models/{repo_id}/safetensors-metadata/{INDEX}"
-        answer = decode_json(self.get(url, "metadata")[1], f"{repo_id}: the Hub's safetensors metadata", BadResponse)
+        body = self.get(url, "metadata")[1]
+        with _DECODING:
+            return self._bulk_headers(repo_id, body, listed)
+
+    @staticmethod
+    def _bulk_headers(repo_id: str, body: bytes, listed: set[str]) -> dict[str, Header]:
+        answer = decode_json(body, f"{repo_id}: the Hub's safetensors metadata", BadResponse)
         shards = answer.get("headers") if isinstance(answer, dict) else None
         if not isinstance(shards, dict) or not shards:
             raise BadResponse(f"{repo_id}: the Hub's safetensors metadata has no headers")
