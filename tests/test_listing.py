@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from urllib.parse import parse_qs
 
 import pytest
 from click.testing import CliRunner
-from huggingface_hub import constants
 
 from hfmem import errors, hub
 from hfmem.cli import cli
@@ -82,16 +80,9 @@ def test_a_file_and_a_listing_are_exclusive(fake_hub, tmp_path):
     assert result.exit_code == 2 and "--limit" in result.stderr
 
 
-@pytest.fixture(scope="module")
-def hostile_server() -> Iterator[HostileHub]:
-    with HostileHub() as server:
-        yield server
-
-
 @pytest.fixture
-def hostile(hostile_server: HostileHub, monkeypatch: pytest.MonkeyPatch) -> HostileHub:
+def hostile(hostile_server: HostileHub) -> HostileHub:
     hostile_server.reset()
-    monkeypatch.setattr(constants, "ENDPOINT", hostile_server.url)
     return hostile_server
 
 
@@ -113,7 +104,8 @@ def test_a_listing_entry_without_a_valid_repo_id_is_refused(hostile, entry):
 
 
 def test_a_garbled_sha_or_file_list_makes_the_model_resolve_alone(hostile):
-    page = [{"id": "a/b", "sha": "../x", "siblings": []}, {"id": "a/c", "sha": "0" * 40, "siblings": [{"rfilename": "../x"}]}]
+    page = [{"id": "a/b", "sha": "../x", "siblings": []},
+            {"id": "a/c", "sha": "0" * 40, "siblings": [{"rfilename": "../x"}]}]  # fmt: skip
     hostile.tamper("models", lambda call, reply: json_reply(page))
     assert [m.listing for m in list_models(HubOptions(endpoint=hostile.url, token=False))] == [None, None]
 
