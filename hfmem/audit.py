@@ -7,6 +7,7 @@ model cannot stop a batch. Only a signal does, and the rows written before it ar
 from __future__ import annotations
 
 import csv
+import json
 import re
 import time
 from collections import deque
@@ -24,12 +25,15 @@ from .untrusted import without_credentials
 
 if TYPE_CHECKING:
     from .api import ModelReport
-    from .hub import HubOptions
+    from .hub import HubOptions, ListedModel
 
 DEFAULT_JOBS = 16  # models resolved at once; each also reads its files concurrently
 DEFAULT_TIMEOUT = 120.0  # seconds one model may take (its deadline; rate-limit waits aside)
 POLL = 0.5  # seconds between looks at a model that is taking long
 MAX_INPUT_BYTES = 16 * 2**20  # an input list: some 400,000 references
+# audit --sort: our name -> the Hub listing's (as huggingface_hub's list_models maps them)
+SORTS = {"downloads": "downloads", "likes": "likes", "created": "createdAt", "modified": "lastModified"}
+MAX_ROW_BYTES = 64 * 2**10  # one JSON line of an audit (rows are under 1 KiB, an error message included)
 # CONTRACT.md's row, then additions. Sizes are bytes.
 COLUMNS = ("model", "params", "dtype", "weights", *MODES, "fits", "error", "error_type", "commit", *engines.VERDICT)
 _INLINE_COMMENT = re.compile(r"\s+#.*$")
@@ -146,7 +150,7 @@ def _model_field(line: str, delimiter: str, column: int) -> str:
 
 
 def audit_models(
-    models: Sequence[str],
+    models: Iterable[str | ListedModel],
     settings: Settings | None = None,
     *,
     gpu: Gpu | None = None,
@@ -157,59 +161,101 @@ def audit_models(
     serving: engines.EngineSettings | None = None,
 ) -> Iterator[AuditRow]:
     """One row per model, in input order, each as soon as it and the ones before it are done; never raises for a
-    model (a failure is a row with its `error`). With `serving` and a GPU, a row also says how that engine starts
-    the model.
+    model (a failure is a row with its `error`). `models` are references, or models of a Hub listing (hub.list_models,
+    whose commit and files spare their model_info request, unless `revision` asks for another branch); it is read as
+    the rows go. With `serving` and a GPU, a row also says how that engine starts the model.
 
     Memory stays flat however long the list: at most 2 x `jobs` models are in flight or waiting for an earlier one,
     each reduced to its row. `timeout` is each model's deadline (HubOptions.deadline: requests and bodies, the
     Hub's rate-limit waits aside); a model still running well past every limit its requests keep gets a "timeout"
     row and is left behind. Closing the iterator, or a signal while it waits, cancels the models not started."""
-    from .api import inspect_model  # the resolving half of the library: loaded when an audit runs
-    from .hub import HubOptions
+    from .api import open_snapshot, report_for  # the resolving part of the library: loaded when an audit runs
+    from .hub import HubOptions, fetch_snapshot
     from .refs import parse_ref
 
-    models = [without_credentials(model) for model in models]  # rows name models as they may be shown
     settings = settings or Settings()
     hub = replace(hub or HubOptions(), deadline=timeout)
     abandon_after = timeout + hub.max_wait + hub.timeout  # past every limit a model's own requests keep
-    started: dict[int, float] = {}
 
-    def run(index: int) -> AuditRow:
-        started[index] = time.monotonic()
+    def run(model: str | ListedModel, started: list[float]) -> AuditRow:
+        started.append(time.monotonic())
+        name = _name(model)
         try:
-            own = parse_ref(models[index]).revision is not None  # a row's own revision wins over --revision
-            report = inspect_model(models[index], settings, gpu=gpu, revision=None if own else revision, hub=hub)
+            if isinstance(model, str):
+                own = parse_ref(model).revision is not None  # a row's own revision wins over --revision
+                snapshot = open_snapshot(model, revision=None if own else revision, hub=hub)
+            else:
+                listing = None if revision else model.listing
+                snapshot = fetch_snapshot(parse_ref(model.repo_id, revision), hub, listing)
+            report = report_for(snapshot, settings, gpu)
             plan = engines.plan(report.memory.facts, gpu, serving) if serving and gpu else None
-            return AuditRow.of(models[index], report, plan)
+            return AuditRow.of(name, report, plan)
         except Exception as e:  # every failure is a row, unexpected ones as "internal"
-            return AuditRow.failed(models[index], e)
+            return AuditRow.failed(name, e)
 
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hfmem-audit")
-    ahead: deque[Future[AuditRow]] = deque()
+    ahead: deque[_Pending] = deque()
     try:
-        for index in range(len(models)):
-            ahead.append(pool.submit(run, index))
+        for model in models:
+            started: list[float] = []
+            ahead.append(_Pending(_name(model), pool.submit(run, model, started), started))
             if len(ahead) >= 2 * jobs:
-                yield _next_row(ahead, index + 1 - len(ahead), models, started, abandon_after)
-        first = len(models) - len(ahead)
+                yield _next_row(ahead.popleft(), abandon_after)
         while ahead:
-            yield _next_row(ahead, first, models, started, abandon_after)
-            first += 1
+            yield _next_row(ahead.popleft(), abandon_after)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _next_row(
-    ahead: deque[Future[AuditRow]], index: int, models: Sequence[str], started: dict[int, float], abandon_after: float
-) -> AuditRow:
-    """The oldest model's row: its result, or a "timeout" row once it has run `abandon_after` seconds."""
-    future = ahead.popleft()
+@dataclass(frozen=True)
+class _Pending:
+    model: str
+    future: Future[AuditRow]
+    started: list[float]  # when it started running, once it has
+
+
+def _next_row(pending: _Pending, abandon_after: float) -> AuditRow:
+    """A model's row: its result, or a "timeout" row once it has run `abandon_after` seconds."""
     while True:
-        begun = started.get(index)
+        begun = pending.started[0] if pending.started else None
         left = POLL if begun is None else begun + abandon_after - time.monotonic()
         try:
-            return future.result(timeout=max(0.0, min(left, POLL)))
+            return pending.future.result(timeout=max(0.0, min(left, POLL)))
         except StillRunning:
             if begun is not None and time.monotonic() - begun >= abandon_after:
-                message = f"{models[index]}: no result within {abandon_after:g} s"
-                return AuditRow(models[index], error=RowError("timeout", message, "timeout"))
+                message = f"{pending.model}: no result within {abandon_after:g} s"
+                return AuditRow(pending.model, error=RowError("timeout", message, "timeout"))
+
+
+def _name(model: str | ListedModel) -> str:
+    """How a row names its model: a reference as it may be shown (no credentials), or a listed repo's id."""
+    return without_credentials(model) if isinstance(model, str) else model.repo_id
+
+
+def resume_rows(path: str) -> set[str]:
+    """The models that have a row in the JSON-lines audit at `path` (none when it does not exist yet), that file cut
+    back to its last whole line: a kill can leave half a row, which the next row must not be glued to. Any row
+    counts, an error row too, so that a resumed audit holds one row per model. ValueError for a file that is not
+    such an audit. Only the names are kept: some 100 bytes per row."""
+    done: set[str] = set()
+    try:
+        file = open(path, "r+b")
+    except FileNotFoundError:
+        return done
+    with file:
+        whole = 0
+        for number, line in enumerate(iter(lambda: file.readline(MAX_ROW_BYTES + 1), b""), 1):
+            if not line.endswith(b"\n"):
+                if len(line) <= MAX_ROW_BYTES and not file.read(1):  # the end: a row the kill cut off
+                    file.truncate(whole)
+                    break
+                raise ValueError(f"line {number} is over {MAX_ROW_BYTES:,} bytes: not an hfmem audit")
+            try:
+                model = json.loads(line).get("model")
+            except (ValueError, AttributeError):
+                model = None
+            if not isinstance(model, str):
+                raise ValueError(f"line {number} is not a row of `hfmem audit --format jsonl`")
+            done.add(model)
+            whole += len(line)
+    return done

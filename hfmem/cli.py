@@ -23,7 +23,7 @@ import click
 
 # Only light modules here, so that `hfmem --help` and `--version` never load huggingface_hub: the library's
 # resolving parts are imported by the commands that use them.
-from .audit import DEFAULT_JOBS, DEFAULT_TIMEOUT, MAX_INPUT_BYTES, AuditRow, read_models
+from .audit import DEFAULT_JOBS, DEFAULT_TIMEOUT, MAX_INPUT_BYTES, SORTS, AuditRow, read_models, resume_rows
 from .engines import ENGINES, EngineSettings, engine_settings
 from .engines.sglang import KV_CACHE_DTYPES as SGLANG_KV
 from .engines.vllm import KV_CACHE_DTYPES as VLLM_KV
@@ -400,12 +400,21 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
               help="With --gpu: add each model's KV tokens, maximum concurrency and start verdict for this engine.")
 @click.option("--max-model-len", type=click.IntRange(min=1), default=None,
               help="With --engine: the context length to serve.  [default: each model's]")
+@click.option("--author", default=None, metavar="ORG", help="Audit the models of this user or organisation.")
+@click.option("--search", default=None, metavar="TEXT", help="Audit the models whose id contains TEXT.")
+@click.option("--filter", "filter_", default=None, metavar="TAG", help="With --author/--search, or alone: only "
+              "models with this tag (e.g. text-generation).")
+@click.option("--sort", type=_choice(SORTS), default=None, help="Order of the listed models (most first).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many listed models.")
+@click.option("--resume", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Continue the JSON-lines audit in FILE: models with a row there are skipped, new rows appended.")
 @click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
               help="Also write a self-contained HTML page: a sortable table coloured by fit and a chart.")
 @units_option
 def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: str, engine: str | None,
-          max_model_len: int | None, as_json: bool, html_path: str | None, **opts: Any) -> None:
+          max_model_len: int | None, as_json: bool, html_path: str | None, author: str | None, search: str | None,
+          filter_: str | None, sort: str | None, limit: int | None, resume: str | None, **opts: Any) -> None:
     """Audit a list of models: one row each (model, params, dtype, weights, inference, training, LoRA, fits, error).
 
     FILE (default: stdin) holds one reference per line (# comments and blank lines are skipped) or is a CSV with
@@ -413,11 +422,16 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
     fails gives a row with its error and the rest go on; Ctrl-C (or SIGTERM, SIGHUP) stops and writes the rows
     already done.
 
+    --author, --search and --filter audit the models of a Hub listing instead (the listing gives each model's
+    commit and files, so only its config and headers are read; a model cached at that commit needs no request).
+
     \b
     Examples:
       hfmem audit models.txt --gpu H100
       hfmem audit models.csv --format csv --output report.csv --html report.html
       cat models.txt | hfmem audit - --format jsonl --jobs 32
+      hfmem audit --author Qwen --sort downloads --limit 50 --gpu L4
+      hfmem audit models.txt --resume rows.jsonl
 
     Exit status: 0 when every model resolved, 1 when any row has an error, 128 + the signal's number when
     stopped by one (130 for Ctrl-C).
@@ -426,23 +440,35 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
 
     settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
     fmt = "json" if as_json else fmt
-    if source.isatty():
-        raise click.UsageError("give a FILE of model references, or pipe them in (e.g. `hfmem audit - < models.txt`)")
-    data = source.read(MAX_INPUT_BYTES + 1)
-    if len(data) > MAX_INPUT_BYTES:
-        message = f"over {MAX_INPUT_BYTES // 2**20} MiB: no list of models is so long"
-        raise click.BadParameter(message, param_hint="FILE")
-    try:
-        models = read_models(data)
-    except HfmemError as e:
-        raise click.BadParameter(str(e), param_hint="FILE") from None
-    if not models:
-        raise click.BadParameter("no model references in the input", param_hint="FILE")
+    ctx = click.get_current_context()
+    if author or search or filter_:
+        from .hub import list_models
+
+        if ctx.get_parameter_source("source") is not click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("give a FILE or --author/--search/--filter, not both")
+        models: Any = list_models(hub, author=author, search=search, filter=filter_, sort=sort and SORTS[sort],
+                                  limit=limit)
+    elif sort or limit:
+        raise click.UsageError("--sort and --limit go with --author, --search or --filter")
+    else:
+        models = _read_input(source)
+    if resume is not None:
+        chosen = ctx.get_parameter_source("fmt") is not click.core.ParameterSource.DEFAULT
+        if output != "-" or (chosen and fmt != "jsonl"):
+            raise click.UsageError("--resume writes JSON lines to its FILE: leave out --output and --format")
+        try:
+            done = resume_rows(resume)
+        except (OSError, ValueError) as e:
+            raise click.BadParameter(str(e), param_hint="--resume") from None
+        fmt, output = "jsonl", resume
+        models = [m for m in models if m not in done] if isinstance(models, list) else (
+            m for m in models if m.repo_id not in done)  # fmt: skip
+    total = len(models) if isinstance(models, list) else limit
     stopped: BaseException | None = None
     rows = audit_models(models, settings, gpu=gpu, revision=opts["revision"], hub=hub,
                         jobs=jobs, timeout=timeout, serving=serving_from(engine, max_model_len, gpu, opts["gpus"]))
     errors, kept = 0, []  # the rows, for the HTML page (each a small summary)
-    with closing(rows), click.open_file(output, "w") as out, _Progress(len(models)) as progress:
+    with closing(rows), click.open_file(output, "a" if resume else "w") as out, _Progress(total) as progress:
 
         def counted() -> Iterator[AuditRow]:
             nonlocal errors
@@ -457,12 +483,15 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
             written = write_rows(counted(), fmt, out, units, width())
         except (KeyboardInterrupt, Interrupted) as e:
             stopped, written = e, progress.done
+        except HfmemError as e:  # the listing failed: the rows before it are written
+            show_error(e)
+            raise click.exceptions.Exit(ExitCode.UNRESOLVED) from None
     if html_path is not None:
         from .views.html import render_audit
 
         write_page(html_path, render_audit(kept, gpu, settings))
     if stopped is not None:
-        show_interrupted(f": {written} of {len(models)} models audited")
+        show_interrupted(f": {written} of {total} models audited" if total else f": {written} models audited")
         raise click.exceptions.Exit(stop_status(stopped))
     if output != "-":
         show(f"hfmem: {written} rows written to {output}" + (f", {errors} with an error" if errors else ""), err=True)
@@ -474,10 +503,10 @@ class _Progress:
     """Rows done, and a bar on stderr when it is a terminal that shows one (not TERM=dumb, not
     HF_HUB_DISABLE_PROGRESS_BARS)."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int | None) -> None:
         self.done = 0
         disabled = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").upper() in {"1", "ON", "YES", "TRUE"}
-        shown = sys.stderr.isatty() and os.environ.get("TERM") != "dumb" and not disabled
+        shown = sys.stderr.isatty() and os.environ.get("TERM") != "dumb" and not disabled and total is not None
         self._bar = click.progressbar(length=total, label="auditing", file=sys.stderr, show_pos=True) if shown else None
 
     def __enter__(self) -> _Progress:
@@ -680,3 +709,20 @@ def main() -> NoReturn:
         except (OSError, ValueError):  # the reader has gone (a closed pipe): status 1, as click gives it
             status = status or 1
     os._exit(status)
+
+
+def _read_input(source: Any) -> list[str]:
+    """audit's FILE: the model references it holds (at least one)."""
+    if source.isatty():
+        raise click.UsageError("give a FILE of model references, or pipe them in (e.g. `hfmem audit - < models.txt`)")
+    data = source.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        message = f"over {MAX_INPUT_BYTES // 2**20} MiB: no list of models is so long"
+        raise click.BadParameter(message, param_hint="FILE")
+    try:
+        models = read_models(data)
+    except HfmemError as e:
+        raise click.BadParameter(str(e), param_hint="FILE") from None
+    if not models:
+        raise click.BadParameter("no model references in the input", param_hint="FILE")
+    return models

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,8 +19,6 @@ from .untrusted import decode_json
 
 # The same cap huggingface_hub applies; a header claiming more is refused before it is read.
 MAX_HEADER_BYTES = 25_000_000
-# A routed expert's index: `model.layers.3.mlp.experts.17.down_proj.weight` groups as `...experts.*.down_proj...`.
-_EXPERT_INDEX = re.compile(r"(?<=\.experts\.)\d+(?=\.)")
 
 
 @dataclass(frozen=True)
@@ -87,34 +84,37 @@ def header_from_dict(decoded: Any, filename: str, *, tiling: bool = True) -> Hea
         raise HeaderError(f"{filename}: __metadata__ is not an object")
     spans = []  # (begin, end, name), to check that the tensors tile the buffer
     # Routed experts that differ only in their index are one entry (Tensor.count): exact sums are unchanged, and
-    # DeepSeek-V3's 45,395 tensors (163 shards) become 1,806 entries to store and scan.
+    # DeepSeek-V3's 45,395 tensors (163 shards) become 1,806 entries to store and scan. `...mlp.experts.17.down_proj`
+    # groups as `...mlp.experts.*.down_proj`.
     counts: dict[tuple[str, str, tuple[int, ...], int], int] = {}
-    bits, group = dtypes.BITS, _EXPERT_INDEX.sub
+    # (dtype, shape) as written -> checked (dtype, shape, bytes or None): a checkpoint repeats a few dozen of them,
+    # so each is checked once (a later shape equal to a checked one, 2.0 == 2, is read as the checked one).
+    kinds: dict[tuple[Any, tuple[Any, ...]], tuple[str, tuple[int, ...], int | None]] = {}
     for name, info in decoded.items():
         if name == "__metadata__":
             continue
         try:
-            dtype = info["dtype"].upper()
-            shape = tuple(info["shape"])
+            written = (info["dtype"], tuple(info["shape"]))
             begin, end = info["data_offsets"]
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+        except (KeyError, TypeError, ValueError) as e:
             raise HeaderError(f"{filename}: tensor {name!r} lacks dtype, shape or data_offsets") from e
-        try:  # a non-integer or negative dimension shows in the product's type or in min()
-            numel = math.prod(shape)
-            valid = isinstance(numel, int) and min(shape, default=0) >= 0
-        except TypeError:
-            valid = False
-        if not valid:
-            raise HeaderError(f"{filename}: tensor {name!r} has an invalid shape {list(shape)}")
+        try:
+            dtype, shape, size = kinds[written]
+        except (KeyError, TypeError):  # new, or unhashable (a shape of lists: refused by _kind)
+            dtype, shape, size = _kind(*written, filename, name)
+            kinds[written] = dtype, shape, size
         if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
             raise HeaderError(f"{filename}: tensor {name!r} has invalid data_offsets")
-        # A dtype newer than our table is sized by its offsets rather than refused.
-        width = bits.get(dtype)
-        if width is not None and (numel * width + 7) // 8 != end - begin:
+        if size is not None and size != end - begin:
             raise HeaderError(f"{filename}: tensor {name!r} has data_offsets that do not match its size")
         if tiling:
             spans.append((begin, end, name))
-        key = (group("*", name, 1) if ".experts." in name else name, dtype, shape, end - begin)
+        head, experts, rest = name.partition(".experts.")
+        if experts:
+            index, dot, tail = rest.partition(".")
+            if dot and index.isdecimal():
+                name = f"{head}.experts.*.{tail}"
+        key = (name, dtype, shape, end - begin)
         counts[key] = counts.get(key, 0) + 1
     spans.sort()
     position = 0
@@ -124,6 +124,22 @@ def header_from_dict(decoded: Any, filename: str, *, tiling: bool = True) -> Hea
         position = end
     tensors = tuple(Tensor(*key, count) for key, count in counts.items())
     return Header(tensors, {str(k): str(v) for k, v in metadata.items()})
+
+
+def _kind(dtype: Any, shape: tuple[Any, ...], filename: str, name: str) -> tuple[str, tuple[int, ...], int | None]:
+    """A tensor's dtype (upper case) and shape, checked, and the bytes they take (None for a dtype newer than our
+    table, which is then sized by its offsets rather than refused)."""
+    if not isinstance(dtype, str):
+        raise HeaderError(f"{filename}: tensor {name!r} lacks dtype, shape or data_offsets")
+    try:  # a non-integer or negative dimension shows in the product's type or in min()
+        numel = math.prod(shape)
+        valid = isinstance(numel, int) and min(shape, default=0) >= 0
+    except TypeError:
+        valid = False
+    if not valid:
+        raise HeaderError(f"{filename}: tensor {name!r} has an invalid shape {list(shape)}")
+    width = dtypes.BITS.get(dtype.upper())
+    return dtype.upper(), shape, None if width is None else (numel * width + 7) // 8
 
 
 def write_header(tensors: list[Tensor], metadata: Mapping[str, str] | None = None) -> bytes:

@@ -25,18 +25,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 from huggingface_hub import constants, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
+    HFValidationError,
     OfflineModeIsEnabled,
     RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status, parse_ratelimit_headers
+from huggingface_hub.utils import (
+    build_hf_headers,
+    get_session,
+    hf_raise_for_status,
+    parse_ratelimit_headers,
+    validate_repo_id,
+)
 
 try:  # huggingface_hub 2.x ships its own httpx fork
     from httpx2 import Headers, RequestError, Response, TransportError
@@ -60,13 +67,15 @@ from .header import Header, header_from_dict, header_length, parse_header
 from .local import read_snapshot
 from .refs import ModelRef
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
-from .untrusted import MAX_BYTES, MAX_FILES, MAX_TENSORS, decode_json, is_commit, is_repo_path
+from .untrusted import MAX_BYTES, MAX_FILES, MAX_LISTED, MAX_TENSORS, decode_json, is_commit, is_repo_path
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_RATE_LIMITED = 100  # 429s one request may wait out (each within max_wait)
 FIRST_READ = 100_001  # bytes of a safetensors file read first, as huggingface_hub does (~97% of headers fit)
 # A sharded repo's bulk metadata request falls back to one read per shard only where the endpoint lacks it.
 NO_BULK_API = {404, 405, 501}
+# list_models' sort keys as the Hub's API names them (huggingface_hub sends no direction: the Hub sorts descending)
+LISTED_FIELDS = ("sha", "gated", "siblings")  # what a listing says of each model: enough to skip its model_info
 T = TypeVar("T")
 
 
@@ -88,17 +97,22 @@ class HubOptions:
         return self.endpoint or constants.ENDPOINT
 
 
-def fetch_snapshot(ref: ModelRef, options: HubOptions) -> Snapshot:
+def fetch_snapshot(ref: ModelRef, options: HubOptions, listed: _Listing | None = None) -> Snapshot:
     """Resolve `ref` on the Hub, or from the metadata cache. Raises an HfmemError subclass for every failure.
 
     A pinned commit found in the cache needs no request; a branch or tag resolved before costs one small sha lookup
     when its commit is cached; in offline mode (HF_HUB_OFFLINE) there is the cache, then what huggingface_hub
     downloaded before. When the Hub cannot be reached or keeps failing, the same two answer, with a warning.
+    `listed` is what a Hub listing said of the repo's main branch (list_models): it pins the commit, so a cached
+    ungated model needs no request, and stands in for model_info otherwise.
     """
     assert ref.repo_id is not None
     cache = MetadataCache.default()
     known = ref.revision if ref.pinned else cache.commit(ref.repo_id, ref.revision or constants.DEFAULT_REVISION)
-    if known is not None and (ref.pinned or constants.HF_HUB_OFFLINE) and (hit := cache.load(ref, known)):
+    if listed is not None:
+        known = listed.commit
+    trusted = ref.pinned or (listed is not None and listed.gated is None)  # a gated repo's access is checked
+    if known is not None and (trusted or constants.HF_HUB_OFFLINE) and (hit := cache.load(ref, known)):
         return hit
     if constants.HF_HUB_OFFLINE:
         if downloaded := _downloaded(ref):
@@ -107,7 +121,7 @@ def fetch_snapshot(ref: ModelRef, options: HubOptions) -> Snapshot:
             f"{ref.text}: HF_HUB_OFFLINE is set and the model is neither in hfmem's cache nor downloaded"
         )
     try:
-        return _resolve_online(ref, _Client(options, ref), cache, known)
+        return _resolve_online(ref, _Client(options, ref), cache, known, listed)
     except HubUnavailable as e:  # down, unreachable or rate-limiting: an answer from disk beats an error
         try:
             kept = (cache.load(ref, known) if known is not None else None) or _downloaded(ref)
@@ -128,18 +142,98 @@ class _Listing:
     gated: str | None  # "auto" / "manual"
 
 
-def _resolve_online(ref: ModelRef, client: _Client, cache: MetadataCache, known: str | None) -> Snapshot:
-    """Ask the Hub; `known` is the commit this reference resolved to last time, if any."""
+@dataclass(frozen=True)
+class ListedModel:
+    """A model of a Hub listing: its id, and what the listing says of its main branch (None when too little)."""
+
+    repo_id: str
+    listing: _Listing | None
+
+
+def list_models(
+    options: HubOptions,
+    *,
+    author: str | None = None,
+    search: str | None = None,
+    filter: str | None = None,
+    sort: str | None = None,
+    limit: int | None = None,
+) -> Iterator[ListedModel]:
+    """The models of a Hub listing, asked for as huggingface_hub's list_models(..., expand=[sha, gated, siblings])
+    asks (GET /api/models), page by page as the `Link: rel="next"` header leads, each page read when the one before
+    is used up. At most `limit` models (and MAX_LISTED); each page is capped, each name checked, and a next page must
+    be the endpoint's own /api/models. A page has the deadline and rate-limit waits a model has. `sort` is the
+    listing's own field name (audit.SORTS maps the command line's)."""
+    where = ModelRef("the Hub's model list")
+    query = {"search": search, "author": author, "filter": filter, "sort": sort, "limit": limit}
+    params: list[tuple[str, Any]] | None = [(k, v) for k, v in query.items() if v is not None]
+    params += [("expand", name) for name in LISTED_FIELDS]  # type: ignore[operator]
+    url: str | None = f"{options.url}/api/models"
+    left = min(limit or MAX_LISTED, MAX_LISTED)
+    while url is not None and left > 0:
+        with _translated_errors(where, options):
+            headers, body = _Client(options, where).get(url, "models", params=params)
+        page = decode_json(body, where.text, BadResponse)
+        if not isinstance(page, list):
+            raise BadResponse(f"{where.text} is not a JSON array")
+        for item in page[:left]:
+            yield _listed(item)
+        left -= len(page)
+        url, params = _next_page(url, headers, options.url) if page else None, None  # the link holds the query
+
+
+def _listed(item: Any) -> ListedModel:
+    """A listed model, its id checked; a model whose sha or files the listing lacks or garbles resolves alone."""
+    repo_id = item.get("id") if isinstance(item, dict) else None
+    if not _is_repo_id(repo_id):
+        raise BadResponse("the Hub's model list holds an entry without a valid repo id")
+    sha, siblings, gated = item.get("sha"), item.get("siblings"), item.get("gated")
+    try:
+        files = _files(repo_id, siblings) if is_commit(sha) else None
+    except BadResponse:
+        files = None
+    gated = gated if gated in ("auto", "manual") else None
+    return ListedModel(repo_id, _Listing(sha, files, gated) if files is not None else None)
+
+
+def _is_repo_id(value: Any) -> bool:
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return isinstance(value, str)
+
+
+def _next_page(url: str, headers: Headers, endpoint: str) -> str | None:
+    """The next page's URL from the `Link` header: only ever the endpoint's own model list."""
+    link = Response(200, headers=headers).links.get("next", {}).get("url")
+    if link is None:
+        return None
+    target, expected = urlsplit(urljoin(url, link)), urlsplit(f"{endpoint}/api/models")
+    if (target.scheme, target.netloc, target.path) != (expected.scheme, expected.netloc, expected.path):
+        raise BadResponse(f"the Hub's model list leads to {target.scheme}://{target.netloc}{target.path}: refused")
+    return target.geturl()
+
+
+def _resolve_online(
+    ref: ModelRef, client: _Client, cache: MetadataCache, known: str | None, listed: _Listing | None = None
+) -> Snapshot:
+    """Ask the Hub; `known` is the commit this reference resolved to last time, if any; `listed` stands in for
+    model_info, except for a repo without safetensors files (whose weights are counted from file sizes, which
+    listings lack)."""
     repo_id = ref.repo_id
     assert repo_id is not None
     revision = ref.revision or constants.DEFAULT_REVISION
+    if listed is not None and not any(f.format == "safetensors" for f in listed.files):
+        listed = None
     with _translated_errors(ref, client.options):
-        if known is not None and not ref.pinned and (hit := _still_cached(ref, client, cache)):
+        if known is not None and not ref.pinned and listed is None and (hit := _still_cached(ref, client, cache)):
             return hit
         with ThreadPoolExecutor(max_workers=16) as pool:
             # config.json travels beside the file listing; its X-Repo-Commit says whether it is that commit's.
-            early_config = pool.submit(client.file, repo_id, "config.json", ref.revision, "config")
-            info = client.listing(repo_id, ref.revision)
+            pinned = listed.commit if listed is not None else ref.revision
+            early_config = pool.submit(client.file, repo_id, "config.json", pinned, "config")
+            info = listed or client.listing(repo_id, ref.revision)
             commit = info.commit
             cache.save_commit(repo_id, revision, commit)
             if hit := cache.load(ref, commit):
@@ -213,6 +307,11 @@ def _within_tensor_cap(repo_id: str, headers: dict[str, Header]) -> dict[str, He
     return headers
 
 
+# One bulk metadata answer is decoded at a time: decoding holds the GIL, so doing several at once is no faster, and
+# each decoded answer is the largest thing an audit holds (some 40 MB of objects for DeepSeek-V3's 6 MB).
+_DECODING = threading.Lock()
+
+
 class _Client:
     """One model's requests: streamed reads with a cap per kind of body, retries, and the model's deadline."""
 
@@ -255,7 +354,13 @@ class _Client:
         get_sharded_safetensors_metadata, read raw because that method's per-tensor objects cost more CPU than our
         validation of the same headers (0.15 s for DeepSeek-V3's 45k tensors, then a second conversion)."""
         url = f"{self.options.url}/api/models/{repo_id}/safetensors-metadata/{INDEX}"
-        answer = decode_json(self.get(url, "metadata")[1], f"{repo_id}: the Hub's safetensors metadata", BadResponse)
+        body = self.get(url, "metadata")[1]
+        with _DECODING:
+            return self._bulk_headers(repo_id, body, listed)
+
+    @staticmethod
+    def _bulk_headers(repo_id: str, body: bytes, listed: set[str]) -> dict[str, Header]:
+        answer = decode_json(body, f"{repo_id}: the Hub's safetensors metadata", BadResponse)
         shards = answer.get("headers") if isinstance(answer, dict) else None
         if not isinstance(shards, dict) or not shards:
             raise BadResponse(f"{repo_id}: the Hub's safetensors metadata has no headers")

@@ -25,9 +25,11 @@ MAX_BYTES = {
     "index": 32 * MiB,  # model.safetensors.index.json: DeepSeek-V3's 91k-entry weight map is 8.9 MB
     "listing": 32 * MiB,  # model_info with file metadata: ~300 B per file
     "metadata": 32 * MiB,  # every shard header in one answer: DeepSeek-V3's 45k tensors are ~6 MB
+    "models": 32 * MiB,  # a page of the Hub's model list (up to 1,000 models, each with its file names)
     "error": 64 * KiB,  # the body of an error answer, read only for its message
 }
 MAX_FILES = 100_000  # files one repo may list
+MAX_LISTED = 100_000  # models one Hub listing may give (an organisation with more: narrow it, or --limit)
 MAX_TENSORS = 500_000  # tensors one checkpoint may declare, over all its shards
 MAX_PATH_CHARS = 1_000
 

@@ -17,6 +17,7 @@ from hfmem.hub import RATE_LIMITS
 
 from .dataset import DATASET
 from .fakehub import FIXTURES, SHARD_BYTES, FakeHub, FakeRepo, repo_from_dataset
+from .hostilehub import HostileHub
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,6 +37,13 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 def fake_hub_server() -> Iterator[FakeHub]:
     """The fake Hub, started once per session. Tests use `fake_hub`, which empties it first."""
     with FakeHub() as hub:
+        yield hub
+
+
+@pytest.fixture(scope="session")
+def hostile_server() -> Iterator[HostileHub]:
+    """The hostile fake Hub (tests/hostilehub.py), started once per session."""
+    with HostileHub() as hub:
         yield hub
 
 

@@ -3,6 +3,8 @@
 It serves the routes huggingface_hub 2.4 calls for model repos, with the Hub's headers and `X-Error-Code`s, so the
 real client and its `hf_raise_for_status` run unchanged:
 
+    GET       /api/models?author=&search=&filter=&limit=&expand=  list_models, `FakeHub.page_size` models a page,
+                                                                the next page in a `Link: <...>; rel="next"` header
     GET       /api/models/{repo}[/revision/{rev}]               model_info (blobs=true: sizes and LFS info)
     GET       /api/models/{repo}/tree/{rev}[/{path}]            list_repo_tree
     GET       /api/models/{repo}/safetensors-metadata/{index}   get_sharded_safetensors_metadata (main only)
@@ -36,7 +38,7 @@ from functools import cache, cached_property, lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from huggingface_hub import split_state_dict_into_shards_factory
 
@@ -310,6 +312,7 @@ _ROUTES: list[tuple[str, set[str], re.Pattern[str]]] = [
     ("tree", {"GET"}, re.compile(rf"/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<file>.+))?")),
     ("info", {"GET"}, re.compile(rf"/api/models/{_REPO}(?:/revision/(?P<rev>[^/]+))?")),
     ("resolve", {"GET", "HEAD"}, re.compile(rf"/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)")),
+    ("models", {"GET"}, re.compile(r"/api/models")),
     ("agent-harnesses", {"GET"}, re.compile(r"/api/agent-harnesses")),
     ("telemetry", {"GET", "HEAD"}, re.compile(r"/api/telemetry/.+")),
 ]
@@ -326,6 +329,7 @@ class FakeHub:
         self.latency = latency  # seconds slept before each response
         self.quotas: dict[str, Quota] = {}  # bucket -> its rate limit; none: unlimited
         self.repos: dict[str, FakeRepo] = {}
+        self.page_size = 1000  # models per page of the model list (the Hub's most)
         self.log: list[LoggedRequest] = []
         self._port = port
         self._lock = threading.Lock()
@@ -376,6 +380,7 @@ class FakeHub:
         self.quotas.clear()
         self.reset_log()
         self.latency = 0.0
+        self.page_size = 1000
 
     def reset_log(self) -> None:
         with self._lock:
@@ -411,6 +416,8 @@ class FakeHub:
             return _json({"standardEnvVars": [], "harnesses": {}})
         if route == "telemetry":
             return _Reply(200, {})
+        if route == "models":
+            return self._model_list(call)
         assert call.repo_id is not None
         repo = self.repos.get(call.repo_id)
         if repo is not None and (failure := self._injected_failure(repo, call.path)):
@@ -430,6 +437,27 @@ class FakeHub:
         reply = _resolve(commit, call)
         if repo.push is not None and repo.push_after and repo.push_after in call.path:
             repo.files, repo.sha, repo.push = repo.push, _sha1(repo.sha), None
+        return reply
+
+    def _model_list(self, call: _Call) -> _Reply:
+        """A page of list_models: the repos the query selects, in the order added (sort is accepted, not applied),
+        each as model_info with `expand` gives it, without file sizes (as on the Hub); `cursor` is the offset."""
+        query = {k: v[-1] for k, v in call.query.items() if k != "expand"}
+        search, author = query.get("search", "").lower(), query.get("author")
+        authorized = call.token == self.valid_token
+        selected = [
+            repo for repo in list(self.repos.values())
+            if (authorized or not repo.private) and search in repo.repo_id.lower()
+            and (author is None or repo.repo_id.startswith(f"{author}/"))
+            and ("filter" not in query or query["filter"] in _tags(repo.files))
+        ]  # fmt: skip
+        start, size = int(query.get("cursor", 0)), min(self.page_size, int(query.get("limit", self.page_size)))
+        page = [_info(repo, repo.commit("main"), {"expand": call.query.get("expand", [])})  # type: ignore[arg-type]
+                for repo in selected[start : start + size]]  # fmt: skip
+        reply = _json(page)
+        if start + size < len(selected):
+            after = urlencode(call.query | {"cursor": [str(start + size)]}, doseq=True)
+            reply.headers["Link"] = f'<{self.url}/api/models?{after}>; rel="next"'
         return reply
 
     def _metered(self, route: str | None, reply: _Reply) -> _Reply:
@@ -560,15 +588,25 @@ class _Handler(BaseHTTPRequestHandler):
 # --- routes -----------------------------------------------------------------------------------------------------
 
 
-def _model_info(repo: FakeRepo, commit: Commit, query: dict[str, list[str]]) -> _Reply:
-    config = _json_object(commit.files.get("config.json"))
+def _tags(files: Mapping[str, Content]) -> list[str]:
+    config = _json_object(files.get("config.json"))
     tags = ["transformers"]
-    if any(path.endswith(".safetensors") for path in commit.files):
+    if any(path.endswith(".safetensors") for path in files):
         tags.append("safetensors")
     if config and "model_type" in config:
         tags.append(config["model_type"])
     if config and "auto_map" in config:
         tags.append("custom_code")
+    return tags
+
+
+def _model_info(repo: FakeRepo, commit: Commit, query: dict[str, list[str]]) -> _Reply:
+    return _json(_info(repo, commit, query))
+
+
+def _info(repo: FakeRepo, commit: Commit, query: dict[str, list[str]]) -> dict[str, Any]:
+    config = _json_object(commit.files.get("config.json"))
+    tags = _tags(commit.files)
     blobs = query.get("blobs") == ["true"]
     info: dict[str, Any] = {
         "id": repo.repo_id,
@@ -594,7 +632,7 @@ def _model_info(repo: FakeRepo, commit: Commit, query: dict[str, list[str]]) -> 
         info["securityRepoStatus"] = {"scansDone": True, "filesWithIssues": []}
     if expand := query.get("expand"):
         info = {k: v for k, v in info.items() if k == "id" or k in expand}
-    return _json(info)
+    return info
 
 
 def _sibling(path: str, content: Content, blobs: bool) -> dict[str, Any]:

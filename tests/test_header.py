@@ -92,6 +92,14 @@ def test_bad_prefixes_and_bodies(raw, message):
         ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, "does not start"),
         ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [8, 4]}}, "invalid data_offsets"),
         ({"__metadata__": [], "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, "__metadata__"),
+        ({"a": {"dtype": 7, "shape": [1], "data_offsets": [0, 4]}}, "lacks"),
+        ({"a": {"dtype": "F32", "shape": [[1]], "data_offsets": [0, 4]}}, "invalid shape"),
+        ({"a": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 4]}}, "invalid shape"),
+        # a (dtype, shape) checked once still has every tensor's offsets checked
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+          "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 12]}}, "do not match"),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+          "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 2.0]}}, "invalid data_offsets"),
     ],
 )
 def test_invalid_tensor_entries(decoded, message):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,12 +37,6 @@ from tests.hostilehub import (
 TINY = "hfmem-test/tiny-llama"
 TOKEN = FakeHub.valid_token
 MiB = 2**20
-
-
-@pytest.fixture(scope="session")
-def hostile_server() -> Iterator[HostileHub]:
-    with HostileHub() as hub:
-        yield hub
 
 
 @pytest.fixture
