@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
+from dataclasses import replace
 from enum import IntEnum
 from typing import Any, NoReturn, TypeVar
 
@@ -37,6 +38,7 @@ from .errors import HfmemError, Interrupted
 from .gpus import Gpu, find_gpu
 from .hub import HubOptions
 from .memory import Optimizer, Recipe, Settings
+from .memory.settings import CACHE_TYPES
 from .report import error_dict, error_fields, render_report, to_dict
 from .untrusted import for_terminal, one_line
 
@@ -87,9 +89,11 @@ def memory_options(f: Callable) -> Callable:
         click.option("--recipe", type=_choice(Recipe), default=Recipe.MIXED.value, show_default=True,
                      help="mixed: fp32 master weights + 16-bit compute; bf16: pure 16-bit; fp32."),
         click.option("--grad-checkpointing", is_flag=True, help="Recompute activations in the backward pass."),
-        click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank r."),
+        click.option("--lora-rank", type=click.IntRange(min=1), default=None,
+                     help="LoRA rank r.  [default: an adapter repo's r, else 16]"),
         click.option("--lora-targets", default=None, metavar="LIST|all-linear",
-                     help="Comma-separated module names, as PEFT's target_modules.  [default: attention projections]"),
+                     help="Comma-separated module names, as PEFT's target_modules.  [default: an adapter repo's, "
+                          "else attention projections]"),
         click.option("--qlora", is_flag=True, help="4-bit NF4 base weights (QLoRA)."),
         click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
                      help="GPUs to shard over (see --zero)."),
@@ -238,6 +242,15 @@ def cli() -> None:
 @units_option
 @click.option("--tables/--no-tables", default=True, show_default=True,
               help="Show the sequence x batch sweep and the what-if table.")
+@click.option("--file", "gguf_file", metavar="NAME.gguf", default=None, help="GGUF repos: the variant file to read.")
+@click.option("--quant", default=None, metavar="LABEL",
+              help="GGUF repos: the variant by its quant, e.g. Q4_K_M.  [default: the only one, else Q4_K_M]")
+@click.option("--cache-type-k", type=_choice(CACHE_TYPES), default="f16", show_default=True,
+              help="GGUF models (llama.cpp): the K cache type.")
+@click.option("--cache-type-v", type=_choice(CACHE_TYPES), default="f16", show_default=True,
+              help="GGUF models (llama.cpp): the V cache type.")
+@click.option("--n-gpu-layers", "-ngl", type=click.IntRange(min=0), default=None,
+              help="GGUF models (llama.cpp): layers on the GPU, the output layer counted as one.  [default: all]")
 def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, tables: bool, **opts: Any) -> None:
     """Exact spec and memory needed for MODEL (ORG/NAME, ORG/NAME@REV or a local directory).
 
@@ -247,9 +260,12 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
     Exit status: 0 when every model resolved, 2 when one could not be resolved.
     """
     settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
+    settings = replace(settings, cache_type_k=opts["cache_type_k"], cache_type_v=opts["cache_type_v"],
+                       n_gpu_layers=opts["n_gpu_layers"])  # fmt: skip
 
     def run(model: str) -> dict[str, Any] | str:
-        report = inspect_model(model, settings, gpu=gpu, revision=opts["revision"], hub=hub)
+        report = inspect_model(model, settings, gpu=gpu, revision=opts["revision"], hub=hub, file=opts["gguf_file"],
+                               quant=opts["quant"])  # fmt: skip
         return to_dict(report) if as_json else render_report(report, units, explain, tables)
 
     outputs, failed = [], False

@@ -36,7 +36,12 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status, parse_ratelimit_headers
+from huggingface_hub.utils import (
+    build_hf_headers,
+    get_session,
+    hf_raise_for_status,
+    parse_ratelimit_headers,
+)
 
 try:  # huggingface_hub 2.x ships its own httpx fork
     from httpx2 import Headers, RequestError, Response, TransportError
@@ -55,12 +60,22 @@ from .errors import (
     NoUsableFiles,
     RevisionNotFound,
     TimedOut,
+    UnsupportedModel,
 )
+from .gguf import GgufHeader, is_gguf_repo, open_repo, read_header
 from .header import Header, header_from_dict, header_length, parse_header
 from .local import read_snapshot
+from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, read_adapter
 from .refs import ModelRef
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
-from .untrusted import MAX_BYTES, MAX_FILES, MAX_TENSORS, decode_json, is_commit, is_repo_path
+from .untrusted import (
+    MAX_BYTES,
+    MAX_FILES,
+    MAX_TENSORS,
+    decode_json,
+    is_commit,
+    is_repo_path,
+)
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_RATE_LIMITED = 100  # 429s one request may wait out (each within max_wait)
@@ -88,16 +103,24 @@ class HubOptions:
         return self.endpoint or constants.ENDPOINT
 
 
-def fetch_snapshot(ref: ModelRef, options: HubOptions) -> Snapshot:
+def fetch_snapshot(
+    ref: ModelRef, options: HubOptions, *, file: str | None = None, quant: str | None = None, as_base: bool = False
+) -> Snapshot:
     """Resolve `ref` on the Hub, or from the metadata cache. Raises an HfmemError subclass for every failure.
 
     A pinned commit found in the cache needs no request; a branch or tag resolved before costs one small sha lookup
     when its commit is cached; in offline mode (HF_HUB_OFFLINE) there is the cache, then what huggingface_hub
     downloaded before. When the Hub cannot be reached or keeps failing, the same two answer, with a warning.
+
+    A repo of GGUF files resolves through the headers of the variant `file` or `quant` chooses (hfmem.gguf); a PEFT
+    adapter repo through its base model's (`as_base`: resolving that base, which may not be an adapter again).
+    GGUF and adapter repos are not kept in the metadata cache (their base models are).
     """
     assert ref.repo_id is not None
     cache = MetadataCache.default()
     known = ref.revision if ref.pinned else cache.commit(ref.repo_id, ref.revision or constants.DEFAULT_REVISION)
+    if file is not None or quant is not None:
+        known = None  # a cached transformers snapshot does not answer for a GGUF variant
     if known is not None and (ref.pinned or constants.HF_HUB_OFFLINE) and (hit := cache.load(ref, known)):
         return hit
     if constants.HF_HUB_OFFLINE:
@@ -107,7 +130,7 @@ def fetch_snapshot(ref: ModelRef, options: HubOptions) -> Snapshot:
             f"{ref.text}: HF_HUB_OFFLINE is set and the model is neither in hfmem's cache nor downloaded"
         )
     try:
-        return _resolve_online(ref, _Client(options, ref), cache, known)
+        return _resolve_online(ref, _Client(options, ref), cache, known, Variant(file, quant), as_base)
     except HubUnavailable as e:  # down, unreachable or rate-limiting: an answer from disk beats an error
         try:
             kept = (cache.load(ref, known) if known is not None else None) or _downloaded(ref)
@@ -128,7 +151,17 @@ class _Listing:
     gated: str | None  # "auto" / "manual"
 
 
-def _resolve_online(ref: ModelRef, client: _Client, cache: MetadataCache, known: str | None) -> Snapshot:
+@dataclass(frozen=True)
+class Variant:
+    """--file / --quant: which GGUF variant of a repo to read."""
+
+    file: str | None = None
+    quant: str | None = None
+
+
+def _resolve_online(
+    ref: ModelRef, client: _Client, cache: MetadataCache, known: str | None, variant: Variant, as_base: bool
+) -> Snapshot:
     """Ask the Hub; `known` is the commit this reference resolved to last time, if any."""
     repo_id = ref.repo_id
     assert repo_id is not None
@@ -142,9 +175,17 @@ def _resolve_online(ref: ModelRef, client: _Client, cache: MetadataCache, known:
             info = client.listing(repo_id, ref.revision)
             commit = info.commit
             cache.save_commit(repo_id, revision, commit)
-            if hit := cache.load(ref, commit):
+            chosen = variant != Variant()
+            if not chosen and (hit := cache.load(ref, commit)):
                 return replace(hit, gated=info.gated)
             names = {f.path for f in info.files}
+            if ADAPTER_CONFIG in names:
+                return _resolve_adapter(ref, client, pool, commit, names, as_base)
+            if is_gguf_repo(info.files, chosen):
+                gguf = open_repo(info.files, lambda name: client.gguf_header(repo_id, name, commit),
+                                 file=variant.file, quant=variant.quant, read_all=pool.map)  # fmt: skip
+                return Snapshot(ref.text, repo_id, ref.revision, commit, "hub", info.files, {}, {}, info.gated,
+                                gguf=gguf)  # fmt: skip
             if "config.json" not in names:
                 raise NoUsableFiles(f"{ref.text} has no config.json (hfmem reads transformers-style repos)")
             on_main = ref.revision in (None, constants.DEFAULT_REVISION)
@@ -158,6 +199,25 @@ def _resolve_online(ref: ModelRef, client: _Client, cache: MetadataCache, known:
     snapshot = Snapshot(ref.text, repo_id, ref.revision, commit, "hub", info.files, config, headers, info.gated)
     cache.save(snapshot)
     return snapshot
+
+
+def _resolve_adapter(
+    ref: ModelRef, client: _Client, pool: ThreadPoolExecutor, commit: str, names: set[str], as_base: bool
+) -> Snapshot:
+    """A PEFT adapter repo: its config and weights header, then its base model resolved as any model is."""
+    repo_id = ref.repo_id
+    assert repo_id is not None
+    if as_base:
+        raise UnsupportedModel(f"{ref.text}: the base model is itself an adapter (hfmem follows one level)")
+    if ADAPTER_WEIGHTS not in names:
+        raise NoUsableFiles(f"{ref.text}: an adapter repo without {ADAPTER_WEIGHTS}")
+    config = pool.submit(client.file, repo_id, ADAPTER_CONFIG, commit, "config")
+    header = client.header(repo_id, ADAPTER_WEIGHTS, commit)
+    adapter = read_adapter(config.result()[1], header, ref.text, repo_id)
+    base = ModelRef(adapter.base_model, adapter.base_model, adapter.base_revision)
+    snapshot = fetch_snapshot(base, client.options, as_base=True)
+    return replace(snapshot, model=ref.text, repo_id=repo_id, revision=ref.revision, commit=commit, source="hub",
+                   adapter=adapter)  # fmt: skip
 
 
 def _still_cached(ref: ModelRef, client: _Client, cache: MetadataCache) -> Snapshot | None:
@@ -274,6 +334,26 @@ class _Client:
     def prefix(self, url: str, length: int) -> bytes:
         """A file's first `length` bytes, asked for with Range and read no further, whatever the server sends."""
         return self._retrying(lambda: self._fetch(url, None, length, f"bytes=0-{length - 1}"))[1]
+
+    def span(self, url: str, start: int, length: int) -> bytes:
+        """`length` bytes of a file from `start` (fewer where the file ends), capped as prefix() caps them; an
+        answer from another offset (a server that ignores Range) is refused."""
+        try:
+            headers, body = self._retrying(
+                lambda: self._fetch(url, None, length, f"bytes={start}-{start + length - 1}")
+            )
+        except HfHubHTTPError as e:
+            if e.response is not None and e.response.status_code == 416:  # nothing from `start` on
+                return b""
+            raise
+        if start and not headers.get("Content-Range", "").startswith(f"bytes {start}-"):
+            raise BadResponse(f"{self.ref.text}: a ranged read was answered from another offset")
+        return body
+
+    def gguf_header(self, repo_id: str, filename: str, commit: str) -> GgufHeader:
+        """A GGUF file's header, read front to back in ranged reads that never reach its tensor data."""
+        url = hf_hub_url(repo_id, filename, revision=commit, endpoint=self.options.endpoint)
+        return read_header(lambda offset, length: self.span(url, offset, length), f"{repo_id}: {filename}")
 
     def _fetch(self, url: str, params: dict[str, Any] | None, cap: int, byte_range: str | None
                ) -> tuple[Headers, bytes]:  # fmt: skip

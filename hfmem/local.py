@@ -1,4 +1,4 @@
-"""Resolve a local directory (config.json + *.safetensors) into a Snapshot, without the network."""
+"""Resolve a local directory (config.json + *.safetensors, or .gguf files) into a Snapshot, without the network."""
 
 from __future__ import annotations
 
@@ -6,14 +6,25 @@ import json
 from pathlib import Path
 
 from .errors import ConfigError, HeaderError, NoUsableFiles
+from .gguf import GgufHeader, is_gguf_repo, open_repo
+from .gguf import read_header as read_gguf
 from .header import Header, header_length, parse_header
 from .refs import ModelRef
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot
 
 
-def read_snapshot(ref: ModelRef) -> Snapshot:
+def read_snapshot(ref: ModelRef, *, file: str | None = None, quant: str | None = None) -> Snapshot:
+    """A directory: a transformers checkpoint, or GGUF files (the variant `file` or `quant` chooses)."""
     root = ref.path
     assert root is not None
+    files = tuple(
+        RepoFile(p.relative_to(root).as_posix(), p.stat().st_size)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".cache" not in p.relative_to(root).parts
+    )
+    if is_gguf_repo(files, file is not None or quant is not None):
+        gguf = open_repo(files, lambda name: read_gguf_header(root / name), file=file, quant=quant)
+        return Snapshot(ref.text, None, None, None, "local", files, {}, {}, gguf=gguf)
     config_path = root / "config.json"
     if not config_path.is_file():
         raise NoUsableFiles(f"{ref.text} has no config.json")
@@ -23,11 +34,6 @@ def read_snapshot(ref: ModelRef) -> Snapshot:
         raise ConfigError(f"{config_path}: not valid JSON ({e})") from e
     if not isinstance(config, dict):
         raise ConfigError(f"{config_path}: not a JSON object")
-    files = tuple(
-        RepoFile(p.relative_to(root).as_posix(), p.stat().st_size)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and ".cache" not in p.relative_to(root).parts
-    )
     headers = {name: read_header(root / name) for name in _checkpoint_files(root)}
     return Snapshot(ref.text, None, None, None, "local", files, config, headers)
 
@@ -51,3 +57,14 @@ def read_header(path: Path) -> Header:
         prefix = f.read(8)
         length = header_length(prefix, str(path))
         return parse_header(prefix + f.read(length), str(path))
+
+
+def read_gguf_header(path: Path) -> GgufHeader:
+    """Read only the header of a GGUF file, front to back (hfmem.gguf.read_header)."""
+
+    def read(offset: int, length: int) -> bytes:
+        f.seek(offset)
+        return f.read(length)
+
+    with path.open("rb") as f:
+        return read_gguf(read, str(path))

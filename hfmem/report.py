@@ -43,8 +43,46 @@ def to_dict(report: ModelReport) -> dict[str, Any]:
         },
         "memory": report.memory.to_dict(),
         "gpu": report.gpu.to_dict() if report.gpu else None,
+        **kind_dict(spec),
         "warnings": list(report.warnings),
     }
+
+
+def kind_dict(spec: ModelSpec) -> dict[str, Any]:
+    """CONTRACT.md's objects for the repo kinds that have one: `gguf` (types only for the variant read; the others'
+    bits_per_weight are their size over its parameters) and `adapter`."""
+    kinds: dict[str, Any] = {}
+    if spec.gguf is not None:
+        repo, parameters = spec.gguf, spec.parameters.total
+        kinds["gguf"] = {
+            "file": repo.chosen.files[0],
+            "files": [{"name": v.files[0], "size": v.size, "parts": v.parts, "quant": v.quant,
+                       "types": repo.model.parameters_by_type if v == repo.chosen else None,
+                       "bits_per_weight": round(8 * v.size / parameters, 2) if v.size and parameters else None}
+                      for v in repo.variants],
+            "bits_per_weight": repo.model.bits_per_weight,
+        }  # fmt: skip
+    if spec.adapter is not None:
+        kinds["adapter"] = spec.adapter.to_dict()
+    return kinds
+
+
+def kind_rows(spec: ModelSpec, units: str) -> list[tuple[str, str]]:
+    """The GGUF variant read and the others; the adapter and its base."""
+    rows = []
+    if spec.gguf is not None:
+        repo = spec.gguf
+        others = [f"{v.quant or v.name} {format_bytes(v.size, units)}" for v in repo.variants if v != repo.chosen]
+        bits = repo.model.bits_per_weight or 0
+        rows.append(("GGUF", f"{repo.chosen.name} ({bits:.2f} bits/weight)"
+                     + (f" · other variants: {', '.join(others)}" if others else "")))  # fmt: skip
+    if spec.adapter is not None:
+        a = spec.adapter
+        targets = a.target_modules if isinstance(a.target_modules, str) else ",".join(a.target_modules)
+        saved = f" · modules_to_save {','.join(a.modules_to_save)}" if a.modules_to_save else ""
+        rows.append(("Adapter", f"LoRA r={a.rank} alpha={a.alpha:g} on {targets} · {a.parameters:,} parameters "
+                     f"({format_bytes(a.weights_bytes, units)}){saved} · base {a.base_model}"))  # fmt: skip
+    return rows
 
 
 def error_dict(model: str, error: Exception) -> dict[str, Any]:
@@ -130,6 +168,7 @@ def render_spec(spec: ModelSpec, revision: str | None, units: str) -> str:
         ("Dtype", f"{spec.dtype}{quant}"),
         ("Files", " · ".join(files)),
     ]
+    rows += kind_rows(spec, units)
     return tabulate([(key, one_line(value)) for key, value in rows], tablefmt="plain")
 
 

@@ -57,6 +57,12 @@ def render_breakdown(report: MemoryReport, units: str = "gib") -> str:
     cpu = f"CPU RAM to run inference without a GPU: {size(report.cpu.total_bytes, units)} {label(units)}"
     if report.cpu.settings["pickle_only"]:
         cpu += " (pickle checkpoint: torch.load holds a second copy while loading)"
+    if s.get("engine") == "llamacpp":
+        host = s["host"]
+        cpu += (f"\nllama.cpp: {s['n_gpu_layers']} of {report.facts.dims.layers + 1} layers on the GPU (output layer "
+                f"included) · host RAM {size(sum(host.values()), units)} {label(units)} (weights "
+                f"{size(host['weights'], units)}, KV {size(host['kv_cache'], units)}) · n_ctx {s['n_ctx']} · "
+                f"KV {s['kv_dtype']}")
     return f"{heading}\n{table}\n{lora.peft_line}\n{cpu}"
 
 

@@ -1,0 +1,218 @@
+"""Repos of GGUF files, end to end: variants on the fake Hub and on disk, headers read without a weight byte, the
+spec from GGUF metadata, and memory under llama.cpp's rules (hfmem.engines.llamacpp)."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+
+import gguf
+import pytest
+from click.testing import CliRunner
+
+from hfmem.api import inspect_model
+from hfmem.cli import cli
+from hfmem.engines.llamacpp import gpu_slots
+from hfmem.errors import GgufChoiceError
+from hfmem.hub import HubOptions
+from hfmem.memory import Settings
+from tests.fakehub import FakeHub, FakeRepo, LazyFile
+from tests.test_gguf import HIDDEN, LLAMA_TENSORS, VOCAB, _llama, _write
+
+REPO = "org/Tiny-Llama-GGUF"
+Q8_TENSORS = [(name, "F32" if kind in ("F32", "BF16") else "Q8_0", shape) for name, kind, shape in LLAMA_TENSORS]
+KV_PER_CELL = 2 * 2 * (2 * 32) * 2  # layers x (K + V) x (2 KV heads x head_dim 32) x 2 B (f16)
+
+
+def _gemma(writer: gguf.GGUFWriter) -> None:
+    _llama(writer)
+    writer.add_sliding_window(512)
+    writer.add_sliding_window_pattern([True, False])  # layer 0 slides, layer 1 attends in full
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real GGUF files from gguf's writer: two single-file quants, a split one in its folder, and a projector."""
+    root = tmp_path_factory.mktemp("gguf-repo")
+    _write(root / "Tiny-Llama-Q4_K_M.gguf", "llama", LLAMA_TENSORS, _llama)
+    _write(root / "Tiny-Llama-Q8_0.gguf", "llama", Q8_TENSORS, _llama)
+    (root / "Q6_K").mkdir()
+    _write(root / "Q6_K" / "Tiny-Llama-Q6_K.gguf", "llama", LLAMA_TENSORS, _llama, split_max_tensors=8)
+    _write(root / "Tiny-Gemma-SWA-BF16.gguf", "gemma3", LLAMA_TENSORS, _gemma)
+    _write(root / "mmproj-Tiny-F16.gguf", "clip", [("v.patch_embd.weight", "F16", (HIDDEN, 32))], lambda w: None)
+    return root
+
+
+@pytest.fixture(scope="module")
+def served(folder: Path) -> dict[str, LazyFile | bytes]:
+    """Each file as the Hub serves an LFS file: its real header, then (here, as in the file) zero bytes."""
+    files: dict[str, LazyFile | bytes] = {"README.md": b"# Tiny Llama GGUF\n"}
+    for path in sorted(folder.rglob("*.gguf")):
+        data = path.read_bytes()
+        files[path.relative_to(folder).as_posix()] = LazyFile(data[: gguf.GGUFReader(path).data_offset], len(data))
+    return files
+
+
+@pytest.fixture
+def repo(fake_hub: FakeHub, served: dict[str, LazyFile | bytes]) -> FakeRepo:
+    return fake_hub.add_repo(FakeRepo(REPO, dict(served)))
+
+
+def _inspect(fake_hub: FakeHub, settings: Settings | None = None, **choice: str):
+    return inspect_model(REPO, settings or Settings(seq_len=1000), hub=HubOptions(endpoint=fake_hub.url, token=False),
+                         **choice)  # fmt: skip
+
+
+@cache
+def _truth(*paths: Path) -> tuple[int, dict[str, int], int, int]:
+    """(parameters, parameters per ggml type, tensor bytes, token_embd bytes) as gguf's own reader counts them."""
+    by_type: dict[str, int] = {}
+    total_bytes = embedding = 0
+    for path in paths:
+        for t in gguf.GGUFReader(path).tensors:
+            by_type[t.tensor_type.name] = by_type.get(t.tensor_type.name, 0) + int(t.n_elements)
+            total_bytes += int(t.n_bytes)
+            embedding += int(t.n_bytes) if t.name == "token_embd.weight" else 0
+    return sum(by_type.values()), by_type, total_bytes, embedding
+
+
+def test_default_variant_exact(fake_hub: FakeHub, repo: FakeRepo, folder: Path):
+    report = _inspect(fake_hub)
+    spec, inference = report.spec, report.memory.inference
+    parameters, by_type, tensor_bytes, embedding = _truth(folder / "Tiny-Llama-Q4_K_M.gguf")
+    assert spec.gguf is not None and spec.gguf.chosen.files == ("Tiny-Llama-Q4_K_M.gguf",)  # llama.cpp's default
+    assert (spec.parameters.total, spec.parameters.by_dtype, spec.parameters.exact) == (parameters, by_type, True)
+    assert spec.files.weights_bytes == tensor_bytes
+    assert spec.files.download_bytes == (folder / "Tiny-Llama-Q4_K_M.gguf").stat().st_size
+    assert "gguf" in spec.files.formats
+    a = spec.architecture
+    assert (a.model_type, a.hidden_size, a.num_hidden_layers, a.num_attention_heads, a.num_key_value_heads,
+            a.head_dim, a.vocab_size, a.max_position_embeddings, a.tie_word_embeddings) == (
+            "llama", HIDDEN, 2, 8, 2, 32, VOCAB, 8192, True)  # fmt: skip
+    assert spec.parameters.embedding == VOCAB * HIDDEN  # token_embd (tied: no output.weight)
+    # llama.cpp: 1,000 tokens -> 1,024 cells; f16 K and V; the compute buffer is 512 tokens of logits + hidden.
+    assert inference.settings["engine"] == "llamacpp"
+    assert inference.components["kv_cache"] == 1024 * KV_PER_CELL
+    assert inference.components["compute_buffer"] == 512 * 4 * (VOCAB + HIDDEN)
+    # Every layer offloaded: token_embd stays on the host, and the tied output layer holds its copy on the GPU.
+    assert inference.components["weights"] == tensor_bytes
+    assert inference.settings["host"] == {"weights": embedding, "kv_cache": 0, "compute_buffer": 0}
+    assert report.memory.cpu.total_bytes == tensor_bytes + 1024 * KV_PER_CELL + 512 * 4 * (VOCAB + HIDDEN)
+
+
+def test_no_weight_byte_is_read(fake_hub: FakeHub, repo: FakeRepo):
+    _inspect(fake_hub, quant="q6_k")
+    reads = [r for r in fake_hub.requests_for(REPO, "resolve") if r.file and r.file.endswith(".gguf")]
+    assert {r.file for r in reads} == {f"Q6_K/Tiny-Llama-Q6_K-0000{i}-of-00003.gguf" for i in (1, 2, 3)}
+    for r in reads:
+        assert r.method == "GET" and r.range is not None, r
+        start, end = map(int, re.fullmatch(r"bytes=(\d+)-(\d+)", r.range).groups())  # type: ignore[union-attr]
+        data_offset = len(repo.files[r.file].head)  # type: ignore[union-attr]
+        assert end < data_offset, f"{r.file}: read up to byte {end:,}, tensor data starts at {data_offset:,}"
+        assert r.bytes_sent == end - start + 1
+
+
+def test_split_files_are_summed(fake_hub: FakeHub, repo: FakeRepo, folder: Path):
+    split = _inspect(fake_hub, quant="Q6_K").spec
+    single = _inspect(fake_hub, file="Tiny-Llama-Q4_K_M.gguf").spec
+    assert split.gguf is not None and len(split.gguf.chosen.files) == 3
+    assert split.parameters.total == _truth(*sorted((folder / "Q6_K").iterdir()))[0] == single.parameters.total
+    assert split.files.weights_bytes == single.files.weights_bytes
+    assert split.files.download_bytes == sum(p.stat().st_size for p in (folder / "Q6_K").iterdir())
+
+
+def test_file_and_quant_choose(fake_hub: FakeHub, repo: FakeRepo, folder: Path):
+    q8 = _inspect(fake_hub, quant="Q8_0").spec
+    assert q8.parameters.by_dtype == _truth(folder / "Tiny-Llama-Q8_0.gguf")[1]
+    assert _inspect(fake_hub, file="Tiny-Llama-Q8_0.gguf").spec.parameters == q8.parameters
+
+
+def test_sliding_window_layers(fake_hub: FakeHub, repo: FakeRepo):
+    report = _inspect(fake_hub, Settings(seq_len=4000), quant="BF16")
+    assert report.spec.architecture.layer_types == ("sliding_attention", "full_attention")
+    # 4,096 cells for the full layer; pad(512 + n_ubatch 512, 256) = 1,024 for the sliding one
+    per_layer_cell = KV_PER_CELL // 2
+    assert report.memory.inference.components["kv_cache"] == (4096 + 1024) * per_layer_cell
+
+
+@pytest.mark.parametrize("quant, message", [
+    ("Q3_K_S", "--quant Q3_K_S names no GGUF variant; choose one with --quant or --file: Q6_K, BF16, Q4_K_M, Q8_0"),
+    (None, None),
+])  # fmt: skip
+def test_a_missing_quant_lists_the_choices(fake_hub: FakeHub, repo: FakeRepo, quant, message):
+    if quant is None:  # a missing split part
+        del repo.files["Q6_K/Tiny-Llama-Q6_K-00002-of-00003.gguf"]
+        quant, message = "Q6_K", "GGUF Q6_K/Tiny-Llama-Q6_K has 2 of its 3 split files"
+    with pytest.raises(GgufChoiceError) as caught:
+        _inspect(fake_hub, quant=quant)
+    assert str(caught.value) == message
+    assert caught.value.code == "gguf_choice"
+
+
+def test_local_directory(folder: Path):
+    report = inspect_model(str(folder), Settings(seq_len=1000), quant="Q8_0")
+    assert report.spec.source == "local"
+    assert report.spec.parameters.by_dtype == _truth(folder / "Tiny-Llama-Q8_0.gguf")[1]
+
+
+@pytest.mark.parametrize("layers, first, output", [(None, 0, 1), (3, 0, 1), (9, 0, 1), (2, 1, 1), (1, 2, 1), (0, 3, 0)])
+def test_gpu_slots(layers, first, output):
+    """llama.cpp counts 2 + 1 slots for a 2-layer model and offloads the last N: the output layer first."""
+    assert gpu_slots(2, layers) == (first, output)
+
+
+def test_partial_offload(fake_hub: FakeHub, repo: FakeRepo, folder: Path):
+    tensor_bytes, embedding = _truth(folder / "Tiny-Llama-Q4_K_M.gguf")[2:]
+    block1 = tensor_bytes // 2 - embedding // 2 - HIDDEN * 2  # the two blocks are alike; output_norm is F32
+    output = HIDDEN * 4 + embedding  # output_norm (F32) and the tied output's copy of token_embd
+    layer_kv = 1024 * KV_PER_CELL // 2
+    for n, gpu_weights, gpu_kv in [(2, block1 + output, layer_kv), (1, output, 0), (0, 0, 0)]:
+        inference = _inspect(fake_hub, Settings(seq_len=1000, n_gpu_layers=n)).memory.inference
+        host = inference.settings["host"]
+        assert (inference.components["weights"], inference.components["kv_cache"]) == (gpu_weights, gpu_kv)
+        assert host["weights"] == tensor_bytes + (embedding if n else 0) - gpu_weights
+        assert host["kv_cache"] == 2 * layer_kv - gpu_kv
+        assert inference.components["overhead"] == (Settings.overhead_bytes if n else 0)
+        assert (inference.components["compute_buffer"] > 0) == (n > 0) == (host["compute_buffer"] == 0)
+
+
+@pytest.mark.parametrize("k, v, per_cell", [("q8_0", "q8_0", 2 * 2 * 68), ("q4_0", "f16", 2 * (36 + 128)),
+                                            ("f32", "iq4_nl", 2 * (256 + 36))])  # fmt: skip
+def test_quantized_cache_types(fake_hub: FakeHub, repo: FakeRepo, k, v, per_cell):
+    """A row of 64 elements (2 KV heads x 32) is 2 blocks of 32: q8_0 34 B, q4_0 and iq4_nl 18 B each."""
+    settings = Settings(seq_len=1000, cache_type_k=k, cache_type_v=v)
+    assert _inspect(fake_hub, settings).memory.inference.components["kv_cache"] == 1024 * per_cell
+
+
+def test_cli_json(fake_hub: FakeHub, repo: FakeRepo, monkeypatch: pytest.MonkeyPatch):
+    args = ["inspect", REPO, "--json", "--quant", "Q8_0", "--seq-len", "1000", "--cache-type-k", "q8_0",
+            "--n-gpu-layers", "1", "--no-tables"]  # fmt: skip
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert "gguf" in data["files"]["formats"]
+    assert data["gguf"]["file"] == "Tiny-Llama-Q8_0.gguf"
+    by_name = {f["name"]: f for f in data["gguf"]["files"]}
+    assert by_name["Tiny-Llama-Q8_0.gguf"]["types"] == data["parameters"]["by_dtype"]
+    assert by_name["Tiny-Llama-Q4_K_M.gguf"]["types"] is None  # only the chosen variant's header is read
+    assert by_name["Q6_K/Tiny-Llama-Q6_K-00001-of-00003.gguf"]["parts"] == 3
+    settings = data["memory"]["inference"]["settings"]
+    assert (settings["engine"], settings["cache_type_k"], settings["n_gpu_layers"]) == ("llamacpp", "q8_0", 1)
+    assert data["memory"]["inference"]["total_bytes"] == sum(data["memory"]["inference"]["components"].values())
+
+
+def test_cli_unknown_quant(fake_hub: FakeHub, repo: FakeRepo):
+    result = CliRunner().invoke(cli, ["inspect", REPO, "--quant", "IQ1_S"], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("hfmem: error: --quant IQ1_S names no GGUF variant; choose one with --quant or "
+                                     "--file: Q6_K, BF16, Q4_K_M, Q8_0")  # fmt: skip
+
+
+def test_human_report(fake_hub: FakeHub, repo: FakeRepo):
+    result = CliRunner().invoke(cli, ["inspect", REPO, "--no-tables", "-ngl", "2"], catch_exceptions=False,
+                                env={"COLUMNS": "100"})  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "GGUF          Tiny-Llama-Q4_K_M.gguf (" in result.stdout
+    assert "llama.cpp: 2 of 3 layers on the GPU" in result.stdout
