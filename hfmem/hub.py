@@ -65,7 +65,7 @@ from .errors import (
 from .gguf import GgufHeader, is_gguf_repo, open_repo, read_header
 from .header import Header, header_from_dict, header_length, parse_header
 from .local import read_snapshot
-from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, read_adapter
+from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, is_adapter_repo, read_adapter
 from .refs import ModelRef
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
 from .untrusted import (
@@ -179,7 +179,7 @@ def _resolve_online(
             if not chosen and (hit := cache.load(ref, commit)):
                 return replace(hit, gated=info.gated)
             names = {f.path for f in info.files}
-            if ADAPTER_CONFIG in names:
+            if is_adapter_repo(names):
                 return _resolve_adapter(ref, client, pool, commit, names, as_base)
             if is_gguf_repo(info.files, chosen):
                 gguf = open_repo(info.files, lambda name: client.gguf_header(repo_id, name, commit),

@@ -21,6 +21,12 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 LORA_TYPES = {"LORA", "ADALORA"}
 
 
+def is_adapter_repo(names: set[str]) -> bool:
+    """An adapter repo: adapter_config.json, and no full checkpoint beside it (config.json and other safetensors)."""
+    checkpoint = "config.json" in names and any(n.endswith(".safetensors") and n != ADAPTER_WEIGHTS for n in names)
+    return ADAPTER_CONFIG in names and not checkpoint
+
+
 @dataclass(frozen=True)
 class Adapter:
     """A LoRA adapter and its base model. `target_modules` is PEFT's: names, or one regex string."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import dtypes
 from .architecture import Architecture
@@ -11,6 +12,7 @@ from .gguf import GgufArchitecture, GgufRepo, GgufTensor, torch_name
 from .header import Tensor
 from .peft import Adapter
 from .snapshot import PICKLE_FORMATS, Snapshot
+from .untrusted import one_line
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,9 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     else:
         parameters, weights_bytes = _parameters_from_config(snapshot, architecture, dtype)
         warnings.append(_no_safetensors_warning(snapshot))
+    if snapshot.adapter is not None and isinstance(snapshot.adapter.target_modules, str):
+        warnings.append(f"the adapter's target_modules is a regex ({one_line(snapshot.adapter.target_modules)[:60]}): "
+                        "the LoRA estimate adapts the attention projections unless --lora-targets is given")
     files = Files(
         weights_bytes=weights_bytes,
         download_bytes=snapshot.download_bytes,
@@ -126,10 +131,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
         count=len(snapshot.files),
     )
     return ModelSpec(
-        model=snapshot.model,
-        revision=snapshot.revision,
-        commit=snapshot.commit,
-        source=snapshot.source,
+        **_identity(snapshot),
         architecture=architecture,
         dtype=dtype,
         quantization=quantization,
@@ -141,6 +143,12 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     )
 
 
+def _identity(snapshot: Snapshot) -> dict[str, Any]:
+    """The fields a spec takes from the snapshot as they are."""
+    return {"model": snapshot.model, "revision": snapshot.revision, "commit": snapshot.commit,
+            "source": snapshot.source}  # fmt: skip
+
+
 def _gguf_spec(snapshot: Snapshot, repo: GgufRepo) -> ModelSpec:
     """A GGUF variant: exact parameters per ggml type and bytes from its headers, the architecture from its
     metadata; the download is the variant's files (what llama.cpp's -hf fetches), not the whole repo."""
@@ -150,10 +158,7 @@ def _gguf_spec(snapshot: Snapshot, repo: GgufRepo) -> ModelSpec:
     parameters = count_parameters(tensors, architecture, None)
     bits = model.bits_per_weight
     return ModelSpec(
-        model=snapshot.model,
-        revision=snapshot.revision,
-        commit=snapshot.commit,
-        source=snapshot.source,
+        **_identity(snapshot),
         architecture=architecture,
         dtype=max(model.parameters_by_type, key=model.parameters_by_type.__getitem__, default=None),
         quantization=Quantization("gguf", round(bits, 2) if bits else None),

@@ -90,6 +90,20 @@ def test_flags_override_the_adapter(fake_hub: FakeHub, adapter_repo):
     assert _inspect(fake_hub, Settings(lora_rank=4)).memory.lora.target_modules == ("v_proj", "q_proj")
 
 
+def test_regex_targets_fall_back_with_a_warning(fake_hub: FakeHub, adapter_repo):
+    adapter_repo(adapter_config(target_modules=r".*\.(q|v)_proj"))
+    report = _inspect(fake_hub)
+    assert report.spec.adapter is not None and report.spec.adapter.target_modules == r".*\.(q|v)_proj"
+    assert report.memory.lora.target_modules == ("q_proj", "k_proj", "v_proj", "o_proj")
+    assert any("target_modules is a regex" in w for w in report.warnings)
+
+
+def test_a_full_checkpoint_with_adapter_files_is_the_checkpoint(fake_hub: FakeHub, hub_repo):
+    repo = hub_repo(BASE)
+    repo.files |= {"adapter_config.json": adapter_config(), "adapter_model.safetensors": adapter_weights()}
+    assert _inspect(fake_hub, model=BASE).spec.adapter is None
+
+
 def test_json(fake_hub: FakeHub, adapter_repo):
     adapter_repo(adapter_config(modules_to_save=["lm_head"], target_modules="all-linear"))
     result = CliRunner().invoke(cli, ["inspect", ADAPTER, "--json", "--no-tables"], catch_exceptions=False)
