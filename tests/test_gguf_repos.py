@@ -13,12 +13,14 @@ import pytest
 from click.testing import CliRunner
 
 from hfmem.api import inspect_model
+from hfmem.checks import check_model
 from hfmem.cli import cli
 from hfmem.engines.llamacpp import gpu_slots
-from hfmem.errors import GgufChoiceError
+from hfmem.errors import BadResponse, GgufChoiceError
 from hfmem.hub import HubOptions
 from hfmem.memory import Settings
-from tests.fakehub import FakeHub, FakeRepo, LazyFile
+from tests.fakehub import FakeHub, FakeRepo, LazyFile, _chunks, _Reply
+from tests.hostilehub import HostileHub
 from tests.test_gguf import HIDDEN, LLAMA_TENSORS, VOCAB, _llama, _write
 
 REPO = "org/Tiny-Llama-GGUF"
@@ -216,3 +218,23 @@ def test_human_report(fake_hub: FakeHub, repo: FakeRepo):
     assert result.exit_code == 0, result.stderr
     assert "GGUF          Tiny-Llama-Q4_K_M.gguf (" in result.stdout
     assert "llama.cpp: 2 of 3 layers on the GPU" in result.stdout
+
+
+def test_check_passes_on_gguf(fake_hub: FakeHub, repo: FakeRepo):
+    result = check_model(REPO, Settings(seq_len=1000), hub=HubOptions(endpoint=fake_hub.url, token=False))
+    assert result.passed, result.findings
+
+
+def test_a_server_that_ignores_range_is_refused(served: dict[str, LazyFile | bytes]):
+    """A read past the first one answered from byte 0 (a server ignoring Range) would be parsed as the wrong bytes."""
+
+    def whole_file(call, reply: _Reply) -> _Reply:
+        content = served[call.file]
+        size = content.size  # type: ignore[union-attr]
+        return _Reply(200, {"Content-Type": "application/octet-stream"}, _chunks(content, 0, size), size)
+
+    with HostileHub() as hub:
+        hub.add_repo(FakeRepo(REPO, dict(served)))
+        hub.tamper("resolve", whole_file, path=".gguf")
+        with pytest.raises(BadResponse, match="answered from another offset"):
+            inspect_model(REPO, hub=HubOptions(endpoint=hub.url, token=False, backoff=0))
