@@ -4,11 +4,13 @@ spec from GGUF metadata, and memory under llama.cpp's rules (hfmem.engines.llama
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import cache
 from pathlib import Path
 
 import gguf
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -238,3 +240,75 @@ def test_a_server_that_ignores_range_is_refused(served: dict[str, LazyFile | byt
         hub.tamper("resolve", whole_file, path=".gguf")
         with pytest.raises(BadResponse, match="answered from another offset"):
             inspect_model(REPO, hub=HubOptions(endpoint=hub.url, token=False, backoff=0))
+
+
+def _llama_8b_header(path: Path) -> LazyFile:
+    """Llama-3.1-8B-Instruct-Q4_K_M.gguf's header as llama.cpp's quantizer lays it out: its metadata keys, a
+    128,256-token vocabulary with 280,147 merges, its 292 tensors at the Q4_K_M type mix (Q6_K for output and, in
+    the layers use_more_bits picks, attn_v and ffn_down). Only the header is written; the fake Hub serves zeros
+    for the 4.9 GB of tensor data."""
+    n, hidden, ff, vocab = 32, 4096, 14336, 128256
+
+    def more_bits(i: int) -> bool:  # src/llama-quant.cpp use_more_bits
+        return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+    tensors = [("token_embd.weight", "Q4_K", (vocab, hidden))]
+    for i in range(n):
+        wide = "Q6_K" if more_bits(i) else "Q4_K"
+        tensors += [(f"blk.{i}.attn_norm.weight", "F32", (hidden,)), (f"blk.{i}.ffn_down.weight", wide, (hidden, ff)),
+                    (f"blk.{i}.ffn_gate.weight", "Q4_K", (ff, hidden)), (f"blk.{i}.ffn_up.weight", "Q4_K", (ff, hidden)),
+                    (f"blk.{i}.ffn_norm.weight", "F32", (hidden,)), (f"blk.{i}.attn_k.weight", "Q4_K", (1024, hidden)),
+                    (f"blk.{i}.attn_output.weight", "Q4_K", (hidden, hidden)),
+                    (f"blk.{i}.attn_q.weight", "Q4_K", (hidden, hidden)), (f"blk.{i}.attn_v.weight", wide, (1024, hidden))]
+    tensors += [("output.weight", "Q6_K", (vocab, hidden)), ("output_norm.weight", "F32", (hidden,)),
+                ("rope_freqs.weight", "F32", (64,))]  # fmt: skip
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_name("Meta Llama 3.1 8B Instruct")
+    writer.add_block_count(n)
+    writer.add_context_length(131072)
+    writer.add_embedding_length(hidden)
+    writer.add_feed_forward_length(ff)
+    writer.add_head_count(32)
+    writer.add_head_count_kv(8)
+    writer.add_rope_freq_base(500000.0)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
+    writer.add_vocab_size(vocab)
+    writer.add_rope_dimension_count(128)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([f"tok{i}" for i in range(vocab)])
+    writer.add_token_types([1] * vocab)
+    writer.add_token_merges([f"t o{i}" for i in range(280147)])
+    data_bytes = 0
+    for name, kind, shape in tensors:
+        qtype = gguf.GGMLQuantizationType[kind]
+        block, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+        nbytes = math.prod(shape[:-1]) * shape[-1] // block * block_bytes
+        writer.add_tensor_info(name, (*shape[:-1], shape[-1] // block * block_bytes), np.dtype(np.uint8), nbytes, qtype)
+        data_bytes += -(-nbytes // 32) * 32
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    writer.close()
+    head = path.read_bytes()
+    head += bytes(-len(head) % 32)  # the padding up to the data section
+    return LazyFile(head, len(head) + data_bytes)
+
+
+def test_llama_3_1_8b_q4_k_m(fake_hub: FakeHub, tmp_path: Path):
+    """Real shapes: the exact count (the safetensors' 8,030,261,248 plus rope_freqs' 64), KV at the full 131,072
+    tokens (32 layers x 8 KV heads x 128 x K and V x 2 B = 128 KiB a token: 16 GiB), the compute buffer."""
+    name = "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf"
+    file = _llama_8b_header(tmp_path / name)
+    fake_hub.add_repo(FakeRepo("bartowski/Meta-Llama-3.1-8B-Instruct-GGUF", {name: file}))
+    report = inspect_model("bartowski/Meta-Llama-3.1-8B-Instruct-GGUF", hub=HubOptions(endpoint=fake_hub.url, token=False))
+    spec, inference = report.spec, report.memory.inference
+    assert spec.parameters.total == 8_030_261_248 + 64
+    assert spec.parameters.by_dtype["F32"] == 2 * 32 * 4096 + 4096 + 64
+    assert spec.files.weights_bytes == 4_912_898_304
+    assert inference.components["kv_cache"] == 16 * 2**30
+    assert inference.components["compute_buffer"] == int(258.5 * 2**20)
+    assert inference.settings["host"]["weights"] == 128256 * 4096 // 256 * 144  # token_embd, Q4_K, on the CPU
+    reads = [r for r in fake_hub.requests_for(spec.model, "resolve") if r.file == name]
+    assert max(int(r.range.rsplit("-", 1)[1]) for r in reads) < len(file.head)  # type: ignore[union-attr]
+    assert len(reads) < 40  # a 7 MB header in ranged reads that grow with what it must still hold
