@@ -215,11 +215,12 @@ def test_cli_unknown_quant(fake_hub: FakeHub, repo: FakeRepo):
 
 
 def test_human_report(fake_hub: FakeHub, repo: FakeRepo):
-    result = CliRunner().invoke(cli, ["inspect", REPO, "--no-tables", "-ngl", "2"], catch_exceptions=False,
+    result = CliRunner().invoke(cli, ["inspect", REPO, "-ngl", "2", "--seq-len", "1000"], catch_exceptions=False,
                                 env={"COLUMNS": "100"})  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert "GGUF          Tiny-Llama-Q4_K_M.gguf (" in result.stdout
     assert "llama.cpp: 2 of 3 layers on the GPU" in result.stdout
+    assert "inference  q8_0 KV cache" in result.stdout and "fp8 KV cache" not in result.stdout
 
 
 def test_check_passes_on_gguf(fake_hub: FakeHub, repo: FakeRepo):
