@@ -36,12 +36,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import (
-    build_hf_headers,
-    get_session,
-    hf_raise_for_status,
-    parse_ratelimit_headers,
-)
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status, parse_ratelimit_headers
 
 try:  # huggingface_hub 2.x ships its own httpx fork
     from httpx2 import Headers, RequestError, Response, TransportError
@@ -68,14 +63,7 @@ from .local import read_snapshot
 from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, is_adapter_repo, read_adapter
 from .refs import ModelRef
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
-from .untrusted import (
-    MAX_BYTES,
-    MAX_FILES,
-    MAX_TENSORS,
-    decode_json,
-    is_commit,
-    is_repo_path,
-)
+from .untrusted import MAX_BYTES, MAX_FILES, MAX_TENSORS, decode_json, is_commit, is_repo_path
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_RATE_LIMITED = 100  # 429s one request may wait out (each within max_wait)
