@@ -55,7 +55,7 @@ def served(folder: Path) -> dict[str, LazyFile | bytes]:
     files: dict[str, LazyFile | bytes] = {"README.md": b"# Tiny Llama GGUF\n"}
     for path in sorted(folder.rglob("*.gguf")):
         data = path.read_bytes()
-        files[path.relative_to(folder).as_posix()] = LazyFile(data[: gguf.GGUFReader(path).data_offset], len(data))
+        files[path.relative_to(folder).as_posix()] = LazyFile(data[: _reader(path).data_offset], len(data))
     return files
 
 
@@ -70,12 +70,16 @@ def _inspect(fake_hub: FakeHub, settings: Settings | None = None, **choice: str)
 
 
 @cache
+def _reader(path: Path) -> gguf.GGUFReader:
+    return gguf.GGUFReader(path)
+
+
 def _truth(*paths: Path) -> tuple[int, dict[str, int], int, int]:
     """(parameters, parameters per ggml type, tensor bytes, token_embd bytes) as gguf's own reader counts them."""
     by_type: dict[str, int] = {}
     total_bytes = embedding = 0
     for path in paths:
-        for t in gguf.GGUFReader(path).tensors:
+        for t in _reader(path).tensors:
             by_type[t.tensor_type.name] = by_type.get(t.tensor_type.name, 0) + int(t.n_elements)
             total_bytes += int(t.n_bytes)
             embedding += int(t.n_bytes) if t.name == "token_embd.weight" else 0
