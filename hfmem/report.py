@@ -49,8 +49,9 @@ def to_dict(report: ModelReport) -> dict[str, Any]:
 
 
 def kind_dict(spec: ModelSpec) -> dict[str, Any]:
-    """CONTRACT.md's objects for the repo kinds that have one: `gguf` (types only for the variant read; the others'
-    bits_per_weight are their size over its parameters) and `adapter`."""
+    """CONTRACT.md's objects for the repo kinds that have one: `gguf` (types, parameters per ggml type, only for the
+    variant read; the others' bits_per_weight are their size over its parameters; bytes_by_type the read one's) and
+    `adapter`."""
     kinds: dict[str, Any] = {}
     if spec.gguf is not None:
         repo, parameters = spec.gguf, spec.parameters.total
@@ -61,6 +62,7 @@ def kind_dict(spec: ModelSpec) -> dict[str, Any]:
                        "bits_per_weight": round(8 * v.size / parameters, 2) if v.size and parameters else None}
                       for v in repo.variants],
             "bits_per_weight": repo.model.bits_per_weight,
+            "bytes_by_type": repo.model.bytes_by_type,
         }  # fmt: skip
     if spec.adapter is not None:
         kinds["adapter"] = spec.adapter.to_dict()

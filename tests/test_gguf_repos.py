@@ -205,6 +205,7 @@ def test_cli_json(fake_hub: FakeHub, repo: FakeRepo, monkeypatch: pytest.MonkeyP
     by_name = {f["name"]: f for f in data["gguf"]["files"]}
     assert by_name["Tiny-Llama-Q8_0.gguf"]["types"] == data["parameters"]["by_dtype"]
     assert by_name["Tiny-Llama-Q4_K_M.gguf"]["types"] is None  # only the chosen variant's header is read
+    assert sum(data["gguf"]["bytes_by_type"].values()) == data["files"]["weights_bytes"]
     assert by_name["Q6_K/Tiny-Llama-Q6_K-00001-of-00003.gguf"]["parts"] == 3
     settings = data["memory"]["inference"]["settings"]
     assert (settings["engine"], settings["cache_type_k"], settings["n_gpu_layers"]) == ("llamacpp", "q8_0", 1)
