@@ -8,8 +8,8 @@ from typing import Any
 from . import engines
 from .engines import EngineSettings, ServePlan
 from .gpus import Gpu, find_gpu
-from .hub import HubOptions, fetch_snapshot
-from .local import read_snapshot
+from .hub import HubOptions, fetch_snapshot, with_base
+from .local import local_adapter, read_snapshot
 from .memory import (
     Explanation,
     GpuFit,
@@ -86,9 +86,13 @@ def open_snapshot(
     """Resolve a model reference (repo id, repo id@revision, URL or local directory) into a Snapshot; `file` or
     `quant` chooses the GGUF variant of a repo of GGUF files (hfmem.gguf.select_variant)."""
     ref = parse_ref(reference, revision)
-    if ref.path is not None:
-        return read_snapshot(ref, file=file, quant=quant)
-    return fetch_snapshot(ref, hub or HubOptions(), file=file, quant=quant)
+    if ref.path is None:
+        return fetch_snapshot(ref, hub or HubOptions(), file=file, quant=quant)
+    adapter = local_adapter(ref)
+    if adapter is not None:  # a training run's output directory: its base model is on the Hub
+        return with_base(adapter, hub or HubOptions(), model=ref.text, repo_id=None, revision=None, commit=None,
+                         source="local")  # fmt: skip
+    return read_snapshot(ref, file=file, quant=quant)
 
 
 def inspect_model(

@@ -60,7 +60,7 @@ from .errors import (
 from .gguf import GgufHeader, is_gguf_repo, open_repo, read_header
 from .header import Header, header_from_dict, header_length, parse_header
 from .local import read_snapshot
-from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, is_adapter_repo, read_adapter
+from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, is_adapter_repo, read_adapter
 from .refs import ModelRef
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
 from .untrusted import MAX_BYTES, MAX_FILES, MAX_TENSORS, decode_json, is_commit, is_repo_path
@@ -202,10 +202,15 @@ def _resolve_adapter(
     config = pool.submit(client.file, repo_id, ADAPTER_CONFIG, commit, "config")
     header = client.header(repo_id, ADAPTER_WEIGHTS, commit)
     adapter = read_adapter(config.result()[1], header, ref.text, repo_id)
+    return with_base(adapter, client.options, model=ref.text, repo_id=repo_id, revision=ref.revision, commit=commit,
+                     source="hub")  # fmt: skip
+
+
+def with_base(adapter: Adapter, options: HubOptions, **identity: Any) -> Snapshot:
+    """An adapter's snapshot: its base model's, resolved on the Hub, with the adapter's identity (`identity`:
+    Snapshot fields) and the adapter."""
     base = ModelRef(adapter.base_model, adapter.base_model, adapter.base_revision)
-    snapshot = fetch_snapshot(base, client.options, as_base=True)
-    return replace(snapshot, model=ref.text, repo_id=repo_id, revision=ref.revision, commit=commit, source="hub",
-                   adapter=adapter)  # fmt: skip
+    return replace(fetch_snapshot(base, options, as_base=True), adapter=adapter, **identity)
 
 
 def _still_cached(ref: ModelRef, client: _Client, cache: MetadataCache) -> Snapshot | None:

@@ -9,19 +9,17 @@ from .errors import ConfigError, HeaderError, NoUsableFiles
 from .gguf import GgufHeader, is_gguf_repo, open_repo
 from .gguf import read_header as read_gguf
 from .header import Header, header_length, parse_header
+from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, is_adapter_repo, read_adapter
 from .refs import ModelRef
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot
 
 
 def read_snapshot(ref: ModelRef, *, file: str | None = None, quant: str | None = None) -> Snapshot:
-    """A directory: a transformers checkpoint, or GGUF files (the variant `file` or `quant` chooses)."""
+    """A directory: a transformers checkpoint, or GGUF files (the variant `file` or `quant` chooses). A PEFT
+    adapter's directory is read_adapter's: its base model is on the Hub."""
     root = ref.path
     assert root is not None
-    files = tuple(
-        RepoFile(p.relative_to(root).as_posix(), p.stat().st_size)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and ".cache" not in p.relative_to(root).parts
-    )
+    files = _files(root)
     if is_gguf_repo(files, file is not None or quant is not None):
         gguf = open_repo(files, lambda name: read_gguf_header(root / name), file=file, quant=quant)
         return Snapshot(ref.text, None, None, None, "local", files, {}, {}, gguf=gguf)
@@ -36,6 +34,25 @@ def read_snapshot(ref: ModelRef, *, file: str | None = None, quant: str | None =
         raise ConfigError(f"{config_path}: not a JSON object")
     headers = {name: read_header(root / name) for name in _checkpoint_files(root)}
     return Snapshot(ref.text, None, None, None, "local", files, config, headers)
+
+
+def _files(root: Path) -> tuple[RepoFile, ...]:
+    return tuple(
+        RepoFile(p.relative_to(root).as_posix(), p.stat().st_size)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".cache" not in p.relative_to(root).parts
+    )
+
+
+def local_adapter(ref: ModelRef) -> Adapter | None:
+    """The PEFT adapter a directory holds (adapter_config.json, adapter_model.safetensors), or None."""
+    root = ref.path
+    assert root is not None
+    if not is_adapter_repo({f.path for f in _files(root)}):
+        return None
+    if not (root / ADAPTER_WEIGHTS).is_file():
+        raise NoUsableFiles(f"{ref.text}: an adapter directory without {ADAPTER_WEIGHTS}")
+    return read_adapter((root / ADAPTER_CONFIG).read_bytes(), read_header(root / ADAPTER_WEIGHTS), ref.text, None)
 
 
 def _checkpoint_files(root: Path) -> list[str]:

@@ -144,3 +144,19 @@ def test_adapter_without_weights(fake_hub: FakeHub, adapter_repo):
     adapter_repo(weights=False)
     with pytest.raises(NoUsableFiles, match="without adapter_model.safetensors"):
         _inspect(fake_hub)
+
+
+def test_a_local_adapter_directory_resolves_its_base_on_the_hub(fake_hub: FakeHub, hub_repo, tmp_path):
+    """A training run's output directory: adapter_config.json and the adapter's weights, its base on the Hub."""
+    hub_repo(BASE)
+    weights, run = adapter_weights(), tmp_path / "run"
+    run.mkdir()
+    (run / "adapter_config.json").write_bytes(adapter_config())
+    (run / "adapter_model.safetensors").write_bytes(weights.head + bytes(weights.size - len(weights.head)))
+    report = _inspect(fake_hub, model=str(run))
+    assert report.spec.source == "local" and report.spec.commit is None
+    assert report.spec.adapter is not None and report.spec.adapter.parameters == ADAPTER_PARAMETERS
+    assert report.spec.parameters == _inspect(fake_hub, model=BASE).spec.parameters
+    (run / "adapter_config.json").write_bytes(adapter_config(base_model_name_or_path="/home/me/llama-base"))
+    with pytest.raises(ConfigError, match="is not a Hub repo id"):
+        _inspect(fake_hub, model=str(run))
