@@ -19,11 +19,13 @@ from hfmem.checks import check_model
 from hfmem.cli import cli
 from hfmem.engines.llamacpp import gpu_slots
 from hfmem.errors import BadResponse, GgufChoiceError
+from hfmem.gguf import is_gguf_repo
 from hfmem.hub import HubOptions
 from hfmem.memory import Settings
+from hfmem.snapshot import RepoFile
 from tests.fakehub import FakeHub, FakeRepo, LazyFile, _chunks, _Reply
 from tests.hostilehub import HostileHub
-from tests.test_gguf import HIDDEN, LLAMA_TENSORS, VOCAB, _llama, _write
+from tests.test_gguf import HIDDEN, LLAMA_TENSORS, MOE_TENSORS, VOCAB, _llama, _moe, _write
 
 REPO = "org/Tiny-Llama-GGUF"
 Q8_TENSORS = [(name, "F32" if kind in ("F32", "BF16") else "Q8_0", shape) for name, kind, shape in LLAMA_TENSORS]
@@ -318,3 +320,28 @@ def test_llama_3_1_8b_q4_k_m(fake_hub: FakeHub, tmp_path: Path):
     reads = [r for r in fake_hub.requests_for(spec.model, "resolve") if r.file == name]
     assert max(int(r.range.rsplit("-", 1)[1]) for r in reads) < len(file.head)  # type: ignore[union-attr]
     assert len(reads) < 40  # a 7 MB header in ranged reads that grow with what it must still hold
+
+
+def test_moe_with_a_layer_without_attention(tmp_path: Path):
+    """qwen3moe-style metadata: stacked experts count as experts (k of E active), per-layer KV heads (one layer
+    without attention), K and V of different widths."""
+    _write(tmp_path / "moe-Q2_K.gguf", "qwen3moe", MOE_TENSORS, _moe)
+    report = inspect_model(str(tmp_path), Settings(seq_len=1000))
+    spec, total = report.spec, report.spec.parameters.total
+    experts = sum(math.prod(shape) for name, _, shape in MOE_TENSORS if "_exps" in name)
+    assert (spec.architecture.num_experts, spec.architecture.num_experts_per_tok) == (8, 2)
+    assert spec.parameters.active == total - experts + experts * 2 // 8
+    # 1,024 cells x Σ_layers KV heads x (K 128 + V 64) x 2 B, for KV heads 2, 0, 2, 1
+    assert report.memory.inference.components["kv_cache"] == 1024 * (2 + 0 + 2 + 1) * (128 + 64) * 2
+    assert any("layers without attention heads" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize("paths, chosen, gguf_side", [
+    (["m-Q4_K_M.gguf"], False, True),
+    (["config.json", "m-Q4_K_M.gguf"], False, True),  # no checkpoint beside the GGUF
+    (["config.json", "model.safetensors", "m-Q4_K_M.gguf"], False, False),  # the transformers checkpoint wins ...
+    (["config.json", "model.safetensors", "m-Q4_K_M.gguf"], True, True),  # ... unless --file or --quant is given
+    (["config.json", "model.safetensors"], True, False),
+])  # fmt: skip
+def test_which_side_of_a_repo_resolves(paths, chosen, gguf_side):
+    assert is_gguf_repo([RepoFile(p, 1) for p in paths], chosen) is gguf_side
