@@ -336,6 +336,14 @@ def test_moe_with_a_layer_without_attention(tmp_path: Path):
     assert any("layers without attention heads" in w for w in report.warnings)
 
 
+def test_options_of_the_other_engine_warn(fake_hub: FakeHub, repo: FakeRepo, hub_repo):
+    gguf_report = _inspect(fake_hub, Settings(seq_len=1000, kv_dtype="fp8"))
+    assert any("do not apply to llama.cpp" in w for w in gguf_report.warnings)
+    hub_repo("hfmem-test/tiny-llama")
+    report = inspect_model("hfmem-test/tiny-llama", Settings(n_gpu_layers=1), hub=HubOptions(endpoint=fake_hub.url))
+    assert any("apply to GGUF models (llama.cpp) only" in w for w in report.warnings)
+
+
 @pytest.mark.parametrize("paths, chosen, gguf_side", [
     (["m-Q4_K_M.gguf"], False, True),
     (["config.json", "m-Q4_K_M.gguf"], False, True),  # no checkpoint beside the GGUF

@@ -59,6 +59,9 @@ def split(facts: ModelFacts, settings: Settings, warnings: list[str]) -> Split:
     """Weights, KV cache and compute buffer of a GGUF model under llama.cpp, on the GPU and on the host."""
     repo = facts.spec.gguf
     assert repo is not None
+    if (settings.dtype, settings.kv_dtype, settings.attention) != ("auto", "auto", "sdpa"):
+        warnings.append("--dtype, --kv-dtype and --attention do not apply to llama.cpp: weights as the GGUF stores "
+                        "them, KV at --cache-type-k/-v, flash attention")  # fmt: skip
     arch = repo.architecture
     first_gpu, output_on_gpu = gpu_slots(arch.block_count, settings.n_gpu_layers)
     gpu = {"weights": 0, "kv_cache": 0, "compute_buffer": 0}

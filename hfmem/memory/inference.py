@@ -19,6 +19,8 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
     """Under transformers' rules; a GGUF model under llama.cpp's (its context defaults to the model's)."""
     if facts.spec.gguf is not None:
         return llamacpp.inference_estimate(facts, settings, warnings)
+    if (settings.cache_type_k, settings.cache_type_v, settings.n_gpu_layers) != ("f16", "f16", None):
+        warnings.append("--cache-type-k/-v and --n-gpu-layers apply to GGUF models (llama.cpp) only")
     dims, gpus, b = facts.dims, settings.gpus, settings.batch_size
     weights = inference_weights(facts, settings, warnings)
     weights_bytes = -(-weights.total_bytes // gpus)  # split across GPUs (tensor-parallel style)
