@@ -210,7 +210,11 @@ def with_base(adapter: Adapter, options: HubOptions, **identity: Any) -> Snapsho
     """An adapter's snapshot: its base model's, resolved on the Hub, with the adapter's identity (`identity`:
     Snapshot fields) and the adapter."""
     base = ModelRef(adapter.base_model, adapter.base_model, adapter.base_revision)
-    return replace(fetch_snapshot(base, options, as_base=True), adapter=adapter, **identity)
+    try:
+        snapshot = fetch_snapshot(base, options, as_base=True)
+    except ModelNotFound as e:  # say whose base it is: a name like "llama-base" may be a folder on another machine
+        raise type(e)(f"{identity['model']}: the adapter's base model: {e}") from e
+    return replace(snapshot, adapter=adapter, **identity)
 
 
 def _still_cached(ref: ModelRef, client: _Client, cache: MetadataCache) -> Snapshot | None:

@@ -65,7 +65,7 @@ def read_adapter(raw_config: bytes, header: Header, where: str, repo_id: str | N
     shown = one_line(base)[:100]
     try:
         validate_repo_id(base)
-        if base.startswith(("/", ".", "~")) or "/" not in base:
+        if base.startswith(("/", ".", "~")):
             raise HFValidationError(base)
     except HFValidationError:
         raise ConfigError(

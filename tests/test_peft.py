@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from hfmem.api import inspect_model
 from hfmem.cli import cli
-from hfmem.errors import ConfigError, NoUsableFiles, UnsupportedModel
+from hfmem.errors import ConfigError, ModelNotFound, NoUsableFiles, UnsupportedModel
 from hfmem.header import Tensor
 from hfmem.hub import HubOptions
 from hfmem.memory import Settings
@@ -131,6 +131,12 @@ def test_hostile_adapter_configs(fake_hub: FakeHub, adapter_repo, config, error,
     with pytest.raises(error, match=message):
         _inspect(fake_hub)
     assert not fake_hub.requests_for(BASE) or "itself" in message  # a bad config never reaches a base
+
+
+def test_a_base_that_is_not_on_the_hub(fake_hub: FakeHub, adapter_repo):
+    adapter_repo(adapter_config(base_model_name_or_path="llama-base"))  # a bare name: a repo id, or a folder
+    with pytest.raises(ModelNotFound, match="org/tiny-llama-lora: the adapter's base model: llama-base was not found"):
+        _inspect(fake_hub)
 
 
 def test_an_adapter_of_an_adapter_is_refused(fake_hub: FakeHub, adapter_repo):
