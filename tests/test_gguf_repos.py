@@ -167,7 +167,8 @@ def test_local_directory(folder: Path):
     assert report.spec.parameters.by_dtype == _truth(folder / "Tiny-Llama-Q8_0.gguf")[1]
 
 
-@pytest.mark.parametrize("layers, first, output", [(None, 0, 1), (3, 0, 1), (9, 0, 1), (2, 1, 1), (1, 2, 1), (0, 3, 0)])
+@pytest.mark.parametrize("layers, first, output", [(None, 0, True), (3, 0, True), (9, 0, True), (2, 1, True),
+                                                   (1, 2, True), (0, 3, False)])  # fmt: skip
 def test_gpu_slots(layers, first, output):
     """llama.cpp counts 2 + 1 slots for a 2-layer model and offloads the last N: the output layer first."""
     assert gpu_slots(2, layers) == (first, output)

@@ -2,8 +2,8 @@
 
 The rules are docs/engines.md §8 (LC = llama.cpp as vendored in llama-cpp-python 0.3.36, the sdist on PyPI); the
 file:line references below are LC's. Exact: weights per device (from the GGUF headers), KV cells, bytes per KV
-row at each cache type, placement under --n-gpu-layers. Modelled: the compute buffer (COMPUTE_WIDTHS) and the CUDA
-context (Settings.overhead_bytes).
+row at each cache type, placement under --n-gpu-layers. Modelled: the compute buffer (split's compute) and the
+CUDA context (Settings.overhead_bytes).
 
 The run modelled is `llama-server -m FILE -np B -c B*S -ngl N -ctk K -ctv V` with flash attention on (its `auto`
 on CUDA) and one KV stream per sequence (--kv-unified off), where B is --batch-size and S --seq-len.
@@ -21,11 +21,6 @@ from ..memory.settings import DEFAULT_SEQ_LEN, Settings
 
 N_UBATCH = 512  # --ubatch-size default (common/common.h:454): the tokens of the graph llama.cpp reserves for
 CELL_PAD = 256  # n_ctx and each stream's cells are padded to 256 (src/llama-context.cpp:290-296)
-# Modelled, not derived: the reserved graph's peak is its logits, n_ubatch outputs x n_vocab fp32, beside the
-# normed hidden state they are computed from (n_embd fp32); for Llama-3.1-8B (vocab 128,256, hidden 4,096) that is
-# 258.5 MiB. Flash attention keeps the attention scores out of the buffer; wider layers (a vocabulary smaller than
-# the MLP) are not modelled.
-COMPUTE_WIDTHS = ("n_vocab", "n_embd")
 _TYPES = {name.lower(): (block, size) for name, block, size in GGML_TYPES.values()}
 
 
@@ -45,14 +40,14 @@ def context_of(facts: ModelFacts, settings: Settings) -> int:
     return settings.seq_len or facts.dims.max_positions or DEFAULT_SEQ_LEN
 
 
-def gpu_slots(n_layer: int, n_gpu_layers: int | None) -> tuple[int, int]:
+def gpu_slots(n_layer: int, n_gpu_layers: int | None) -> tuple[int, bool]:
     """(first repeating layer on the GPU, whether the output layer is) for --n-gpu-layers: llama.cpp counts
     n_layer + 1 slots, the output layer last, and offloads the last N of them (src/llama-model.cpp:1589-1614;
     N defaults to all, :2002-2005): N = 1 is the output layer alone, N = n_layer + 1 everything. The input
     layer (token embeddings) always stays on the CPU (:1603-1605)."""
     slots = n_layer + 1
     first = max(slots - (slots if n_gpu_layers is None else n_gpu_layers), 0)
-    return first, int(first <= n_layer)
+    return first, first <= n_layer
 
 
 def split(facts: ModelFacts, settings: Settings, warnings: list[str]) -> Split:
@@ -81,6 +76,9 @@ def split(facts: ModelFacts, settings: Settings, warnings: list[str]) -> Split:
     cells = _pad(_pad(sequences * context) // sequences)  # per stream (src/llama-context.cpp:290-304)
     kv_gpu, kv_host, row = _kv_bytes(repo, settings, cells, first_gpu, warnings)
     gpu["kv_cache"], host["kv_cache"] = kv_gpu, kv_host
+    # Modelled, not derived: the graph llama.cpp reserves (min(n_ctx, n_ubatch) tokens, as many outputs) peaks at
+    # its fp32 logits beside the normed hidden state they come from: 258.5 MiB for Llama-3.1-8B. Flash attention
+    # keeps the attention scores out of it; an MLP wider than the vocabulary is not modelled.
     tokens = min(sequences * cells, N_UBATCH)
     compute = tokens * 4 * ((facts.dims.vocab or 0) + (arch.embedding_length or 0))
     (gpu if output_on_gpu else host)["compute_buffer"] = compute
@@ -106,7 +104,7 @@ def split(facts: ModelFacts, settings: Settings, warnings: list[str]) -> Split:
         ),
         Formula(
             "compute_buffer",
-            "min(cells, n_ubatch) x 4 B x (n_vocab + n_embd): the reserved graph's logits",
+            "min(n_ctx, n_ubatch) x 4 B x (n_vocab + n_embd): the reserved graph's logits",
             {"n_ubatch": N_UBATCH, "tokens": tokens},
             compute,
             exact=False,
