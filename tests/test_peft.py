@@ -14,7 +14,7 @@ from hfmem.errors import ConfigError, ModelNotFound, NoUsableFiles, UnsupportedM
 from hfmem.header import Tensor
 from hfmem.hub import HubOptions
 from hfmem.memory import Settings
-from tests.fakehub import FakeHub, FakeRepo, safetensors_file
+from tests.fakehub import FakeHub, FakeRepo, LazyFile, safetensors_file
 
 BASE, ADAPTER = "hfmem-test/tiny-llama", "org/tiny-llama-lora"
 R = 8
@@ -34,7 +34,7 @@ def adapter_config(**changes: object) -> bytes:
     return json.dumps(config, indent=2).encode()
 
 
-def adapter_weights() -> Tensor:
+def adapter_weights() -> LazyFile:
     """PEFT's saved names (get_peft_model_state_dict drops the adapter name): fp32 lora_A / lora_B per module."""
     tensors = []
     for layer in range(2):
