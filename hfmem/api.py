@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import engines
 from .engines import EngineSettings, ServePlan
 from .gpus import Gpu, find_gpu
-from .hub import HubOptions, fetch_snapshot
-from .local import read_snapshot
+from .hub import HubOptions, fetch_snapshot, with_base
+from .local import local_adapter, read_snapshot
 from .memory import (
     Explanation,
     GpuFit,
@@ -26,6 +26,7 @@ from .memory import (
     sweep,
     what_if,
 )
+from .peft import Adapter
 from .refs import parse_ref
 from .snapshot import Snapshot
 from .spec import ModelSpec, build_spec
@@ -74,12 +75,24 @@ class ModelReport:
         return f"<ModelReport {self.spec.model}{commit}: {p.total:,} parameters, {totals}{fit}>"
 
 
-def open_snapshot(reference: str, *, revision: str | None = None, hub: HubOptions | None = None) -> Snapshot:
-    """Resolve a model reference (repo id, repo id@revision, URL or local directory) into a Snapshot."""
+def open_snapshot(
+    reference: str,
+    *,
+    revision: str | None = None,
+    hub: HubOptions | None = None,
+    file: str | None = None,
+    quant: str | None = None,
+) -> Snapshot:
+    """Resolve a model reference (repo id, repo id@revision, URL or local directory) into a Snapshot; `file` or
+    `quant` chooses the GGUF variant of a repo of GGUF files (hfmem.gguf.select_variant)."""
     ref = parse_ref(reference, revision)
-    if ref.path is not None:
-        return read_snapshot(ref)
-    return fetch_snapshot(ref, hub or HubOptions())
+    if ref.path is None:
+        return fetch_snapshot(ref, hub or HubOptions(), file=file, quant=quant)
+    adapter = local_adapter(ref)
+    if adapter is not None:  # a training run's output directory: its base model is on the Hub
+        return with_base(adapter, hub or HubOptions(), model=ref.text, repo_id=None, revision=None, commit=None,
+                         source="local")  # fmt: skip
+    return read_snapshot(ref, file=file, quant=quant)
 
 
 def inspect_model(
@@ -91,10 +104,13 @@ def inspect_model(
     hub: HubOptions | None = None,
     tables: bool = False,
     explain: bool = False,
+    file: str | None = None,
+    quant: str | None = None,
 ) -> ModelReport:
     """Everything hfmem reports about one model: exact spec, memory per mode, and the GPU fit when `gpu` is given;
-    with `tables` the largest context/batch, the sweep and the what-if rows; with `explain` every formula."""
-    snapshot = open_snapshot(reference, revision=revision, hub=hub)
+    with `tables` the largest context/batch, the sweep and the what-if rows; with `explain` every formula. `file`
+    or `quant` chooses a GGUF variant."""
+    snapshot = open_snapshot(reference, revision=revision, hub=hub, file=file, quant=quant)
     return report_for(snapshot, settings or Settings(), gpu, tables=tables, explain=explain)
 
 
@@ -123,6 +139,8 @@ def report_for(
     snapshot: Snapshot, settings: Settings, gpu: Gpu | None = None, *, tables: bool = False, explain: bool = False
 ) -> ModelReport:
     spec = build_spec(snapshot)
+    if spec.adapter is not None:
+        settings = adapter_settings(settings, spec.adapter)
     memory = estimate(spec, settings)
     fit = fit_gpus(memory, gpu, settings) if gpu is not None else None
     facts = memory.facts  # the tables reuse the estimate's pass over the tensors
@@ -137,6 +155,18 @@ def report_for(
         curve=seq_curve(facts, settings) if tables else (),
         what_if=tuple(what_if(facts, settings, gpu)) if tables else (),
         explanation=explanation(facts, settings) if explain else None,
+    )
+
+
+def adapter_settings(settings: Settings, adapter: Adapter) -> Settings:
+    """The LoRA estimate of an adapter repo takes the adapter's r and target_modules where the settings leave them
+    unset (None: no --lora-rank / --lora-targets given). A regex target_modules is not matched here: the
+    architecture's attention projections stand in for it."""
+    targets = adapter.target_modules
+    return replace(
+        settings,
+        lora_rank=settings.lora_rank or adapter.rank,
+        lora_targets=settings.lora_targets or (targets if isinstance(targets, tuple) and targets else None),
     )
 
 

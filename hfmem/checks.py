@@ -140,6 +140,8 @@ def _download(snapshot: Snapshot) -> Finding:
 
 
 def _weights(snapshot: Snapshot) -> Finding:
+    if snapshot.gguf is not None:
+        return Finding("weights", Level.OK, f"GGUF ({snapshot.gguf.chosen.name}): loading it runs no code")
     formats = set(snapshot.formats)
     if "safetensors" in formats:
         return Finding.of("weights", Level.OK, "safetensors: loading them runs no code")
@@ -171,6 +173,8 @@ def _custom_code(snapshot: Snapshot) -> Finding:
 
 
 def _config(snapshot: Snapshot) -> Finding:
+    if snapshot.gguf is not None:
+        return Finding("config", Level.OK, "the architecture comes from the GGUF metadata")
     architecture, warnings = read_architecture(snapshot.config)
     missing = [name for name in REQUIRED if getattr(architecture, name) is None]
     if missing:

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
+from dataclasses import replace
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -30,6 +31,7 @@ from .engines.vllm import KV_CACHE_DTYPES as VLLM_KV
 from .errors import HfmemError, Interrupted, error_fields
 from .gpus import Gpu, aliases, find_gpu, known_gpus
 from .memory import MODES, Mode, Optimizer, Recipe, Settings
+from .memory.settings import CACHE_TYPES
 from .untrusted import for_terminal, one_line, without_credentials
 from .views import text
 from .views.json import error_dict
@@ -85,9 +87,11 @@ def memory_options(f: Callable) -> Callable:
         click.option("--recipe", type=_choice(Recipe), default=Recipe.MIXED.value, show_default=True,
                      help="mixed: fp32 master weights + 16-bit compute; bf16: pure 16-bit; fp32."),
         click.option("--grad-checkpointing", is_flag=True, help="Recompute activations in the backward pass."),
-        click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank r."),
+        click.option("--lora-rank", type=click.IntRange(min=1), default=None,
+                     help="LoRA rank r.  [default: an adapter repo's r, else 16]"),
         click.option("--lora-targets", default=None, metavar="LIST|all-linear",
-                     help="Comma-separated module names, as PEFT's target_modules.  [default: attention projections]"),
+                     help="Comma-separated module names, as PEFT's target_modules.  [default: an adapter repo's, "
+                          "else attention projections]"),
         click.option("--qlora", is_flag=True, help="4-bit NF4 base weights (QLoRA)."),
         click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
                      help="GPUs to shard over (see --zero)."),
@@ -279,6 +283,15 @@ def cli() -> None:
                    "(--json always has them).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
               help="Also write a self-contained HTML report with charts.")
+@click.option("--file", "gguf_file", metavar="NAME.gguf", default=None, help="GGUF repos: the variant file to read.")
+@click.option("--quant", default=None, metavar="LABEL",
+              help="GGUF repos: the variant by its quant, e.g. Q4_K_M.  [default: the only one, else Q4_K_M]")
+@click.option("--cache-type-k", type=_choice(CACHE_TYPES), default="f16", show_default=True,
+              help="GGUF models (llama.cpp): the K cache type.")
+@click.option("--cache-type-v", type=_choice(CACHE_TYPES), default="f16", show_default=True,
+              help="GGUF models (llama.cpp): the V cache type.")
+@click.option("--n-gpu-layers", "-ngl", type=click.IntRange(min=0), default=None,
+              help="GGUF models (llama.cpp): layers on the GPU, the output layer counted as one.  [default: all]")
 def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, tables: bool, html_path: str | None,
             **opts: Any) -> None:
     """Exact spec and memory needed for MODEL (ORG/NAME, ORG/NAME@REV or a local directory).
@@ -302,10 +315,12 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
     paint, columns = painter(), width()
     computed = tables or as_json or html_path is not None
     models = tuple(without_credentials(model) for model in models)  # errors name models as they may be shown
+    settings = dataclasses.replace(settings, cache_type_k=opts["cache_type_k"], cache_type_v=opts["cache_type_v"],
+                                   n_gpu_layers=opts["n_gpu_layers"])  # fmt: skip
 
     def run(model: str) -> Any:
         return inspect_model(model, settings, gpu=gpu, revision=opts["revision"], hub=hub, tables=computed,
-                             explain=explain)
+                             explain=explain, file=opts["gguf_file"], quant=opts["quant"])
 
     outputs, reports, failed = [], [], False
     for model, result in zip(models, for_each(run, models)):

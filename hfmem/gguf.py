@@ -541,3 +541,77 @@ def architecture_facts(metadata: Mapping[str, Value]) -> GgufArchitecture:
 
 def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# --- a repo's GGUF side, and its tensors under transformers' names ---
+
+
+@dataclass(frozen=True)
+class GgufRepo:
+    """What a repo's GGUF files say: every variant (names and sizes from the file list alone) and the chosen one's
+    headers joined. Only the chosen variant's headers are read: a header costs up to tens of round trips and a few
+    MB, so the other variants show their size, not their type mix."""
+
+    variants: tuple[GgufVariant, ...]
+    chosen: GgufVariant
+    model: GgufModel
+    architecture: GgufArchitecture
+
+
+def open_repo(
+    files: Iterable[RepoFile],
+    header: Callable[[str], GgufHeader],
+    *,
+    file: str | None = None,
+    quant: str | None = None,
+    read_all: Callable[[Callable[[str], GgufHeader], Sequence[str]], Iterable[GgufHeader]] = map,
+) -> GgufRepo:
+    """Group `files` into variants, choose one (select_variant), and read its header(s) through `header(path)`,
+    every split file through `read_all` (map, or a thread pool's map)."""
+    variants = group_variants(files)
+    chosen = select_variant(variants, file=file, quant=quant)
+    model = join_splits(list(read_all(header, chosen.files)))
+    return GgufRepo(variants, chosen, model, architecture_facts(model.metadata))
+
+
+# llama.cpp's tensor names (gguf-py/gguf/constants.py TENSOR_NAMES) -> transformers' Llama-style module names, so
+# that the memory model finds a GGUF's linear layers, embeddings and experts as in a safetensors checkpoint.
+_TOP_NAMES = {"token_embd": "model.embed_tokens", "output": "lm_head", "output_norm": "model.norm"}
+_BLOCK_NAMES = {
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj", "attn_qkv": "self_attn.qkv_proj", "attn_q_a": "self_attn.q_a_proj",
+    "attn_q_b": "self_attn.q_b_proj", "attn_kv_a_mqa": "self_attn.kv_a_proj_with_mqa",
+    "attn_kv_b": "self_attn.kv_b_proj", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+    "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj", "ffn_gate_inp": "mlp.gate",
+    "ffn_gate_shexp": "mlp.shared_expert.gate_proj", "ffn_up_shexp": "mlp.shared_expert.up_proj",
+    "ffn_down_shexp": "mlp.shared_expert.down_proj",
+    "ffn_gate_exps": "mlp.experts.*.gate_proj", "ffn_up_exps": "mlp.experts.*.up_proj",
+    "ffn_down_exps": "mlp.experts.*.down_proj",
+}  # fmt: skip
+_BLOCK_TENSOR = re.compile(r"blk\.(\d+)\.(.+?)(\.weight|\.bias)?")
+
+
+def torch_name(name: str) -> str:
+    """`blk.3.attn_q.weight` -> `model.layers.3.self_attn.q_proj.weight`; names without a counterpart keep their
+    last part under `model.layers.N.` (a block's) or as they are."""
+    match = _BLOCK_TENSOR.fullmatch(name)
+    if match:
+        block, module, suffix = match.groups()
+        return f"model.layers.{block}.{_BLOCK_NAMES.get(module, module)}{suffix or ''}"
+    stem, dot, suffix = name.partition(".")
+    return _TOP_NAMES.get(stem, stem) + dot + suffix
+
+
+def layer_of(name: str) -> int | None:
+    """The repeating layer (block) a GGUF tensor belongs to; None for the input and output layers' tensors."""
+    match = _BLOCK_TENSOR.fullmatch(name)
+    return int(match[1]) if match else None
+
+
+def is_gguf_repo(files: Iterable[RepoFile], chosen: bool) -> bool:
+    """Whether a repo resolves through its GGUF files: it has some, and a variant was chosen (--file, --quant) or
+    it has no transformers checkpoint (config.json and safetensors) to resolve instead."""
+    paths = {f.path for f in files}
+    if not any(p.lower().endswith(".gguf") for p in paths):
+        return False
+    return chosen or "config.json" not in paths or not any(p.endswith(".safetensors") for p in paths)

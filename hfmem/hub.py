@@ -62,9 +62,12 @@ from .errors import (
     NoUsableFiles,
     RevisionNotFound,
     TimedOut,
+    UnsupportedModel,
 )
+from .gguf import GgufHeader, is_gguf_repo, open_repo, read_header
 from .header import Header, header_from_dict, header_length, parse_header
 from .local import read_snapshot
+from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, is_adapter_repo, read_adapter
 from .refs import ModelRef
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
 from .untrusted import MAX_BYTES, MAX_FILES, MAX_LISTED, MAX_TENSORS, decode_json, is_commit, is_repo_path
@@ -97,7 +100,15 @@ class HubOptions:
         return self.endpoint or constants.ENDPOINT
 
 
-def fetch_snapshot(ref: ModelRef, options: HubOptions, listed: _Listing | None = None) -> Snapshot:
+def fetch_snapshot(
+    ref: ModelRef,
+    options: HubOptions,
+    listed: _Listing | None = None,
+    *,
+    file: str | None = None,
+    quant: str | None = None,
+    as_base: bool = False,
+) -> Snapshot:
     """Resolve `ref` on the Hub, or from the metadata cache. Raises an HfmemError subclass for every failure.
 
     A pinned commit found in the cache needs no request; a branch or tag resolved before costs one small sha lookup
@@ -105,12 +116,18 @@ def fetch_snapshot(ref: ModelRef, options: HubOptions, listed: _Listing | None =
     downloaded before. When the Hub cannot be reached or keeps failing, the same two answer, with a warning.
     `listed` is what a Hub listing said of the repo's main branch (list_models): it pins the commit, so a cached
     ungated model needs no request, and stands in for model_info otherwise.
+
+    A repo of GGUF files resolves through the headers of the variant `file` or `quant` chooses (hfmem.gguf); a PEFT
+    adapter repo through its base model's (`as_base`: resolving that base, which may not be an adapter again).
+    GGUF and adapter repos are not kept in the metadata cache (their base models are).
     """
     assert ref.repo_id is not None
     cache = MetadataCache.default()
     known = ref.revision if ref.pinned else cache.commit(ref.repo_id, ref.revision or constants.DEFAULT_REVISION)
     if listed is not None:
         known = listed.commit
+    if file is not None or quant is not None:
+        known = None  # a cached transformers snapshot does not answer for a GGUF variant
     trusted = ref.pinned or (listed is not None and listed.gated is None)  # a gated repo's access is checked
     if known is not None and (trusted or constants.HF_HUB_OFFLINE) and (hit := cache.load(ref, known)):
         return hit
@@ -121,7 +138,7 @@ def fetch_snapshot(ref: ModelRef, options: HubOptions, listed: _Listing | None =
             f"{ref.text}: HF_HUB_OFFLINE is set and the model is neither in hfmem's cache nor downloaded"
         )
     try:
-        return _resolve_online(ref, _Client(options, ref), cache, known, listed)
+        return _resolve_online(ref, _Client(options, ref), cache, known, listed, Variant(file, quant), as_base)
     except HubUnavailable as e:  # down, unreachable or rate-limiting: an answer from disk beats an error
         try:
             kept = (cache.load(ref, known) if known is not None else None) or _downloaded(ref)
@@ -215,8 +232,22 @@ def _next_page(url: str, headers: Headers, endpoint: str) -> str | None:
     return target.geturl()
 
 
+@dataclass(frozen=True)
+class Variant:
+    """--file / --quant: which GGUF variant of a repo to read."""
+
+    file: str | None = None
+    quant: str | None = None
+
+
 def _resolve_online(
-    ref: ModelRef, client: _Client, cache: MetadataCache, known: str | None, listed: _Listing | None = None
+    ref: ModelRef,
+    client: _Client,
+    cache: MetadataCache,
+    known: str | None,
+    listed: _Listing | None,
+    variant: Variant,
+    as_base: bool,
 ) -> Snapshot:
     """Ask the Hub; `known` is the commit this reference resolved to last time, if any; `listed` stands in for
     model_info, except for a repo without safetensors files (whose weights are counted from file sizes, which
@@ -236,9 +267,17 @@ def _resolve_online(
             info = listed or client.listing(repo_id, ref.revision)
             commit = info.commit
             cache.save_commit(repo_id, revision, commit)
-            if hit := cache.load(ref, commit):
+            chosen = variant != Variant()
+            if not chosen and (hit := cache.load(ref, commit)):
                 return replace(hit, gated=info.gated)
             names = {f.path for f in info.files}
+            if is_adapter_repo(names):
+                return _resolve_adapter(ref, client, pool, commit, names, as_base)
+            if is_gguf_repo(info.files, chosen):
+                gguf = open_repo(info.files, lambda name: client.gguf_header(repo_id, name, commit),
+                                 file=variant.file, quant=variant.quant, read_all=pool.map)  # fmt: skip
+                return Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, {}, {}, info.gated,
+                                gguf=gguf)  # fmt: skip
             if "config.json" not in names:
                 raise NoUsableFiles(f"{ref.text} has no config.json (hfmem reads transformers-style repos)")
             on_main = ref.revision in (None, constants.DEFAULT_REVISION)
@@ -252,6 +291,34 @@ def _resolve_online(
     snapshot = Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, config, headers, info.gated)
     cache.save(snapshot)
     return snapshot
+
+
+def _resolve_adapter(
+    ref: ModelRef, client: _Client, pool: ThreadPoolExecutor, commit: str, names: set[str], as_base: bool
+) -> Snapshot:
+    """A PEFT adapter repo: its config and weights header, then its base model resolved as any model is."""
+    repo_id = ref.repo_id
+    assert repo_id is not None
+    if as_base:
+        raise UnsupportedModel(f"{ref.text}: the base model is itself an adapter (hfmem follows one level)")
+    if ADAPTER_WEIGHTS not in names:
+        raise NoUsableFiles(f"{ref.text}: an adapter repo without {ADAPTER_WEIGHTS}")
+    config = pool.submit(client.file, repo_id, ADAPTER_CONFIG, commit, "config")
+    header = client.header(repo_id, ADAPTER_WEIGHTS, commit)
+    adapter = read_adapter(config.result()[1], header, ref.text, repo_id)
+    return with_base(adapter, client.options, model=ref.text, repo_id=repo_id, revision=ref.revision, commit=commit,
+                     source="hub")  # fmt: skip
+
+
+def with_base(adapter: Adapter, options: HubOptions, **identity: Any) -> Snapshot:
+    """An adapter's snapshot: its base model's, resolved on the Hub, with the adapter's identity (`identity`:
+    Snapshot fields) and the adapter."""
+    base = ModelRef(adapter.base_model, adapter.base_model, adapter.base_revision)
+    try:
+        snapshot = fetch_snapshot(base, options, as_base=True)
+    except ModelNotFound as e:  # say whose base it is: a name like "llama-base" may be a folder on another machine
+        raise type(e)(f"{identity['model']}: the adapter's base model: {e}") from e
+    return replace(snapshot, adapter=adapter, **identity)
 
 
 def _still_cached(ref: ModelRef, client: _Client, cache: MetadataCache) -> Snapshot | None:
@@ -379,6 +446,26 @@ class _Client:
     def prefix(self, url: str, length: int) -> bytes:
         """A file's first `length` bytes, asked for with Range and read no further, whatever the server sends."""
         return self._retrying(lambda: self._fetch(url, None, length, f"bytes=0-{length - 1}"))[1]
+
+    def span(self, url: str, start: int, length: int) -> bytes:
+        """`length` bytes of a file from `start` (fewer where the file ends), capped as prefix() caps them; an
+        answer from another offset (a server that ignores Range) is refused."""
+        try:
+            headers, body = self._retrying(
+                lambda: self._fetch(url, None, length, f"bytes={start}-{start + length - 1}")
+            )
+        except HfHubHTTPError as e:
+            if e.response is not None and e.response.status_code == 416:  # nothing from `start` on
+                return b""
+            raise
+        if start and not headers.get("Content-Range", "").startswith(f"bytes {start}-"):
+            raise BadResponse(f"{self.ref.text}: a ranged read was answered from another offset")
+        return body
+
+    def gguf_header(self, repo_id: str, filename: str, commit: str) -> GgufHeader:
+        """A GGUF file's header, read front to back in ranged reads that never reach its tensor data."""
+        url = hf_hub_url(repo_id, filename, revision=commit, endpoint=self.options.endpoint)
+        return read_header(lambda offset, length: self.span(url, offset, length), f"{repo_id}: {filename}")
 
     def _fetch(self, url: str, params: dict[str, Any] | None, cap: int, byte_range: str | None
                ) -> tuple[Headers, bytes]:  # fmt: skip

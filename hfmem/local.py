@@ -1,4 +1,4 @@
-"""Resolve a local directory (config.json + *.safetensors) into a Snapshot, without the network.
+"""Resolve a local directory (config.json + *.safetensors, or .gguf files) into a Snapshot, without the network.
 
 A directory's files are as untrusted as a repo's on the Hub (it was downloaded or cloned from one): the listing
 is bounded and does not enter symlinked folders (loops, ways out), small files are read up to their cap, and the
@@ -14,7 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ConfigError, HeaderError, HfmemError, NoUsableFiles
+from .gguf import GgufHeader, is_gguf_repo, open_repo
+from .gguf import read_header as read_gguf
 from .header import Header, header_length, parse_header
+from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, is_adapter_repo, read_adapter
 from .refs import ModelRef
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
 from .untrusted import MAX_BYTES, MAX_FILES, decode_json
@@ -22,20 +25,39 @@ from .untrusted import MAX_BYTES, MAX_FILES, decode_json
 SKIPPED = ".cache"  # huggingface_hub's download metadata in a local_dir, not the repo's
 
 
-def read_snapshot(ref: ModelRef) -> Snapshot:
+def read_snapshot(ref: ModelRef, *, file: str | None = None, quant: str | None = None) -> Snapshot:
+    """A directory: a transformers checkpoint, or GGUF files (the variant `file` or `quant` chooses). A PEFT
+    adapter's directory is local_adapter's: its base model is on the Hub."""
     root = ref.path
     assert root is not None
     files = listing(root, ref.text)
     listed = {f.path for f in files}
+    inside = _confined(root, ref.text)
+    if is_gguf_repo(files, file is not None or quant is not None):
+        gguf = open_repo(files, lambda name: read_gguf_header(inside(name)), file=file, quant=quant)
+        return Snapshot(ref.text, None, None, None, "local", files, {}, {}, gguf=gguf)
     if "config.json" not in listed:
         raise NoUsableFiles(f"{ref.text} has no config.json")
-    inside = _confined(root, ref.text)
     raw = read_small(inside("config.json"), MAX_BYTES["config"], ConfigError)
     config = decode_json(raw, f"{ref.text}: config.json", ConfigError)
     if not isinstance(config, dict):
         raise ConfigError(f"{ref.text}: config.json is not a JSON object")
     headers = {name: read_header(inside(name)) for name in _checkpoint_files(inside, listed, ref.text)}
     return Snapshot(ref.text, None, None, None, "local", files, config, headers)
+
+
+def local_adapter(ref: ModelRef) -> Adapter | None:
+    """The PEFT adapter a directory holds (adapter_config.json, adapter_model.safetensors), or None."""
+    root = ref.path
+    assert root is not None
+    listed = {f.path for f in listing(root, ref.text)}
+    if not is_adapter_repo(listed):
+        return None
+    if ADAPTER_WEIGHTS not in listed:
+        raise NoUsableFiles(f"{ref.text}: an adapter directory without {ADAPTER_WEIGHTS}")
+    inside = _confined(root, ref.text)
+    raw = read_small(inside(ADAPTER_CONFIG), MAX_BYTES["config"], ConfigError)
+    return read_adapter(raw, read_header(inside(ADAPTER_WEIGHTS)), ref.text, None)
 
 
 def _confined(root: Path, shown: str) -> Callable[[str], Path]:
@@ -113,3 +135,14 @@ def read_header(path: Path) -> Header:
         prefix = f.read(8)
         length = header_length(prefix, str(path))
         return parse_header(prefix + f.read(length), str(path))
+
+
+def read_gguf_header(path: Path) -> GgufHeader:
+    """Read only the header of a GGUF file, front to back (hfmem.gguf.read_header)."""
+
+    def read(offset: int, length: int) -> bytes:
+        f.seek(offset)
+        return f.read(length)
+
+    with path.open("rb") as f:
+        return read_gguf(read, str(path))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import HeaderError
 from .header import Header
 from .untrusted import MAX_TENSORS, decode_json, is_repo_path, shortened
+
+if TYPE_CHECKING:
+    from .gguf import GgufRepo
+    from .peft import Adapter
 
 WEIGHT_SUFFIXES = {
     ".safetensors": "safetensors",
@@ -74,6 +78,8 @@ class Snapshot:
     headers: dict[str, Header]  # weights file -> its header (the files that make up the checkpoint)
     gated: str | None = None  # "auto" / "manual" when the repo is gated
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    gguf: GgufRepo | None = None  # a GGUF repo: its variants and the chosen one's headers (headers stays empty)
+    adapter: Adapter | None = None  # a PEFT adapter repo: the adapter; everything else is its base model's
 
     @property
     def shown_revision(self) -> str | None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from . import dtypes
 from .architecture import Architecture
 from .config import checked_int, config_parameters, read_architecture
+from .gguf import GgufArchitecture, GgufRepo, GgufTensor, torch_name
 from .header import Tensor
 from .snapshot import PICKLE_FORMATS, Snapshot
+from .untrusted import one_line
+
+if TYPE_CHECKING:
+    from .peft import Adapter
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class ModelSpec:
     files: Files
     tensors: tuple[Tensor, ...]  # every tensor of the checkpoint (experts grouped); empty when counted from the config
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    gguf: GgufRepo | None = None  # a GGUF repo: tensors are the chosen variant's, renamed as transformers names them
+    adapter: Adapter | None = None  # a PEFT adapter repo: everything else describes its base model
 
     @property
     def tensor_count(self) -> int:
@@ -96,7 +104,10 @@ def logical_numel(t: Tensor, quant: Quantization | None) -> int:
 
 
 def build_spec(snapshot: Snapshot) -> ModelSpec:
-    """Normalise a snapshot: architecture from config.json, exact counts from the safetensors headers."""
+    """Normalise a snapshot: architecture from config.json, exact counts from the safetensors headers; or both from
+    the chosen GGUF variant's headers."""
+    if snapshot.gguf is not None:
+        return _gguf_spec(snapshot, snapshot.gguf)
     architecture, config_warnings = read_architecture(snapshot.config)
     warnings = list(snapshot.warnings) + config_warnings
     tensors = tuple(t for header in snapshot.headers.values() for t in header.tensors)
@@ -112,6 +123,9 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     else:
         parameters, weights_bytes = _parameters_from_config(snapshot, architecture, dtype)
         warnings.append(_no_safetensors_warning(snapshot))
+    if snapshot.adapter is not None and isinstance(snapshot.adapter.target_modules, str):
+        warnings.append(f"the adapter's target_modules is a regex ({one_line(snapshot.adapter.target_modules)[:60]}): "
+                        "the LoRA estimate adapts the attention projections unless --lora-targets is given")
     files = Files(
         weights_bytes=weights_bytes,
         download_bytes=snapshot.download_bytes,
@@ -119,10 +133,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
         count=len(snapshot.files),
     )
     return ModelSpec(
-        model=snapshot.model,
-        revision=snapshot.revision,
-        commit=snapshot.commit,
-        source=snapshot.source,
+        **_identity(snapshot),
         architecture=architecture,
         dtype=dtype,
         quantization=quantization,
@@ -130,6 +141,74 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
         files=files,
         tensors=tensors,
         warnings=tuple(warnings),
+        adapter=snapshot.adapter,
+    )
+
+
+def _identity(snapshot: Snapshot) -> dict[str, Any]:
+    """The fields a spec takes from the snapshot as they are."""
+    return {"model": snapshot.model, "revision": snapshot.revision, "commit": snapshot.commit,
+            "source": snapshot.source}  # fmt: skip
+
+
+def _gguf_spec(snapshot: Snapshot, repo: GgufRepo) -> ModelSpec:
+    """A GGUF variant: exact parameters per ggml type and bytes from its headers, the architecture from its
+    metadata; the download is the variant's files (what llama.cpp's -hf fetches), not the whole repo."""
+    model = repo.model
+    tensors = tuple(_torch_tensor(t) for t in model.tensors)
+    architecture = _gguf_architecture(repo.architecture, tied=not any(t.name == "output.weight" for t in model.tensors))
+    parameters = count_parameters(tensors, architecture, None)
+    bits = model.bits_per_weight
+    return ModelSpec(
+        **_identity(snapshot),
+        architecture=architecture,
+        dtype=max(model.parameters_by_type, key=model.parameters_by_type.__getitem__, default=None),
+        quantization=Quantization("gguf", round(bits, 2) if bits else None),
+        parameters=parameters,
+        files=Files(model.tensor_bytes, repo.chosen.size, snapshot.formats, len(snapshot.files)),
+        tensors=tensors,
+        warnings=snapshot.warnings,
+        gguf=repo,
+    )
+
+
+def _torch_tensor(t: GgufTensor) -> Tensor:
+    """A GGUF tensor as a header Tensor: transformers' name, PyTorch's dimension order, a stacked expert tensor
+    (blk.N.ffn_*_exps, experts outermost) as `count` experts; the dtype is the ggml type name."""
+    shape = tuple(reversed(t.shape))
+    name = torch_name(t.name)
+    if ".experts.*." in name and len(shape) == 3:
+        return Tensor(name, t.ggml_type, shape[1:], t.nbytes // shape[0], shape[0])
+    return Tensor(name, t.ggml_type, shape, t.nbytes)
+
+
+def _gguf_architecture(a: GgufArchitecture, tied: bool) -> Architecture:
+    heads, kv_heads = max(a.head_count, default=0) or None, max(a.head_count_kv, default=0) or None
+    attention = None
+    if a.kv_lora_rank:
+        attention = "mla"
+    elif heads and kv_heads:
+        attention = "mha" if kv_heads == heads else "mqa" if kv_heads == 1 else "gqa"
+    return Architecture(
+        model_type=a.architecture,
+        architectures=(),
+        hidden_size=a.embedding_length,
+        num_hidden_layers=a.block_count,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=a.key_length,
+        intermediate_size=max(a.feed_forward_length) if a.feed_forward_length else None,
+        vocab_size=a.vocab_size,
+        max_position_embeddings=a.context_length,
+        tie_word_embeddings=tied,
+        num_experts=a.expert_count,
+        num_experts_per_tok=a.expert_used_count,
+        attention=attention,
+        layer_types=tuple("sliding_attention" if s else "full_attention" for s in a.sliding_layers)
+        if a.sliding_layers
+        else None,
+        sliding_window=a.sliding_window,
+        kv_lora_rank=a.kv_lora_rank,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..engines import llamacpp
 from ..spec import ModelSpec
 from .facts import ModelFacts, analyse
 from .inference import inference_estimate
@@ -25,12 +26,16 @@ def estimate_facts(facts: ModelFacts, settings: Settings) -> MemoryReport:
     if facts.dims.max_positions and seq_len > facts.dims.max_positions:
         warnings.append(f"seq_len {seq_len} exceeds the model's context of {facts.dims.max_positions} tokens")
     inference = inference_estimate(facts, settings, seq_len, warnings)
-    one_host = inference if settings.gpus == 1 else mode_estimate(facts, replace(settings, gpus=1), "inference")
+    if facts.spec.gguf is not None:
+        cpu = llamacpp.cpu_estimate(facts, settings)
+    else:
+        one_host = inference if settings.gpus == 1 else mode_estimate(facts, replace(settings, gpus=1), "inference")
+        cpu = cpu_estimate(facts, one_host)
     return MemoryReport(
         inference=inference,
         training=training_estimate(facts, settings, seq_len, warnings),
         lora=lora_estimate(facts, settings, seq_len, warnings),
-        cpu=cpu_estimate(facts, one_host),
+        cpu=cpu,
         warnings=tuple(dict.fromkeys(warnings)),
         facts=facts,
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import dtypes
 from ..architecture import Architecture
+from ..gguf import GGML_TYPES
 from ..header import Tensor
 from ..spec import ModelSpec, is_embedding
 
@@ -23,7 +24,8 @@ BLOCK = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\.")
 _BARE_ROUTERS = {"deepseek_v2": "gate", "deepseek_v3": "gate", "gpt_oss": "router"}
 # transformers' Conv1D stores weights as (in, out) rather than nn.Linear's (out, in).
 _CONV1D_TYPES = {"gpt2"}
-_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+# Floating-point weights, as trainable as any: a GGUF's block-quantised ggml types among them.
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"} | {name for name, block, _ in GGML_TYPES.values() if block > 1}
 
 
 @dataclass(frozen=True)

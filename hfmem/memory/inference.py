@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..engines import llamacpp
 from . import activations as act
 from .facts import ModelFacts
 from .kv import kv_cache
@@ -9,8 +10,17 @@ from .results import Estimate, Formula
 from .settings import Settings
 from .weights import FLOAT_BYTES, compute_dtype, inference_weights
 
+# PeftModel.from_pretrained upcasts a float16/bfloat16 adapter to float32 (autocast_adapter_dtype=True, PEFT's
+# default; peft.tuners.tuners_utils.cast_adapter_dtype): an unmerged adapter holds 4 B per parameter.
+ADAPTER_LOAD_BYTES = 4
+
 
 def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> Estimate:
+    """Under transformers' rules; a GGUF model under llama.cpp's (its context defaults to the model's)."""
+    if facts.spec.gguf is not None:
+        return llamacpp.inference_estimate(facts, settings, warnings)
+    if (settings.cache_type_k, settings.cache_type_v, settings.n_gpu_layers) != ("f16", "f16", None):
+        warnings.append("--cache-type-k/-v and --n-gpu-layers apply to GGUF models (llama.cpp) only")
     dims, gpus, b = facts.dims, settings.gpus, settings.batch_size
     weights = inference_weights(facts, settings, warnings)
     weights_bytes = -(-weights.total_bytes // gpus)  # split across GPUs (tensor-parallel style)
@@ -28,7 +38,7 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
     if weights.linear_bytes and largest is not None:
         quant = c * largest.numel if settings.dtype == "int4" else b * seq_len * facts.widest_int8_row
     activations = max(layer, logits) + quant
-    formulas = (
+    formulas: tuple[Formula, ...] = (
         Formula(
             weights.formula.name,
             weights.formula.expression + (f", / {gpus} GPUs" if gpus > 1 else ""),
@@ -62,9 +72,16 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
         Formula("activations", "max(prefill layer peak, logits) + quantised matmul", {}, activations, exact=False),
         Formula("overhead", "CUDA context + library workspaces (setting)", {}, settings.overhead_bytes, exact=False),
     )
+    adapter, adapter_bytes = facts.spec.adapter, 0
+    if adapter is not None:
+        if not settings.adapter_merged:
+            adapter_bytes = -(-ADAPTER_LOAD_BYTES * adapter.parameters // gpus)
+        formulas += (Formula("adapters", "adapter parameters x 4 B, kept apart (PEFT's default); 0 when merged",
+                             {"parameters": adapter.parameters}, adapter_bytes, exact=True),)  # fmt: skip
     return Estimate(
         components={
             "weights": weights_bytes,
+            **({"adapters": adapter_bytes} if adapter is not None else {}),
             "kv_cache": kv_bytes,
             "activations": activations,
             "overhead": settings.overhead_bytes,
@@ -77,6 +94,7 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
             "attention": settings.attention,
             "logits": settings.logits,
             "gpus": gpus,
+            **({"adapter": "merged" if settings.adapter_merged else "separate"} if adapter is not None else {}),
         },
         formulas=formulas,
     )

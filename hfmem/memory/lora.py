@@ -9,7 +9,7 @@ from ..spec import is_expert
 from .facts import ModelFacts
 from .phases import Phase, peak, peak_formula, step_activations
 from .results import Formula, LoraEstimate
-from .settings import Settings
+from .settings import DEFAULT_LORA_RANK, Settings
 from .states import Sharding, optimizer_state_bytes, step_temporary_bytes
 from .weights import FLOAT_BYTES, compute_dtype, inference_weights, quantised_weights
 
@@ -149,7 +149,7 @@ def resolve_targets(facts: ModelFacts, settings: Settings) -> tuple[str, ...]:
 
 
 def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> LoraEstimate:
-    r = settings.lora_rank
+    r = settings.lora_rank or DEFAULT_LORA_RANK
     targets = resolve_targets(facts, settings)
     adapted = _adapted(facts, targets, r)
     if not adapted.modules:

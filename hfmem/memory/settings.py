@@ -43,6 +43,9 @@ KV_DTYPES = ("auto", "float16", "bfloat16", "fp8")
 ATTENTIONS = ("sdpa", "eager")
 LOGITS = ("last", "all")
 DEFAULT_SEQ_LEN = 4096  # used when the model states no context, and the cap of the default
+DEFAULT_LORA_RANK = 16
+# llama.cpp's --cache-type-k/-v choices (common/arg.cpp kv_cache_types), by their ggml names in lower case
+CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,9 @@ class Settings:
     optimizer: Optimizer = Optimizer.ADAMW
     recipe: Recipe = Recipe.MIXED
     grad_checkpointing: bool = False
-    lora_rank: int = 16
-    # None -> the architecture's attention projections; as PEFT takes target_modules: "q_proj,v_proj", a list of
-    # names, or "all-linear"
+    lora_rank: int | None = None  # None -> an adapter repo's r, else DEFAULT_LORA_RANK
+    # None -> an adapter repo's targets, else the architecture's attention projections; as PEFT takes
+    # target_modules: "q_proj,v_proj", a list of names, or "all-linear"
     lora_targets: tuple[str, ...] | str | None = None
     qlora: bool = False
     overhead_bytes: int = 512 * 2**20  # CUDA context + library workspaces (memory-model.md B §1.5: 0.25-0.45 GiB)
@@ -66,6 +69,12 @@ class Settings:
     usable_fraction: float = 0.9  # share of a GPU's memory the estimate may fill
     logits: str = "last"  # inference prefill logits: last position (generate) | all positions (plain forward)
     int4: Int4Scheme = Int4Scheme.NF4_DQ
+    adapter_merged: bool = False  # an adapter repo's inference: merged into the base, or kept apart (PEFT's default)
+    # GGUF models run under llama.cpp's rules (hfmem.engines.llamacpp): the KV cache's ggml types, and the
+    # repeating layers offloaded to the GPU (None: all of them and the output layer, llama.cpp's default)
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+    n_gpu_layers: int | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -75,7 +84,10 @@ class Settings:
             (self.kv_dtype in KV_DTYPES, f"kv_dtype must be one of {', '.join(KV_DTYPES)}"),
             (self.attention in ATTENTIONS, f"attention must be one of {', '.join(ATTENTIONS)}"),
             (self.logits in LOGITS, f"logits must be one of {', '.join(LOGITS)}"),
-            (self.lora_rank >= 1, "lora_rank must be at least 1"),
+            (self.lora_rank is None or self.lora_rank >= 1, "lora_rank must be at least 1"),
+            (self.cache_type_k in CACHE_TYPES and self.cache_type_v in CACHE_TYPES,
+             f"cache_type_k and cache_type_v must be one of {', '.join(CACHE_TYPES)}"),
+            (self.n_gpu_layers is None or self.n_gpu_layers >= 0, "n_gpu_layers must not be negative"),
             (self.overhead_bytes >= 0, "overhead_bytes must not be negative"),
             (self.gpus >= 1, "gpus must be at least 1"),
             (self.zero in (0, 1, 2, 3), "zero must be 0, 1, 2 or 3"),

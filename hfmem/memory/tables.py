@@ -165,7 +165,10 @@ def what_if(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu | None =
             ("int8 weights", "inference", replace(settings, dtype="int8")),
             ("int4 weights", "inference", replace(settings, dtype="int4")),
         ]
-    changes.append(("fp8 KV cache", "inference", replace(settings, kv_dtype="fp8")))
+    if facts.spec.gguf is not None:  # llama.cpp: a quantized cache type, not an fp8 dtype
+        changes.append(("q8_0 KV cache", "inference", replace(settings, cache_type_k="q8_0", cache_type_v="q8_0")))
+    else:
+        changes.append(("fp8 KV cache", "inference", replace(settings, kv_dtype="fp8")))
     if settings.grad_checkpointing:
         changes = [
             (name.replace("gradient checkpointing", "no gradient checkpointing"), mode, s) for name, mode, s in changes

@@ -10,6 +10,7 @@ from .units import message
 if TYPE_CHECKING:
     from ..api import ModelReport
     from ..checks import CheckReport
+    from ..spec import ModelSpec
 
 
 def to_dict(report: ModelReport) -> dict[str, Any]:
@@ -41,9 +42,31 @@ def to_dict(report: ModelReport) -> dict[str, Any]:
         },
         "memory": report.memory.to_dict(),
         "gpu": report.gpu.to_dict() if report.gpu else None,
+        **kind_dict(spec),
         "warnings": list(report.warnings),
         **_tables(report),
     }
+
+
+def kind_dict(spec: ModelSpec) -> dict[str, Any]:
+    """CONTRACT.md's objects for the repo kinds that have one: `gguf` (types, parameters per ggml type, only for the
+    variant read; the others' bits_per_weight are their size over its parameters; bytes_by_type the read one's) and
+    `adapter`."""
+    kinds: dict[str, Any] = {}
+    if spec.gguf is not None:
+        repo, parameters = spec.gguf, spec.parameters.total
+        kinds["gguf"] = {
+            "file": repo.chosen.files[0],
+            "files": [{"name": v.files[0], "size": v.size, "parts": v.parts, "quant": v.quant,
+                       "types": repo.model.parameters_by_type if v == repo.chosen else None,
+                       "bits_per_weight": round(8 * v.size / parameters, 2) if v.size and parameters else None}
+                      for v in repo.variants],
+            "bits_per_weight": repo.model.bits_per_weight,
+            "bytes_by_type": repo.model.bytes_by_type,
+        }  # fmt: skip
+    if spec.adapter is not None:
+        kinds["adapter"] = spec.adapter.to_dict()
+    return kinds
 
 
 def _tables(report: ModelReport) -> dict[str, Any]:

@@ -119,6 +119,7 @@ def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width
         "Parameters": params,
         "Dtype": dtype,
         "Files": files,
+        **_kind_rows(spec, units),
     }
     key_width = max(map(len, rows)) + 2
     lines = []
@@ -126,6 +127,25 @@ def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width
         for i, line in enumerate(_joined([one_line(item) for item in items], width - key_width)):
             lines.append(f"{key if i == 0 else '':<{key_width}}{line}")
     return "\n".join(lines)
+
+
+def _kind_rows(spec: ModelSpec, units: str) -> dict[str, list[str]]:
+    """The GGUF variant read and the others; the adapter and its base."""
+    rows = {}
+    if spec.gguf is not None:
+        repo = spec.gguf
+        others = [f"{v.quant or v.name} {format_bytes(v.size, units)}" for v in repo.variants if v != repo.chosen]
+        bits = repo.model.bits_per_weight or 0
+        rows["GGUF"] = [f"{repo.chosen.name} ({bits:.2f} bits/weight)"] + (
+            [f"other variants: {', '.join(others)}"] if others else [])  # fmt: skip
+    if spec.adapter is not None:
+        a = spec.adapter
+        targets = a.target_modules if isinstance(a.target_modules, str) else ",".join(a.target_modules)
+        rows["Adapter"] = [f"LoRA r={a.rank} alpha={a.alpha:g} on {targets}", f"{a.parameters:,} parameters "
+                           f"({format_bytes(a.weights_bytes, units)})"]  # fmt: skip
+        rows["Adapter"] += [f"modules_to_save {','.join(a.modules_to_save)}"] * bool(a.modules_to_save)
+        rows["Adapter"].append(f"base {a.base_model}")
+    return rows
 
 
 def render_breakdown(memory: MemoryReport, units: str = "gib", width: int = WIDTH) -> str:
@@ -148,8 +168,17 @@ def render_breakdown(memory: MemoryReport, units: str = "gib", width: int = WIDT
     cpu = f"CPU RAM to run inference without a GPU: {size(memory.cpu.total_bytes, units)} {label(units)}"
     if memory.cpu.settings["pickle_only"]:
         cpu += " (pickle checkpoint: torch.load holds a second copy while loading)"
+    llamacpp = []
+    if s.get("engine") == "llamacpp":
+        host = s["host"]
+        llamacpp = _joined([
+            f"llama.cpp: {s['n_gpu_layers']} of {memory.facts.dims.layers + 1} layers on the GPU (output layer "
+            "included)",
+            f"host RAM {size(sum(host.values()), units)} {label(units)} (weights {size(host['weights'], units)}, KV "
+            f"{size(host['kv_cache'], units)})",
+            f"n_ctx {s['n_ctx']}", f"KV {s['kv_dtype']}"], width)  # fmt: skip
     lines = [*_joined([one_line(h) for h in heading], width), table, *_wrapped(lora.peft_line, width),
-             *_wrapped(cpu, width)]  # fmt: skip
+             *_wrapped(cpu, width), *llamacpp]  # fmt: skip
     return "\n".join(lines)
 
 
