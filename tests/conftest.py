@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -49,9 +51,19 @@ def hostile_server() -> Iterator[HostileHub]:
 
 @pytest.fixture
 def fake_hub(fake_hub_server: FakeHub) -> FakeHub:
-    """The session's fake Hub with no repos, an empty log and no latency."""
+    """The session's fake Hub with no repos, an empty log and no latency; the requests of an earlier test's
+    abandoned models (a timeout row, a closed audit) finished first, so that none lands in this test's log."""
+    settle_client_threads()
     fake_hub_server.reset()
     return fake_hub_server
+
+
+def settle_client_threads(timeout: float = 10.0) -> None:
+    """Wait for hfmem's worker threads (and the request pools inside them) left running by an earlier test."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and thread.name.startswith(("hfmem", "ThreadPoolExecutor")):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 @pytest.fixture
