@@ -65,14 +65,9 @@ class ModelReport:
         return model_fragment(self)
 
     def __repr__(self) -> str:
-        p, m = self.spec.parameters, self.memory
-        totals = ", ".join(f"{mode}={est.total_bytes / 2**30:.2f} GiB" for mode, est in m.by_mode().items())
-        fit = ""
-        if self.gpu is not None:
-            fits = [mode for mode, ok in self.gpu.fits.items() if ok]
-            fit = f", gpu={self.gpu.gpu.name!r} fits {'/'.join(fits) or 'nothing'}"
-        commit = f"@{self.spec.commit[:12]}" if self.spec.commit else ""
-        return f"<ModelReport {self.spec.model}{commit}: {p.total:,} parameters, {totals}{fit}>"
+        from .views.text import one_line_summary
+
+        return f"<ModelReport {one_line_summary(self)}>"
 
 
 def open_snapshot(

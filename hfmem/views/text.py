@@ -399,3 +399,15 @@ def render_gpus(gpus: Iterable[Gpu], units: str = "gib") -> str:
     rows = [[gpu.name, size(gpu.memory_bytes, units), ", ".join(aliases(gpu.name))] for gpu in gpus]
     return tabulate(rows, headers=["GPU", label(units), "also accepted"], tablefmt="simple", disable_numparse=True,
                     colalign=("left", "right", "left"))
+
+
+def one_line_summary(report: ModelReport) -> str:
+    """A report in one line (its repr): the model, parameters, each mode's total, what fits."""
+    spec, memory = report.spec, report.memory
+    totals = ", ".join(f"{mode}={format_bytes(est.total_bytes)}" for mode, est in memory.by_mode().items())
+    fit = ""
+    if report.gpu is not None:
+        fits = [mode for mode, ok in report.gpu.fits.items() if ok]
+        fit = f", gpu={report.gpu.gpu.name!r} fits {'/'.join(fits) or 'nothing'}"
+    commit = f"@{spec.commit[:12]}" if spec.commit else ""
+    return f"{one_line(spec.model)}{commit}: {spec.parameters.total:,} parameters, {totals}{fit}"
