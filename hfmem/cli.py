@@ -537,6 +537,8 @@ class _Progress:
         self.done += 1
         if self._bar is not None:
             self._bar.update(1)
+            if self.done == self._bar.length:  # ends its line before the rows (a table comes only now)
+                self._bar.render_finish()
 
 
 @cli.command()
