@@ -11,7 +11,6 @@ Bodies are generated as they are sent, so a gigabyte answer costs the test no me
 
 from __future__ import annotations
 
-import json
 import time
 import zlib
 from collections.abc import Callable, Iterator
