@@ -43,6 +43,7 @@ def test_json_holds_limits_sweep_and_what_if_with_the_numbers_of_the_text(hub_re
     data = json.loads(run("inspect", TINY, "--gpu", "H100", "--json").stdout)
     shown = run("inspect", TINY, "--gpu", "H100", "--tables").stdout
     assert set(data["limits"]) == {"inference", "training", "lora"}
+    assert data["memory"]["inference"]["settings"]["engine"] == "transformers"  # whose rules the estimate follows
     limit_line = next(line for line in shown.splitlines() if line.startswith("inference") and "none" not in line
                       and len(line.split()) == 3)  # fmt: skip
     assert limit_line.split()[1:] == [str(data["limits"]["inference"]["max_seq_len"]),

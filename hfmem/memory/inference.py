@@ -87,6 +87,7 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
             "overhead": settings.overhead_bytes,
         },
         settings={
+            "engine": "transformers",  # whose rules (CONTRACT: vllm and sglang plans are `hfmem serve`'s)
             "batch_size": b,
             "seq_len": seq_len,
             "dtype": settings.dtype if settings.dtype != "auto" else (facts.spec.dtype or dtype),
