@@ -166,8 +166,9 @@ def files_under(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink())
 
 
-@pytest.mark.parametrize("commit", ["../../../escaped", "/tmp/absolute", SHA + "\n", SHA.upper(), "", "."])
+@pytest.mark.parametrize("commit", ["../../../escaped", "ABSOLUTE", SHA + "\n", SHA.upper(), "", "."])
 def test_a_name_that_is_no_commit_never_becomes_a_file_name(tmp_path, commit):
+    commit = str(tmp_path / "absolute") if commit == "ABSOLUTE" else commit  # an absolute path
     root = tmp_path / "home" / "hfmem"
     cache = MetadataCache(root)
     cache.save(snapshot(commit=commit))

@@ -68,17 +68,18 @@ def files_under(root: Path) -> set[Path]:
 # --- commit ids and paths ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sha", ["../../../escaped", "/tmp/escaped-hfmem", "A" * 40, "0" * 39, None, 42])
+@pytest.mark.parametrize("sha", ["../../../escaped", "ABSOLUTE", "A" * 40, "0" * 39, None, 42])
 def test_a_commit_id_that_is_not_40_hex_digits_is_refused_and_names_no_file(hostile, sha, tmp_path):
+    escaped = tmp_path / "escaped-hfmem"
     info = honest_info(hostile)
-    info["sha"] = sha
+    info["sha"] = str(escaped) if sha == "ABSOLUTE" else sha  # an absolute path
     hostile.tamper("info", lambda call, reply: json_reply(info))
     before = files_under(tmp_path)
     with pytest.raises(errors.BadResponse, match="no valid commit id"):
         resolve()
     written = files_under(tmp_path) - before
     assert all((tmp_path / "hf_home" / "hfmem") in p.parents for p in written)
-    assert not Path("/tmp/escaped-hfmem.json").exists()
+    assert not escaped.with_suffix(".json").exists()
 
 
 def test_shard_names_outside_the_repo_never_become_requests(hostile):

@@ -117,7 +117,7 @@ def test_json(fake_hub: FakeHub, adapter_repo):
 
 
 @pytest.mark.parametrize("config, error, message", [
-    (adapter_config(base_model_name_or_path="/home/me/llama-base"), ConfigError, "'/home/me/llama-base' is not a Hub repo id"),
+    (adapter_config(base_model_name_or_path="/srv/me/llama-base"), ConfigError, "'/srv/me/llama-base' is not a Hub repo id"),
     (adapter_config(base_model_name_or_path="./llama-base"), ConfigError, "is not a Hub repo id"),
     (adapter_config(base_model_name_or_path=ADAPTER), ConfigError, "names itself as its base model"),
     (adapter_config(base_model_name_or_path=None), ConfigError, "names no base_model_name_or_path"),
@@ -163,6 +163,6 @@ def test_a_local_adapter_directory_resolves_its_base_on_the_hub(fake_hub: FakeHu
     assert report.spec.source == "local" and report.spec.commit is None
     assert report.spec.adapter is not None and report.spec.adapter.parameters == ADAPTER_PARAMETERS
     assert report.spec.parameters == _inspect(fake_hub, model=BASE).spec.parameters
-    (run / "adapter_config.json").write_bytes(adapter_config(base_model_name_or_path="/home/me/llama-base"))
+    (run / "adapter_config.json").write_bytes(adapter_config(base_model_name_or_path="/srv/me/llama-base"))
     with pytest.raises(ConfigError, match="is not a Hub repo id"):
         _inspect(fake_hub, model=str(run))
