@@ -260,14 +260,17 @@ def cli() -> None:
     and estimates the GPU memory for inference, full training and LoRA/QLoRA.
 
     \b
-      hfmem inspect meta-llama/Llama-3.1-8B --gpu H100
+      hfmem inspect Qwen/Qwen2.5-7B --gpu H100
       hfmem check Qwen/Qwen2.5-7B --gpu RTX-4090 --mode lora
+      hfmem serve Qwen/Qwen2.5-7B --gpu L4 --max-model-len 32768
       hfmem audit models.txt --format csv --output report.csv
+      hfmem gpus
 
     What a model resolves to is cached per commit under $HF_HOME/hfmem: a rerun costs one small request per model,
     none for a pinned commit. With HF_HUB_OFFLINE=1, or when the Hub cannot answer, the answers come from that
     cache, else from the files huggingface_hub downloaded before. HF_ENDPOINT and HF_TOKEN work as in every Hub
-    tool.
+    tool; gated models (Llama, Gemma, ...) need their terms accepted and a token (`hf auth login`, HF_TOKEN or
+    --token).
     """
 
 
