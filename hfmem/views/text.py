@@ -15,7 +15,7 @@ from tabulate import tabulate
 from ..gpus import Gpu, aliases
 from ..memory.settings import MODES
 from ..untrusted import one_line
-from .units import format_bytes, format_count, label, size
+from .units import format_bytes, format_count, label, short_count, size
 from .units import message as units_message
 
 if TYPE_CHECKING:
@@ -277,7 +277,7 @@ def render_audit_table(rows: Iterable[AuditRow], units: str = "gib", width: int 
     for row in rows:
         cells = [one_line(row.model)]
         if row.error is None and row.totals is not None:
-            cells += [_short_count(row.params or 0), one_line(row.dtype or "")]
+            cells += [short_count(row.params or 0), one_line(row.dtype or "")]  # exact in CSV and JSON
             cells += [size(row.weights or 0, units), *(size(row.totals[m], units) for m in MODES)]
         else:
             cells += [paint("error", "fail"), one_line(row.error.type if row.error else "")] + [""] * 4
@@ -329,14 +329,6 @@ def _fitted(body: list[list[str]], headers: list[str], align: list[str], width: 
         limits[column] = max(5 if column else 10, longest - over)
         over -= longest - limits[column]
     return table(limits)
-
-
-def _short_count(n: int) -> str:
-    """8.03B, 999.89M: the table's parameter count (the exact one is in the CSV and JSON output)."""
-    for scale, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
-        if n >= scale:
-            return f"{n / scale:.2f}{suffix}"
-    return str(n)
 
 
 def _error_text(row: AuditRow) -> str:

@@ -36,7 +36,12 @@ def message(parts: Iterable[str | int], units: str = "gib") -> str:
 
 def format_count(n: int) -> str:
     """8,030,261,248 (8.03B)."""
+    return f"{n:,}" if n < 1000 else f"{n:,} ({short_count(n)})"
+
+
+def short_count(n: int) -> str:
+    """8.03B, 999.89M: a count in a narrow column."""
     for scale, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
         if n >= scale:
-            return f"{n:,} ({n / scale:.2f}{suffix})"
-    return f"{n:,}"
+            return f"{n / scale:.2f}{suffix}"
+    return str(n)
