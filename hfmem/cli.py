@@ -168,11 +168,11 @@ def _announce_wait(seconds: float, bucket: str) -> None:
          err=True)
 
 
-def show(text: str, err: bool = False) -> None:
+def show(words: str, err: bool = False) -> None:
     """Every line of human output goes out here: without the control characters (escape sequences, bells,
     bidirectional overrides) that a repo's files, an endpoint or an input list can put in the strings shown; only
     the colours hfmem itself paints survive."""
-    click.echo(for_terminal(text, keep_colour=True), err=err)
+    click.echo(for_terminal(words, keep_colour=True), err=err)
 
 
 def width() -> int:
@@ -184,10 +184,9 @@ def width() -> int:
     return max(text.WIDTH, columns)
 
 
-def painter(err: bool = False) -> text.Paint:
+def painter() -> text.Paint:
     """Colours for ok / warn / fail on a terminal; none when piped, under NO_COLOR or TERM=dumb."""
-    stream = sys.stderr if err else sys.stdout
-    if not stream.isatty() or "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
+    if not sys.stdout.isatty() or "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
         return text.plain
     colours = {"ok": "green", "warn": "yellow", "fail": "red"}
     return lambda words, role: click.style(words, fg=colours.get(role), bold=role == "fail")
@@ -497,7 +496,8 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
                 yield row
 
         try:
-            written = write_rows(counted(), fmt, out, units, width())
+            paint = painter() if output == "-" else text.plain  # a file gets no colour codes
+            written = write_rows(counted(), fmt, out, units, width(), paint)
         except (KeyboardInterrupt, Interrupted) as e:
             stopped, written = e, progress.done
         except HfmemError as e:  # the listing failed: the rows before it are written

@@ -10,12 +10,14 @@ from typing import IO
 
 from ..audit import COLUMNS, AuditRow
 from ..untrusted import for_spreadsheet
-from .text import WIDTH, fits_text, render_audit_table
+from .text import WIDTH, Paint, fits_text, plain, render_audit_table
 
 FORMATS = ("table", "csv", "json", "jsonl")
 
 
-def write_rows(rows: Iterable[AuditRow], fmt: str, out: IO[str], units: str = "gib", width: int = WIDTH) -> int:
+def write_rows(
+    rows: Iterable[AuditRow], fmt: str, out: IO[str], units: str = "gib", width: int = WIDTH, paint: Paint = plain
+) -> int:
     """Write rows as a table (sizes in `units`), CSV, a JSON array or JSON lines (sizes in bytes). CSV and JSON
     rows go out one by one as they come (and are flushed), so what was written survives a kill; a stop (an exception
     from `rows`) still closes the table or the JSON array over the rows done. Returns the number of rows written."""
@@ -26,7 +28,7 @@ def write_rows(rows: Iterable[AuditRow], fmt: str, out: IO[str], units: str = "g
         try:
             table.extend(rows)
         finally:
-            out.write(render_audit_table(table, units, width) + "\n")
+            out.write(render_audit_table(table, units, width, paint) + "\n")
         return len(table)
     written = 0
     if fmt == "csv":
