@@ -123,7 +123,10 @@ def test_rate_limit_is_retried(hub_repo, fake_hub):
     hub_repo(TINY, fail_first={429: 2}, retry_after=0)
     result = run(TINY)
     assert result.exit_code == 0
-    assert [r.status for r in fake_hub.log[:3]] == [429, 429, 200]
+    # config.json and model_info leave at once, so which of them meets each 429 first varies: both 429s were
+    # answered, and every request after them succeeded.
+    statuses = [r.status for r in fake_hub.log]
+    assert statuses.count(429) == 2 and set(statuses) <= {429, 200, 206}  # 206: a ranged header read
 
 
 def test_server_errors_after_retries(hub_repo):
