@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal, get_args
 
 from ..gpus import Gpu
 
-# What memory is estimated for: inference, full training, LoRA / QLoRA fine-tuning.
-Mode = Literal["inference", "training", "lora"]
-MODES: tuple[Mode, ...] = get_args(Mode)
+
+class Mode(str, Enum):
+    """What memory is estimated for. Members equal their values, so "lora" works wherever a Mode does."""
+
+    INFERENCE = "inference"
+    TRAINING = "training"
+    LORA = "lora"  # LoRA / QLoRA fine-tuning
+
+    def __str__(self) -> str:
+        return self.value
+
+
+MODES: tuple[Mode, ...] = tuple(Mode)
 
 
 class Optimizer(str, Enum):
