@@ -30,7 +30,7 @@ from .engines.vllm import KV_CACHE_DTYPES as VLLM_KV
 from .errors import HfmemError, Interrupted, error_fields
 from .gpus import Gpu, aliases, find_gpu, known_gpus
 from .memory import MODES, Mode, Optimizer, Recipe, Settings
-from .memory.settings import CACHE_TYPES
+from .memory.settings import CACHE_TYPES, MAX_IMAGES, parse_image_size
 from .untrusted import for_terminal, one_line, without_credentials
 from .views import text
 from .views.json import error_dict
@@ -68,6 +68,13 @@ class _Positive(click.FloatRange):
         return number
 
 
+def _image_size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    try:
+        return None if value is None else parse_image_size(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 def memory_options(f: Callable) -> Callable:
     """The memory-model settings, shared by inspect, check and audit."""
     options = [
@@ -75,6 +82,12 @@ def memory_options(f: Callable) -> Callable:
                      help="Sequences per batch."),
         click.option("--seq-len", "-s", type=click.IntRange(min=1), default=None,
                      help="Tokens per sequence.  [default: min(model context, 4096)]"),
+        click.option("--images", type=click.IntRange(0, MAX_IMAGES), default=0, show_default=True,
+                     help="Images per sequence (vision-language models): each adds its image tokens to the "
+                          "sequence and runs the vision tower."),
+        click.option("--image-size", metavar="HxW", default=None, callback=_image_size,
+                     help="Image size in pixels, for dynamic-resolution models (Qwen2-VL, Qwen2.5-VL).  "
+                          "[default: 1024x1024]"),
         click.option("--dtype", type=_choice(["auto", "float32", "bfloat16", "float16", "int8", "int4"]),
                      default="auto", show_default=True, help="Load the weights in this dtype (auto: as stored)."),
         click.option("--kv-dtype", type=_choice(["auto", "float16", "bfloat16", "fp8"]), default="auto",
@@ -118,6 +131,8 @@ def settings_from(opts: dict[str, Any]) -> Settings:
     return Settings(
         batch_size=opts["batch_size"],
         seq_len=opts["seq_len"],
+        images=opts["images"],
+        image_size=opts["image_size"],
         dtype=opts["dtype"],
         kv_dtype=opts["kv_dtype"],
         attention=opts["attention"],

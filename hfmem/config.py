@@ -647,3 +647,8 @@ def _vision_parameters(config: Mapping[str, Any], text_hidden: int) -> tuple[int
     bias = config.get("multimodal_projector_bias", True)
     projector = width * text_hidden + text_hidden * text_hidden + (2 * text_hidden if bias else 0)
     return tower + projector, positions * h
+
+
+def vision_parameters(config: Any, text_hidden: int) -> int | None:
+    """The vision tower + projector part of config_parameters' count (None: none modelled)."""
+    return _vision_parameters(config if isinstance(config, Mapping) else {}, text_hidden)[0] or None

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import dtypes
 from .architecture import Architecture
-from .config import checked_int, config_parameters, read_architecture
+from .config import checked_int, config_parameters, read_architecture, vision_parameters
 from .gguf import GgufArchitecture, GgufRepo, GgufTensor, torch_name
 from .header import Tensor
 from .snapshot import PICKLE_FORMATS, Snapshot
 from .untrusted import one_line
+from .vision import VisionTower, is_vision_tensor, read_vision_tower
 
 if TYPE_CHECKING:
     from .peft import Adapter
@@ -32,6 +33,7 @@ class Parameters:
     exact: bool = True  # False when derived from config.json (no safetensors headers)
     # What a quantized checkpoint stands for: packed weights unpacked, scales and zero points left out.
     logical: int | None = None  # None: the same as total
+    vision: int | None = None  # a vision-language model's vision tower and projector (hfmem.vision); else None
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Files:
     download_bytes: int | None  # every file of the repo (None when sizes are unknown)
     formats: tuple[str, ...]  # weight formats present: "safetensors", "pytorch", "gguf", ...
     count: int  # number of files in the repo
+    vision_bytes: int | None = None  # the vision tower's and projector's share of weights_bytes
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class ModelSpec:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     gguf: GgufRepo | None = None  # a GGUF repo: tensors are the chosen variant's, renamed as transformers names them
     adapter: Adapter | None = None  # a PEFT adapter repo: everything else describes its base model
+    vision: VisionTower | None = None  # a vision-language model's image encoder, as its config describes it
 
     @property
     def tensor_count(self) -> int:
@@ -113,6 +117,8 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     tensors = tuple(t for header in snapshot.headers.values() for t in header.tensors)
     dtype = _config_dtype(snapshot.config)
     quantization = read_quantization(snapshot.config, warnings)
+    vision, vision_warnings = read_vision_tower(snapshot.config)
+    warnings += vision_warnings
     if tensors:
         parameters = count_parameters(tensors, architecture, quantization)
         weights_bytes = sum(t.nbytes * t.count for t in tensors)
@@ -131,6 +137,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
         download_bytes=snapshot.download_bytes,
         formats=snapshot.formats,
         count=len(snapshot.files),
+        vision_bytes=sum(t.nbytes * t.count for t in tensors if is_vision_tensor(t.name)) or None,
     )
     return ModelSpec(
         **_identity(snapshot),
@@ -142,6 +149,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
         tensors=tensors,
         warnings=tuple(warnings),
         adapter=snapshot.adapter,
+        vision=vision,
     )
 
 
@@ -215,11 +223,13 @@ def _gguf_architecture(a: GgufArchitecture, tied: bool) -> Architecture:
 def count_parameters(tensors: tuple[Tensor, ...], arch: Architecture, quant: Quantization | None) -> Parameters:
     """Exact counts; embedding and MoE figures are in logical parameters (the same as stored unless quantized)."""
     by_dtype: dict[str, int] = {}
-    logical = embedding = experts = 0
+    logical = embedding = experts = vision = 0
     for t in tensors:
         by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.numel * t.count
         numel = logical_numel(t, quant) * t.count
         logical += numel
+        if is_vision_tensor(t.name):
+            vision += numel
         if is_embedding(t.name):
             embedding += numel
         elif is_expert(t.name):
@@ -229,7 +239,8 @@ def count_parameters(tensors: tuple[Tensor, ...], arch: Architecture, quant: Qua
     if arch.num_experts and arch.num_experts_per_tok:
         active = logical - experts + experts * arch.num_experts_per_tok // arch.num_experts
     return Parameters(
-        total, dict(sorted(by_dtype.items())), embedding, active, logical=logical if logical != total else None
+        total, dict(sorted(by_dtype.items())), embedding, active, logical=logical if logical != total else None,
+        vision=vision or None,
     )
 
 
@@ -241,7 +252,8 @@ def _parameters_from_config(snapshot: Snapshot, arch: Architecture, dtype: str |
         weights_bytes = sum(pickle_bytes)  # type: ignore[arg-type]  # pickle overhead is negligible
     else:
         weights_bytes = dtypes.nbytes(st_dtype, total)
-    return Parameters(total, {st_dtype: total}, embedding, None, exact=False), weights_bytes
+    vision = vision_parameters(snapshot.config, arch.hidden_size or 0)
+    return Parameters(total, {st_dtype: total}, embedding, None, exact=False, vision=vision), weights_bytes
 
 
 def _no_safetensors_warning(snapshot: Snapshot) -> str:

@@ -12,6 +12,7 @@ from .lora import lora_estimate
 from .results import Estimate, Formula, MemoryReport
 from .settings import Settings, resolve_seq_len
 from .training import training_estimate
+from .vision import image_inputs, image_tokens
 
 
 def estimate(spec: ModelSpec, settings: Settings) -> MemoryReport:
@@ -22,7 +23,7 @@ def estimate(spec: ModelSpec, settings: Settings) -> MemoryReport:
 def estimate_facts(facts: ModelFacts, settings: Settings) -> MemoryReport:
     """estimate() for an already analysed model (the tables call this many times)."""
     warnings = list(facts.warnings)
-    seq_len = resolve_seq_len(settings, facts.dims.max_positions)
+    seq_len = sequence_len(facts, settings, warnings)
     if facts.dims.max_positions and seq_len > facts.dims.max_positions:
         warnings.append(f"seq_len {seq_len} exceeds the model's context of {facts.dims.max_positions} tokens")
     inference = inference_estimate(facts, settings, seq_len, warnings)
@@ -31,10 +32,16 @@ def estimate_facts(facts: ModelFacts, settings: Settings) -> MemoryReport:
     else:
         one_host = inference if settings.gpus == 1 else mode_estimate(facts, replace(settings, gpus=1), "inference")
         cpu = cpu_estimate(facts, one_host)
+    training = training_estimate(facts, settings, seq_len, warnings)
+    lora = lora_estimate(facts, settings, seq_len, warnings)
+    images = image_inputs(facts, settings)
+    if images is not None:  # seq_len is the whole sequence; say what the images put in it
+        extra = {"images": images.images, "image_tokens": images.tokens}
+        inference, training, lora = (replace(e, settings=e.settings | extra) for e in (inference, training, lora))
     return MemoryReport(
         inference=inference,
-        training=training_estimate(facts, settings, seq_len, warnings),
-        lora=lora_estimate(facts, settings, seq_len, warnings),
+        training=training,
+        lora=lora,
         cpu=cpu,
         warnings=tuple(dict.fromkeys(warnings)),
         facts=facts,
@@ -60,4 +67,9 @@ def cpu_estimate(facts: ModelFacts, inference: Estimate) -> Estimate:
 def mode_estimate(facts: ModelFacts, settings: Settings, mode: str) -> Estimate:
     """One mode only (cheaper than estimate_facts when a table needs a single column)."""
     build = {"inference": inference_estimate, "training": training_estimate, "lora": lora_estimate}[mode]
-    return build(facts, settings, resolve_seq_len(settings, facts.dims.max_positions), [])
+    return build(facts, settings, sequence_len(facts, settings, []), [])
+
+
+def sequence_len(facts: ModelFacts, settings: Settings, warnings: list[str]) -> int:
+    """Tokens per sequence: the text's (the setting, or the default) + the image tokens of --images."""
+    return resolve_seq_len(settings, facts.dims.max_positions) + image_tokens(facts, settings, warnings)

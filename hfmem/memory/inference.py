@@ -8,6 +8,7 @@ from .facts import ModelFacts
 from .kv import kv_cache
 from .results import Estimate, Formula
 from .settings import Settings
+from .vision import inference_activations
 from .weights import FLOAT_BYTES, compute_dtype, inference_weights
 
 # PeftModel.from_pretrained upcasts a float16/bfloat16 adapter to float32 (autocast_adapter_dtype=True, PEFT's
@@ -37,7 +38,9 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
     quant = 0
     if weights.linear_bytes and largest is not None:
         quant = c * largest.numel if settings.dtype == "int4" else b * seq_len * facts.widest_int8_row
-    activations = max(layer, logits) + quant
+    # The vision tower runs (and is done) before the prefill: the larger of the two is the peak.
+    vision, vision_formula = inference_activations(facts, settings, c, seq_len)
+    activations = max(layer, logits, vision) + quant
     formulas: tuple[Formula, ...] = (
         Formula(
             weights.formula.name,
@@ -69,7 +72,14 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
             quant,
             exact=False,
         ),
-        Formula("activations", "max(prefill layer peak, logits) + quantised matmul", {}, activations, exact=False),
+        *((vision_formula,) if vision_formula else ()),
+        Formula(
+            "activations",
+            "max(prefill layer peak, logits" + (", vision tower" if vision_formula else "") + ") + quantised matmul",
+            {},
+            activations,
+            exact=False,
+        ),
         Formula("overhead", "CUDA context + library workspaces (setting)", {}, settings.overhead_bytes, exact=False),
     )
     adapter, adapter_bytes = facts.spec.adapter, 0

@@ -6,11 +6,13 @@ from collections import Counter
 from dataclasses import dataclass
 
 from ..spec import is_expert
+from ..vision import is_vision_tensor
 from .facts import ModelFacts
 from .phases import Phase, peak, peak_formula, step_activations
 from .results import Formula, LoraEstimate
 from .settings import DEFAULT_LORA_RANK, Settings
 from .states import Sharding, optimizer_state_bytes, step_temporary_bytes
+from .vision import with_tower
 from .weights import FLOAT_BYTES, compute_dtype, inference_weights, quantised_weights
 
 ALL_LINEAR = "all-linear"
@@ -100,9 +102,11 @@ def adapters(facts: ModelFacts, targets: tuple[str, ...]) -> list[Adapter]:
 
 def _adapter_bytes_per_token(facts: ModelFacts, adapted: list[Adapter], r: int) -> int:
     """PEFT casts each adapted linear's input to fp32 and saves it, and lora_B saves lora_A's output (A.4b). A
-    routed expert sees only the tokens routed to it: over a layer's E experts that is k copies per token, not E."""
-    dense = sum((a.in_features + r) * a.count for a in adapted if a.linear and not is_expert(a.module))
-    routed = sum((a.in_features + r) * a.count for a in adapted if a.linear and is_expert(a.module))
+    routed expert sees only the tokens routed to it: over a layer's E experts that is k copies per token, not E.
+    Adapters in a vision tower see its patches, not the text's tokens (memory.vision.with_tower counts them)."""
+    text = [a for a in adapted if a.linear and not is_vision_tensor(a.module)]
+    dense = sum((a.in_features + r) * a.count for a in text if not is_expert(a.module))
+    routed = sum((a.in_features + r) * a.count for a in text if is_expert(a.module))
     dims = facts.dims
     if dims.experts:
         routed = routed * dims.experts_per_token // dims.experts
@@ -184,6 +188,9 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
         eager=settings.attention == "eager",
         checkpointing=settings.grad_checkpointing,
         adapter_bytes_per_token=adapter_act,
+    )
+    steps = with_tower(
+        steps, facts, settings, c=c, residual=c, seq_len=seq_len, trainable=False, adapted=adapted.modules, rank=r
     )
     # A quantised base is dequantised one linear at a time, in compute dtype, in forward and in backward.
     dequant = c * facts.largest_linear.numel if base.linear_bytes and facts.largest_linear else 0

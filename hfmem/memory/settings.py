@@ -55,6 +55,9 @@ DEFAULT_SEQ_LEN = 4096  # used when the model states no context, and the cap of 
 DEFAULT_LORA_RANK = 16
 # llama.cpp's --cache-type-k/-v choices (common/arg.cpp kv_cache_types), by their ggml names in lower case
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+MAX_IMAGES = 10_000  # per sequence
+MAX_IMAGE_SIDE = 2**16  # pixels
+MAX_ASPECT = 200  # Qwen2-VL's smart_resize refuses a longer side over 200 x the shorter (the strictest processor)
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,10 @@ class Settings:
     cache_type_k: str = "f16"
     cache_type_v: str = "f16"
     n_gpu_layers: int | None = None
+    # Vision-language models: images per sequence (each adds the model's image tokens to the sequence and runs
+    # the vision tower), and their size in pixels (height, width; or "HxW") for dynamic-resolution towers
+    images: int = 0
+    image_size: tuple[int, int] | str | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -105,6 +112,10 @@ class Settings:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        if not 0 <= self.images <= MAX_IMAGES:
+            raise ValueError(f"images must be 0 to {MAX_IMAGES:,}")
+        if self.image_size is not None:
+            object.__setattr__(self, "image_size", parse_image_size(self.image_size))
         # Accept the CLI's strings for the enums, and PEFT's spellings of target_modules.
         if self.lora_targets is not None:
             targets = self.lora_targets.split(",") if isinstance(self.lora_targets, str) else self.lora_targets
@@ -115,6 +126,21 @@ class Settings:
         object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
         object.__setattr__(self, "recipe", Recipe(self.recipe))
         object.__setattr__(self, "int4", Int4Scheme(self.int4))
+
+
+def parse_image_size(value: tuple[int, int] | str) -> tuple[int, int]:
+    """(height, width) from a pair or "HxW" ("448" is square); ValueError for what no processor takes."""
+    if isinstance(value, str):
+        parts = value.lower().split("x")
+        if len(parts) > 2 or not all(p.isascii() and p.strip().isdigit() for p in parts):
+            raise ValueError(f"image_size {value!r} is not HxW (e.g. 448x448)")
+        value = (int(parts[0]), int(parts[-1]))
+    h, w = value
+    if not (1 <= h <= MAX_IMAGE_SIDE and 1 <= w <= MAX_IMAGE_SIDE):
+        raise ValueError(f"image_size sides must be 1 to {MAX_IMAGE_SIDE} pixels")
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise ValueError(f"image_size {h}x{w}: an aspect ratio above {MAX_ASPECT} is refused by the processors")
+    return h, w
 
 
 def usable_bytes(gpu: Gpu, settings: Settings) -> int:

@@ -7,6 +7,7 @@ from .phases import Phase, peak, peak_formula, step_activations
 from .results import Estimate, Formula
 from .settings import Recipe, Settings
 from .states import RECIPE_BYTES, Sharding, optimizer_state_bytes, step_temporary_bytes
+from .vision import with_tower
 
 
 def training_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> Estimate:
@@ -32,16 +33,18 @@ def training_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warni
     gathered, grad_unit = 0, 0
     if shard.zero == 3 and shard.gpus > 1:  # the unit being computed (and the prefetched one) gathered in full
         gathered, grad_unit = 2 * facts.largest_layer_parameters * c, facts.largest_layer_parameters * grad_b
+    residual = 4 if settings.recipe is Recipe.MIXED else c
     steps = step_activations(
         facts.dims,
         c=c,
-        residual=4 if settings.recipe is Recipe.MIXED else c,
+        residual=residual,
         batch_size=settings.batch_size,
         seq_len=seq_len,
         trainable=True,
         eager=settings.attention == "eager",
         checkpointing=settings.grad_checkpointing,
     )
+    steps = with_tower(steps, facts, settings, c=c, residual=residual, seq_len=seq_len, trainable=True)
     forward_weights = weights + autocast + gathered
 
     def phase(name: str, w: int, g: int, o: int, a: int) -> Phase:

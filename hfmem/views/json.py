@@ -33,17 +33,20 @@ def to_dict(report: ModelReport) -> dict[str, Any]:
             "active": spec.parameters.active,
             "exact": spec.parameters.exact,
             "logical": spec.parameters.logical,
+            "vision": spec.parameters.vision,
         },
         "files": {
             "weights_bytes": spec.files.weights_bytes,
             "download_bytes": spec.files.download_bytes,
             "formats": list(spec.files.formats),
             "count": spec.files.count,
+            "vision_bytes": spec.files.vision_bytes,
         },
         "memory": report.memory.to_dict(),
         "gpu": report.gpu.to_dict() if report.gpu else None,
         **kind_dict(spec),
         "warnings": list(report.warnings),
+        "vision": spec.vision.to_dict() if spec.vision else None,
         **_tables(report),
     }
 

@@ -104,6 +104,8 @@ def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width
     params.append(f"embedding {p.embedding:,}")
     if p.active is not None:
         params.append(f"active per token {format_count(p.active)}")
+    if p.vision is not None:
+        params.append(f"vision {p.vision:,}")
     dtype = [str(spec.dtype)]
     if spec.quantization:
         bits = f" ({spec.quantization.bits:g}-bit)" if spec.quantization.bits else ""
@@ -130,8 +132,19 @@ def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width
 
 
 def _kind_rows(spec: ModelSpec, units: str) -> dict[str, list[str]]:
-    """The GGUF variant read and the others; the adapter and its base."""
+    """The vision tower; the GGUF variant read and the others; the adapter and its base."""
     rows = {}
+    v = spec.vision
+    if v is not None:
+        vision_bytes = spec.files.vision_bytes
+        rows["Vision"] = [v.kind, f"{v.num_hidden_layers} layers", f"hidden {v.hidden_size}", f"{v.num_attention_heads} heads",
+                          f"patch {v.patch_size}"]  # fmt: skip
+        if v.dynamic:
+            rows["Vision"].append(f"dynamic resolution: 1 token per {v.spatial_merge_size ** 2} patches")
+        elif v.tokens_per_image is not None:
+            rows["Vision"].append(f"{v.image_size}x{v.image_size} px: {v.tokens_per_image} tokens per image")
+        if vision_bytes:
+            rows["Vision"].append(f"weights {format_bytes(vision_bytes, units)} (with the projector)")
     if spec.gguf is not None:
         repo = spec.gguf
         others = [f"{v.quant or v.name} {format_bytes(v.size, units)}" for v in repo.variants if v != repo.chosen]
@@ -159,7 +172,9 @@ def render_breakdown(memory: MemoryReport, units: str = "gib", width: int = WIDT
     s, training, lora = memory.inference.settings, memory.training.settings, memory.lora
     heading = [
         f"Memory ({label(units)}, per GPU)",
-        f"batch {s['batch_size']} x seq {s['seq_len']}",
+        f"batch {s['batch_size']} x seq {s['seq_len']}" + (
+            f" ({s['seq_len'] - s['image_tokens']} text + {s['images']} images x "
+            f"{s['image_tokens'] // s['images']} tokens)" if s.get("images") else ""),
         f"training {training['recipe']}/{training['optimizer']} (peak: {training['peak_phase']})",
         f"LoRA r={lora.settings['rank']} on {','.join(lora.target_modules)}{' (QLoRA)' if lora.settings['qlora'] else ''}",
     ]

@@ -1,0 +1,200 @@
+"""Vision towers of vision-language models: which checkpoint tensors are theirs, and what an image costs in tokens
+(pure; no I/O).
+
+Image tokens follow each family's processor in transformers (5.24): a fixed count per image for LLaVA-1.5
+(processing_llava.py:90-93) and Gemma-3 (processing_gemma3.py:135), and Qwen2-VL / Qwen2.5-VL's dynamic
+resolution, smart_resize to a multiple of patch x merge (image_processing_qwen2_vl.py:63-89), one token per
+merge x merge patches (processing_qwen2_vl.py:83). Other multimodal families have their tower counted but no
+image tokens (a warning says so).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .config import checked_int
+from .untrusted import shortened
+
+# Tensors of a vision tower or of its projector into the language model, under the names save_pretrained writes
+# (llava/gemma3/paligemma/mistral3 `vision_tower.` + `multi_modal_projector.`, Qwen2-VL `visual.`, mllama and
+# idefics3 `vision_model.` + `connector.`, original LLaVA `mm_projector.`, Phi-3-vision `vision_embed_tokens.`),
+# bare or under `model.` (transformers >= 4.52 layouts).
+VISION_TENSOR = re.compile(
+    r"^(?:model\.)?(?:vision_tower|visual|vision_model|multi_modal_projector|mm_projector|connector"
+    r"|vision_embed_tokens)\."
+)
+
+# Image processor defaults (Qwen2VLImageProcessor, image_processing_qwen2_vl.py:96): size shortest_edge and
+# longest_edge are min_pixels 56 x 56 and max_pixels 28 x 28 x 1280.
+QWEN_MIN_PIXELS, QWEN_MAX_PIXELS = 56 * 56, 28 * 28 * 1280
+# A dynamic-resolution model needs an image size; without --image-size, this one is assumed (and said).
+DEFAULT_IMAGE_SIZE = (1024, 1024)
+
+
+def is_vision_tensor(name: str) -> bool:
+    return VISION_TENSOR.match(name) is not None
+
+
+@dataclass(frozen=True)
+class VisionTower:
+    """What the memory model needs of a vision encoder (a ViT): its width and depth, and how images become
+    patches (its sequence) and the language model's image tokens."""
+
+    family: str  # the multimodal model_type: "llava", "gemma3", "qwen2_5_vl", ...
+    kind: str  # the tower's: "clip_vision_model", "siglip_vision_model", "qwen2_5_vl", ...
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    gated: bool  # gate/up/down MLP (Qwen2.5-VL) rather than fc1/fc2
+    patch_size: int
+    image_size: int | None  # fixed square input (CLIP/SigLIP); None: dynamic resolution
+    class_token: bool  # CLIP prepends a class embedding to the patches
+    tokens_per_image: int | None  # fixed LM tokens per image; None: from the image size, or not modelled
+    spatial_merge_size: int = 1  # Qwen2-VL: merge x merge patches become one LM token
+    dynamic: bool = False  # Qwen2-VL's smart_resize
+
+    @property
+    def models_images(self) -> bool:
+        """Whether hfmem knows how many tokens an image adds to the sequence."""
+        return self.dynamic or self.tokens_per_image is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "model_type": self.kind, "hidden_size": self.hidden_size,
+                "num_hidden_layers": self.num_hidden_layers, "num_attention_heads": self.num_attention_heads,
+                "intermediate_size": self.intermediate_size, "patch_size": self.patch_size,
+                "image_size": self.image_size, "tokens_per_image": self.tokens_per_image,
+                "spatial_merge_size": self.spatial_merge_size, "dynamic_resolution": self.dynamic}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ImageGrid:
+    """One image as the model sees it: pixels after the processor, ViT patches, and LM tokens."""
+
+    height: int
+    width: int
+    patches: int  # the vision encoder's sequence (class token included)
+    tokens: int  # placeholder tokens in the language model's sequence
+
+
+# Class defaults of the towers (transformers configuration_*.py) for keys a config.json leaves out.
+_CLIP = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
+         "image_size": 224, "patch_size": 32}  # fmt: skip  # configuration_clip.py:97-104
+_SIGLIP = {**_CLIP, "patch_size": 16}  # configuration_siglip.py:93-99
+# LlavaConfig's tower when vision_config is absent: CLIP ViT-L/14 at 336 px (configuration_llava.py).
+_LLAVA_CLIP = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
+               "image_size": 336, "patch_size": 14}  # fmt: skip
+_TOWERS = {"clip_vision_model": _CLIP, "siglip_vision_model": _SIGLIP}
+
+
+def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, list[str]]:
+    """The vision tower a multimodal config.json describes, and warnings; (None, []) for a text-only model.
+    Raises ConfigError for a number no tower can have."""
+    warnings: list[str] = []
+    family = config.get("model_type")
+    family = family if isinstance(family, str) else ""
+    vision = config.get("vision_config")
+    if vision is None and family == "llava":
+        vision = {"model_type": "clip_vision_model", **_LLAVA_CLIP}
+    if not isinstance(vision, Mapping):
+        return None, warnings
+    if family in ("qwen2_vl", "qwen2_5_vl"):
+        return _qwen_tower(family, vision, warnings), warnings
+    kind = vision.get("model_type")
+    defaults = _TOWERS.get(kind if isinstance(kind, str) else "clip_vision_model")
+    if defaults is None:
+        warnings.append(f"vision tower {shortened(kind)}: its parameters are counted, image inputs are not modelled")
+        return None, warnings
+    v = {key: _int(vision, key, default, warnings) for key, default in defaults.items()}
+    clip = kind in (None, "clip_vision_model")
+    patches = (v["image_size"] // v["patch_size"]) ** 2
+    tokens: int | None = None
+    if family == "llava":  # processing_llava.py:90-93: + the class token, - 1 for the "default" strategy
+        strategy = config.get("vision_feature_select_strategy", "default")
+        tokens = patches + clip - (strategy == "default")
+    elif family == "gemma3":  # the tower's patches average-pooled to mm_tokens_per_image (modeling_gemma3.py:647)
+        tokens = _int(config, "mm_tokens_per_image", 256, warnings, prefix="")
+    else:
+        warnings.append(f"{family or 'this model'}: image tokens per image are not modelled (--images is ignored)")
+    return VisionTower(
+        family=family,
+        kind=kind if isinstance(kind, str) else "clip_vision_model",
+        hidden_size=v["hidden_size"],
+        num_hidden_layers=v["num_hidden_layers"],
+        num_attention_heads=v["num_attention_heads"],
+        intermediate_size=v["intermediate_size"],
+        gated=False,
+        patch_size=v["patch_size"],
+        image_size=v["image_size"],
+        class_token=clip,
+        tokens_per_image=tokens,
+    ), warnings  # fmt: skip
+
+
+def _qwen_tower(family: str, vision: Mapping[str, Any], warnings: list[str]) -> VisionTower:
+    """Qwen2-VL (configuration_qwen2_vl.py:33-42: embed_dim wide, fc1/fc2 of mlp_ratio x embed_dim, quick_gelu;
+    its hidden_size is the language model's) and Qwen2.5-VL (configuration_qwen2_5_vl.py:53-65: hidden_size wide,
+    a gated SiLU MLP of intermediate_size)."""
+    qwen25 = family == "qwen2_5_vl"
+    if qwen25:
+        width, inner = _int(vision, "hidden_size", 3584, warnings), _int(vision, "intermediate_size", 3420, warnings)
+    else:
+        width = _int(vision, "embed_dim", 1280, warnings)
+        inner = width * _int(vision, "mlp_ratio", 4, warnings)
+    return VisionTower(
+        family=family,
+        kind=family,
+        hidden_size=width,
+        num_hidden_layers=_int(vision, "depth", 32, warnings),
+        num_attention_heads=_int(vision, "num_heads", 16, warnings),
+        intermediate_size=inner,
+        gated=qwen25,
+        patch_size=_int(vision, "patch_size", 14, warnings),
+        image_size=None,
+        class_token=False,
+        tokens_per_image=None,
+        spatial_merge_size=_int(vision, "spatial_merge_size", 2, warnings),
+        dynamic=True,
+    )
+
+
+def _int(cfg: Mapping[str, Any], key: str, default: int, warnings: list[str], prefix: str = "vision_config.") -> int:
+    value = checked_int(key, prefix + key, cfg.get(key), warnings)
+    return default if value is None else value
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Qwen2-VL's resize (image_processing_qwen2_vl.py:63-89): each side rounded to a multiple of `factor`, then
+    scaled, keeping the aspect ratio, into [min_pixels, max_pixels]. Its refusal of an aspect ratio above 200
+    is Settings' (settings.MAX_ASPECT)."""
+    h_bar, w_bar = round(height / factor) * factor, round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def image_grid(tower: VisionTower, image_size: tuple[int, int] | None) -> ImageGrid | None:
+    """One image's patches and tokens; None when the family's image tokens are not modelled. A fixed-resolution
+    processor resizes every image to the tower's size, so `image_size` matters only for dynamic ones (None: the
+    default size)."""
+    if tower.dynamic:
+        merge = tower.spatial_merge_size
+        h, w = smart_resize(*(image_size or DEFAULT_IMAGE_SIZE), tower.patch_size * merge, QWEN_MIN_PIXELS,
+                            QWEN_MAX_PIXELS)  # fmt: skip
+        patches = (h // tower.patch_size) * (w // tower.patch_size)  # grid_t = 1 for an image
+        return ImageGrid(h, w, patches, patches // merge**2)
+    if tower.tokens_per_image is None or tower.image_size is None:
+        return None
+    side = tower.image_size
+    patches = (side // tower.patch_size) ** 2 + tower.class_token
+    return ImageGrid(side, side, patches, tower.tokens_per_image)
