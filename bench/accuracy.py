@@ -23,6 +23,7 @@ from hfmem.memory import Int4Scheme, Recipe, Settings, estimate, kv_bytes_per_to
 from hfmem.memory.facts import analyse
 from hfmem.snapshot import Snapshot
 from hfmem.spec import Files, ModelSpec, build_spec, count_parameters
+from hfmem.vision import image_grid, read_vision_tower
 
 DATASET = ROOT.parent / "shared" / "hub-dataset" / "models"
 OUTPUT = ROOT / "docs" / "accuracy.md"
@@ -243,6 +244,45 @@ def count_rows(spec: ModelSpec | None) -> list[Row]:
                 "exact: r x (in + out) over matched linear weights" if spec else "skipped: dataset absent",
             )
         )
+    return rows
+
+
+def vision_rows() -> list[Row]:
+    """Vision-language models: the tower + projector parameters of LLaVA-1.5-7B against the dataset's instantiated
+    counts (its total minus its Llama-2-7B language model, whose vocabulary is 64 tokens longer), and the image
+    tokens per image that transformers' processors insert (5.24 source lines cited per row)."""
+    tf = "huggingface/transformers v5.24.0 src/transformers/models/"
+    rows = []
+    llava, llama = DATASET / "llava-hf__llava-1.5-7b-hf", DATASET / "meta-llama__Llama-2-7b-hf"
+    spec = dataset_spec(llava.name)
+    measured, predicted, note = 324_487_168, None, "skipped: dataset absent"
+    if spec is not None and (llama / "expected.json").is_file():
+        total = json.loads((llava / "expected.json").read_text())["params"]["total"]
+        text = json.loads((llama / "expected.json").read_text())["params"]["total"] + 2 * (32064 - 32000) * 4096
+        measured, predicted = total - text, spec.parameters.vision
+        note = "headers under vision_tower. and multi_modal_projector."
+    rows.append(Row("V1", "llava-hf/llava-1.5-7b-hf", "vision tower + projector parameters", measured, predicted,
+                    "count", "the dataset's expected.json totals (transformers 4.57.6, meta device)", note))
+    vlm_configs = {
+        "V2": ("llava-hf/llava-1.5-7b-hf", None, 576, "llava/processing_llava.py:90-93",
+               {"model_type": "llava", "vision_config": {"image_size": 336, "patch_size": 14},
+                "vision_feature_select_strategy": "default"}),
+        "V3": ("google/gemma-3-4b-it (config keys)", None, 256, "gemma3/processing_gemma3.py:135, "
+               "configuration_gemma3.py:207", {"model_type": "gemma3", "vision_config": {
+                   "model_type": "siglip_vision_model", "image_size": 896, "patch_size": 14}}),
+        "V4": ("Qwen/Qwen2.5-VL-7B-Instruct (config keys)", (1024, 1024), 1225,
+               "qwen2_vl/image_processing_qwen2_vl.py:63-89,96; qwen2_vl/processing_qwen2_vl.py:83",
+               {"model_type": "qwen2_5_vl", "vision_config": {"patch_size": 14, "spatial_merge_size": 2}}),
+        "V5": ("Qwen/Qwen2.5-VL-7B-Instruct (config keys)", (1080, 1920), 1222,
+               "qwen2_vl/image_processing_qwen2_vl.py:63-89,96; qwen2_vl/processing_qwen2_vl.py:83",
+               {"model_type": "qwen2_5_vl", "vision_config": {"patch_size": 14, "spatial_merge_size": 2}}),
+    }  # fmt: skip
+    for rid, (model, size, tokens, source, config) in vlm_configs.items():
+        tower, _ = read_vision_tower(config)
+        grid = image_grid(tower, size) if tower else None
+        what = "image tokens per image" + (f", {size[0]}x{size[1]} input" if size else "")
+        note = f"resized to {grid.height}x{grid.width}, {grid.patches} patches" if grid else "not modelled"
+        rows.append(Row(rid, model, what, tokens, grid.tokens if grid else None, "count", tf + source, note))
     return rows
 
 
@@ -679,6 +719,9 @@ def render(rows: list[Row]) -> str:
         "- Batches with padding (batch > 1) run SDPA with K/V expanded to every query head (transformers' repeat_kv),",
         "  as the MetaMathQA and torchtune runs do.",
         "- I4/I5 depend on an estimated prompt length and a 2023 code path; they are indicative, not a calibration.",
+        "- V rows hold counts to transformers' own code. The vision tower's activations (--images) are modelled as a",
+        "  text layer's terms at the tower's width (CLIP modeling_clip.py:338-383, Qwen2.5-VL modeling_qwen2_5_vl.py:",
+        "  85-96 and 342-369, v5.24.0); no published measurement states its image count and size, so none is here.",
         "",
     ]
     return "\n".join(lines)
@@ -686,7 +729,9 @@ def render(rows: list[Row]) -> str:
 
 def all_rows() -> list[Row]:
     llama = dataset_spec("meta-llama__Llama-3.2-3B")
-    return count_rows(llama) + peft_rows(llama) + torchtune_rows(llama) + octocoder_rows() + vllm_rows()
+    return (
+        count_rows(llama) + peft_rows(llama) + torchtune_rows(llama) + octocoder_rows() + vllm_rows() + vision_rows()
+    )
 
 
 def document(rows: list[Row], serving: list[ServeRow]) -> str:

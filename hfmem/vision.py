@@ -5,7 +5,7 @@ Image tokens follow each family's processor in transformers (5.24): a fixed coun
 (processing_llava.py:90-93) and Gemma-3 (processing_gemma3.py:135), and Qwen2-VL / Qwen2.5-VL's dynamic
 resolution, smart_resize to a multiple of patch x merge (image_processing_qwen2_vl.py:63-89), one token per
 merge x merge patches (processing_qwen2_vl.py:83). Other multimodal families have their tower counted but no
-image tokens (a warning says so).
+image tokens (--images says so).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import checked_int
-from .untrusted import shortened
 
 # Tensors of a vision tower or of its projector into the language model, under the names save_pretrained writes
 # (llava/gemma3/paligemma/mistral3 `vision_tower.` + `multi_modal_projector.`, Qwen2-VL `visual.`, mllama and
@@ -106,8 +105,7 @@ def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, li
         return _qwen_tower(family, vision, warnings), warnings
     kind = vision.get("model_type")
     defaults = _TOWERS.get(kind if isinstance(kind, str) else "clip_vision_model")
-    if defaults is None:
-        warnings.append(f"vision tower {shortened(kind)}: its parameters are counted, image inputs are not modelled")
+    if defaults is None:  # counted from the headers all the same; --images says it is not modelled
         return None, warnings
     v = {key: _int(vision, key, default, warnings) for key, default in defaults.items()}
     clip = kind in (None, "clip_vision_model")
@@ -118,8 +116,6 @@ def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, li
         tokens = patches + clip - (strategy == "default")
     elif family == "gemma3":  # the tower's patches average-pooled to mm_tokens_per_image (modeling_gemma3.py:647)
         tokens = _int(config, "mm_tokens_per_image", 256, warnings, prefix="")
-    else:
-        warnings.append(f"{family or 'this model'}: image tokens per image are not modelled (--images is ignored)")
     return VisionTower(
         family=family,
         kind=kind if isinstance(kind, str) else "clip_vision_model",

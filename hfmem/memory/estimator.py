@@ -71,5 +71,10 @@ def mode_estimate(facts: ModelFacts, settings: Settings, mode: str) -> Estimate:
 
 
 def sequence_len(facts: ModelFacts, settings: Settings, warnings: list[str]) -> int:
-    """Tokens per sequence: the text's (the setting, or the default) + the image tokens of --images."""
-    return resolve_seq_len(settings, facts.dims.max_positions) + image_tokens(facts, settings, warnings)
+    """Tokens per sequence: --seq-len text tokens + the image tokens of --images. Without --seq-len the sequence
+    is the default length, images included (with at least one text token)."""
+    images = image_tokens(facts, settings, warnings)
+    text = resolve_seq_len(settings, facts.dims.max_positions)
+    if settings.seq_len is None:
+        text = max(1, text - images)
+    return text + images

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from ..untrusted import shortened
 from ..vision import DEFAULT_IMAGE_SIZE, ImageGrid, VisionTower, image_grid, is_vision_tensor
 from . import activations as act
 from .facts import Dims, ModelFacts
@@ -68,7 +69,8 @@ def image_inputs(facts: ModelFacts, settings: Settings, warnings: list[str] | No
     say = warnings.append if warnings is not None else (lambda _: None)
     tower = facts.spec.vision
     if tower is None or not tower.models_images:
-        say("--images: this model's image tokens are not modelled: images ignored")
+        family = shortened(tower.family if tower else facts.model_type)
+        say(f"--images: the image tokens of {family} models are not modelled: images ignored")
         return None
     if tower.dynamic and settings.image_size is None:
         say(f"--image-size not given: {DEFAULT_IMAGE_SIZE[0]}x{DEFAULT_IMAGE_SIZE[1]} images assumed")

@@ -173,7 +173,7 @@ def render_breakdown(memory: MemoryReport, units: str = "gib", width: int = WIDT
     heading = [
         f"Memory ({label(units)}, per GPU)",
         f"batch {s['batch_size']} x seq {s['seq_len']}" + (
-            f" ({s['seq_len'] - s['image_tokens']} text + {s['images']} images x "
+            f" ({s['seq_len'] - s['image_tokens']} text + {s['images']} image{'s' * (s['images'] > 1)} x "
             f"{s['image_tokens'] // s['images']} tokens)" if s.get("images") else ""),
         f"training {training['recipe']}/{training['optimizer']} (peak: {training['peak_phase']})",
         f"LoRA r={lora.settings['rank']} on {','.join(lora.target_modules)}{' (QLoRA)' if lora.settings['qlora'] else ''}",

@@ -1,0 +1,265 @@
+"""Vision-language models: the tower counted from the headers, image tokens per family as transformers' processors
+make them, and what --images adds to the KV cache and the activations.
+
+Hand derivations follow transformers 5.24: processing_llava.py:90-93 (tokens), image_processing_qwen2_vl.py:63-89
+(smart_resize) and processing_qwen2_vl.py:83 (tokens = patches / merge^2), modeling_clip.py:338-383 and
+modeling_qwen2_5_vl.py:85-96, 185-198, 259-269, 342-369 (the layers counted and run).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from hfmem import inspect_model
+from hfmem.cli import cli
+from hfmem.config import vision_parameters
+from hfmem.memory import Settings
+from hfmem.memory import activations as act
+from hfmem.memory.settings import parse_image_size
+from hfmem.memory.vision import tower_dims
+from hfmem.vision import image_grid, is_vision_tensor, read_vision_tower, smart_resize
+
+from .dataset import config, needs_dataset
+
+LLAVA, QWEN = "hfmem-test/tiny-llava", "hfmem-test/tiny-qwen2.5-vl"
+# Both fixtures' language models: hidden 64, 2 layers, 2 KV heads of 16, gated MLP 128, vocab 1000 (BF16):
+# K and V of 2 heads x 16 x 2 B in 2 layers.
+TEXT_KV_PER_TOKEN = 2 * 2 * 2 * 16 * 2
+
+
+def formula(report, mode: str, name: str):
+    return next(f for f in report.explanation.formulas[mode] if f.name == name)
+
+
+# --- which tensors are the tower's ---
+
+
+@pytest.mark.parametrize(
+    ("name", "vision"),
+    [
+        ("vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.weight", True),  # llava, gemma3 (save names)
+        ("model.vision_tower.vision_model.embeddings.patch_embedding.weight", True),  # transformers >= 4.52
+        ("multi_modal_projector.linear_1.weight", True),
+        ("visual.blocks.0.attn.qkv.weight", True),  # Qwen2-VL / Qwen2.5-VL
+        ("model.visual.merger.mlp.0.weight", True),
+        ("vision_model.transformer.layers.0.mlp.fc1.weight", True),  # mllama
+        ("model.mm_projector.0.weight", True),  # original LLaVA
+        ("language_model.model.layers.0.self_attn.q_proj.weight", False),
+        ("model.layers.0.mlp.gate_proj.weight", False),
+        ("lm_head.weight", False),
+    ],
+)
+def test_vision_tensor_names(name, vision):
+    assert is_vision_tensor(name) is vision
+
+
+# --- LLaVA: fixed tokens per image ---
+
+
+def test_tiny_llava_tower_is_counted_from_the_headers(hub_repo):
+    hub_repo(LLAVA)
+    spec = inspect_model(LLAVA).spec
+    h, inner, patch, positions = 32, 64, 14, (56 // 14) ** 2 + 1
+    embeddings = h + h * 3 * patch * patch + positions * h + 2 * h  # class, patch conv, positions, pre-LN
+    layer = 4 * (h * h + h) + 2 * 2 * h + (inner * h + inner) + (h * inner + h)  # q/k/v/out, 2 LayerNorms, fc1/fc2
+    projector = (64 * h + 64) + (64 * 64 + 64)  # linear_1 (tower -> text hidden), linear_2
+    tower = embeddings + 2 * layer + 2 * h  # + post-LN
+    assert spec.parameters.vision == tower + projector == 42_880
+    assert spec.files.vision_bytes == 2 * 42_880
+    # The config-derived count (pickle-only repos) agrees with the headers.
+    assert vision_parameters(inspect_model(LLAVA).snapshot.config, 64) == 42_880
+    assert spec.vision.tokens_per_image == 16  # 4 x 4 patches + class token - 1 ("default" drops the class token)
+
+
+def test_llava_feature_strategy_full_keeps_the_class_token():
+    cfg = {"model_type": "llava", "vision_config": {"image_size": 336, "patch_size": 14},
+           "vision_feature_select_strategy": "full"}  # fmt: skip
+    tower, _ = read_vision_tower(cfg)
+    assert tower.tokens_per_image == 577
+    assert image_grid(tower, (1000, 1000)).patches == 577  # resized to 336 x 336 whatever the input
+
+
+def test_images_grow_the_sequence_kv_and_tower_activations(hub_repo):
+    hub_repo(LLAVA)
+    report = inspect_model(LLAVA, Settings(seq_len=100, images=2), explain=True)
+    inference = report.memory.inference
+    assert inference.settings["seq_len"] == 100 + 2 * 16
+    assert (inference.settings["images"], inference.settings["image_tokens"]) == (2, 32)
+    assert inference.components["kv_cache"] == 132 * TEXT_KV_PER_TOKEN
+    # The same as 132 tokens of text, but for the tower (whose peak is below the language model's here).
+    text = inspect_model(LLAVA, Settings(seq_len=132))
+    assert inference.components["activations"] == text.memory.inference.components["activations"]
+    # One CLIP layer's working set per patch (activations.prefill_layer_peak at the tower's width, c = 2):
+    # residual + normed input 2 x 2 x 32, + the attention's q,k (+ rotated copies), v, out: 2 x (2x32+2x32+32+32).
+    tower = formula(report, "inference", "vision tower")
+    assert tower.result_bytes == 2 * 17 * (2 * 2 * 32 + 2 * (64 + 64 + 32 + 32)) == 17_408
+    assert tower.inputs["text_tokens"] == 100 and tower.inputs["sequence"] == 132
+
+
+def test_training_saves_the_tower_and_lora_only_where_adapted(hub_repo):
+    hub_repo(LLAVA)
+    tokens = 1 * 2 * 17  # batch x images x patches
+    # Full training (mixed: c = 2, fp32 residual): per CLIP layer and patch, activations.layer_saved:
+    # 2 norms x (4 + 4 + 2) x 32, q/k/v/out 2 x 128 + logsumexp 4 x 2 heads + o_proj input 2 x 32,
+    # fc1 output and activation output 2 x 64 x 2.
+    trainable = 2 * (4 + 4 + 2) * 32 + (2 * 128 + 8 + 64) + 2 * 64 * 2
+    full = inspect_model(LLAVA, Settings(seq_len=100, images=2), explain=True)
+    assert formula(full, "training", "vision tower").result_bytes == tokens * 2 * trainable == 83_232
+    text = inspect_model(LLAVA, Settings(seq_len=132), explain=True)
+    saved = formula(full, "training", "activations (saved)").result_bytes
+    assert saved == formula(text, "training", "activations (saved)").result_bytes  # the same 132 tokens
+    assert full.memory.training.settings["peak_phase"] == "loss backward"
+    assert (full.memory.training.components["activations"]
+            == text.memory.training.components["activations"] + 83_232)  # fmt: skip
+
+    # LoRA on q_proj,v_proj: PEFT adapts the tower's too (2 layers x 2), so the frozen tower saves per patch
+    # 2 fp32 norm inputs 4 x 32, q/k/v/out 2 x 128 + logsumexp 8, fc1 output 2 x 64, and PEFT's fp32 input
+    # copies (32 in + r 16) x 4 B of each of the 4 adapted linears.
+    frozen = 2 * 4 * 32 + (2 * 128 + 8) + 2 * 64
+    lora = inspect_model(LLAVA, Settings(seq_len=100, images=2, lora_targets="q_proj,v_proj"), explain=True)
+    tower = formula(lora, "lora", "vision tower")
+    assert tower.inputs["adapted_in_tower"] == 4
+    assert tower.result_bytes == tokens * (2 * frozen + 4 * (32 + 16) * 4) == 70_176
+    # The text tokens' adapter copies leave the tower's adapters out: 2 layers x (q, v) x (64 + 16) x 4 B.
+    assert formula(lora, "lora", "adapter activations").inputs["bytes_per_token"] == 2 * 2 * (64 + 16) * 4
+    # Adapters only in the language model: the tower needs no gradient and saves nothing.
+    mlp = inspect_model(LLAVA, Settings(seq_len=100, images=2, lora_targets="gate_proj,down_proj"), explain=True)
+    assert formula(mlp, "lora", "vision tower").result_bytes == 0
+
+
+def test_text_only_models_ignore_images_with_a_warning(hub_repo):
+    hub_repo("hfmem-test/tiny-llama")
+    report = inspect_model("hfmem-test/tiny-llama", Settings(seq_len=100, images=3))
+    assert report.memory.inference.settings["seq_len"] == 100
+    assert "images" not in report.memory.inference.settings
+    assert any("--images" in w for w in report.warnings)
+    assert report.spec.parameters.vision is None and report.spec.vision is None
+
+
+# --- Qwen2.5-VL: tokens from the image size ---
+
+
+@pytest.mark.parametrize(
+    ("size", "resized"),
+    [
+        ((448, 300), (448, 308)),  # sides rounded to multiples of 28: 16 x 28, 11 x 28
+        ((1024, 1024), (980, 980)),  # 1036^2 > 28 x 28 x 1280: scaled by sqrt(1024^2 / 1003520), floored: 35 x 28
+        ((20, 20), (56, 56)),  # 28^2 < 56 x 56: scaled up by sqrt(3136 / 400) = 2.8, ceiled: 2 x 28
+        ((1080, 1920), (728, 1316)),  # too large: 1080 / 1.3914 / 28 = 27.7 -> 26, 1920 / 1.3914 / 28 = 49.3 -> 47
+    ],
+)
+def test_smart_resize_matches_the_qwen2_vl_processor(size, resized):
+    assert smart_resize(*size, 28, 56 * 56, 28 * 28 * 1280) == resized
+
+
+def test_tiny_qwen25_vl_tower_and_tokens(hub_repo):
+    hub_repo(QWEN)
+    report = inspect_model(QWEN, Settings(seq_len=100, images=2, image_size="448x300"), explain=True)
+    spec = report.spec
+    h, inner, out = 32, 48, 64
+    patch_embed = h * 3 * 2 * 14 * 14  # Conv3d over 2 frames of 14 x 14, no bias
+    block = 2 * h + (3 * h * h + 3 * h) + (h * h + h) + 2 * (inner * h + inner) + (h * inner + h)
+    merger = h + (4 * h * 4 * h + 4 * h) + (4 * h * out + out)  # ln_q, mlp.0 over 2 x 2 patches, mlp.2
+    assert spec.parameters.vision == patch_embed + 2 * block + merger == 80_480
+    assert spec.vision.dynamic and spec.vision.gated
+
+    # 448 x 300 -> 448 x 308: 32 x 22 patches of 14 px, one token per 2 x 2 of them.
+    inference = report.memory.inference
+    assert inference.settings["image_tokens"] == 2 * 32 * 22 // 4 == 352
+    assert inference.settings["seq_len"] == 452
+    assert inference.components["kv_cache"] == 452 * TEXT_KV_PER_TOKEN
+    # The tower's peak (2 x 704 patches, one gated-MLP layer: 2 x 2 x 32 + attention 2 x (2x32+2x32+32+32))
+    # is above the language model's (452 tokens x (2 x 2 x 64 + MLP 2 x 128 x 3)): the larger one is the peak.
+    tower = 2 * 704 * (2 * 2 * 32 + 2 * (64 + 64 + 32 + 32))
+    assert formula(report, "inference", "vision tower").result_bytes == tower == 720_896
+    assert tower > 452 * (2 * 2 * 64 + 2 * 128 * 3)
+    assert inference.components["activations"] == tower
+
+
+def test_dynamic_resolution_without_image_size_assumes_one(hub_repo):
+    hub_repo(QWEN)
+    report = inspect_model(QWEN, Settings(seq_len=10, images=1))
+    assert report.memory.inference.settings["image_tokens"] == (980 // 28) ** 2 == 1225
+    assert any("--image-size not given: 1024x1024" in w for w in report.warnings)
+
+
+def test_cli_images_flags(hub_repo):
+    hub_repo(QWEN)
+    env = {"COLUMNS": "100", "NO_COLOR": "1"}
+    result = CliRunner().invoke(cli, ["inspect", QWEN, "--images", "2", "--image-size", "448x300", "-s", "100",
+                                      "--json"], env=env)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["parameters"]["vision"] == 80_480
+    assert data["vision"]["dynamic_resolution"] is True
+    assert data["memory"]["training"]["settings"]["image_tokens"] == 352
+    human = CliRunner().invoke(cli, ["inspect", QWEN, "--images", "2", "--image-size", "448x300", "-s", "100"],
+                               env=env)  # fmt: skip
+    assert "seq 452 (100 text + 2 images x 176 tokens)" in human.stdout
+    assert "vision 80,480" in human.stdout
+    bad = CliRunner().invoke(cli, ["inspect", QWEN, "--image-size", "wide"], env=env)
+    assert bad.exit_code == 2 and "not HxW" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize(("value", "parsed"), [("448x300", (448, 300)), ("512", (512, 512)), ((3, 4), (3, 4))])
+def test_image_size_parses(value, parsed):
+    assert parse_image_size(value) == parsed
+
+
+@pytest.mark.parametrize("value", ["1x2x3", "0x5", "1x300", "-4x4", "x", "4.5x4"])
+def test_image_size_refuses(value):
+    with pytest.raises(ValueError):
+        Settings(image_size=value)
+
+
+# --- the dataset's LLaVA-1.5-7B ---
+
+
+@needs_dataset
+def test_llava_15_7b_from_the_dataset(hub_repo):
+    """CLIP ViT-L/14-336 (303,507,456 with its position table) + the 2-layer projector 1024 -> 4096 -> 4096."""
+    hub_repo("llava-hf/llava-1.5-7b-hf")
+    report = inspect_model("llava-hf/llava-1.5-7b-hf", Settings(seq_len=1000, images=1), explain=True)
+    projector = (1024 * 4096 + 4096) + (4096 * 4096 + 4096)
+    assert report.spec.parameters.vision == 303_507_456 + projector == 324_487_168
+    assert vision_parameters(config(_llava_folder()), 4096) == 324_487_168  # the pickle-only path agrees
+    tower = report.spec.vision
+    assert (tower.tokens_per_image, image_grid(tower, None).patches) == (576, 577)  # (336 / 14)^2, + class token
+    inference = report.memory.inference
+    # Llama-2-7B: 32 layers x K and V of 32 heads x 128 x 2 B per token, over 1000 + 576 tokens.
+    assert inference.components["kv_cache"] == 1576 * 32 * 2 * 32 * 128 * 2
+    # One CLIP-L layer per patch (fp16): residual + normed input 2 x 2 x 1024, + the MLP's fc1 output and
+    # activation 2 x 4096 x 2 (wider than the attention's 2 x (2x1024 + 2x1024 + 1024 + 1024)).
+    assert formula(report, "inference", "vision tower").result_bytes == 577 * (4 * 1024 + 2 * 4096 * 2)
+    dims = tower_dims(tower)
+    assert act.prefill_layer_peak(dims, 2, 1, 577, False) == 4 * 1024 + 2 * 4096 * 2
+
+
+def _llava_folder():
+    from .dataset import DATASET
+
+    return DATASET / "models" / "llava-hf__llava-1.5-7b-hf"
+
+
+def test_the_default_sequence_holds_the_images(hub_repo):
+    """Without --seq-len the sequence is min(context, 4096) long, images included; --seq-len counts text only."""
+    hub_repo(LLAVA)
+    default = inspect_model(LLAVA, Settings(images=3)).memory.inference.settings
+    assert (default["seq_len"], default["image_tokens"]) == (2048, 48)  # the fixture's context: 2048
+    assert inspect_model(LLAVA, Settings(seq_len=2048, images=3)).memory.inference.settings["seq_len"] == 2096
+
+
+@pytest.mark.parametrize(
+    ("cfg", "tower"),
+    [
+        ({"model_type": "llava_next", "vision_config": {"model_type": "clip_vision_model"}}, True),  # anyres tiles
+        ({"model_type": "mllama", "vision_config": {"model_type": "mllama_vision_model"}}, False),  # cross-attention
+    ],
+)
+def test_other_multimodal_families_have_no_image_tokens(cfg, tower):
+    read, warnings = read_vision_tower(cfg)
+    assert (read is not None) is tower and warnings == []
+    assert read is None or not read.models_images
