@@ -249,6 +249,8 @@ def _context(report: ModelReport) -> Finding:
     """A sequence longer than the model's context: positions it was never trained on (or cannot embed)."""
     context = report.spec.architecture.max_position_embeddings
     seq_len = resolve_seq_len(report.settings, context)
+    if report.memory.inference.settings.get("image_tokens"):  # --images: the sequence holds them too
+        seq_len = report.memory.inference.settings["seq_len"]
     if context is None:
         return Finding.of("context", Level.SKIP, "not checked: config.json states no context length")
     if seq_len > context:

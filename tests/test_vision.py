@@ -263,3 +263,11 @@ def test_other_multimodal_families_have_no_image_tokens(cfg, tower):
     read, warnings = read_vision_tower(cfg)
     assert (read is not None) is tower and warnings == []
     assert read is None or not read.models_images
+
+
+def test_check_counts_the_images_against_the_context(hub_repo):
+    hub_repo(QWEN)
+    args = ["check", QWEN, "--images", "4", "--image-size", "1024x1024", "-s", "127000"]
+    result = CliRunner().invoke(cli, args, env={"COLUMNS": "100", "NO_COLOR": "1"})
+    assert result.exit_code == 1
+    assert "seq_len 131,900 is beyond the model's context of 128,000" in result.stdout  # 127,000 + 4 x 1,225
