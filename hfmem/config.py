@@ -613,28 +613,20 @@ def _t5_parameters(arch: Architecture, r: _Reader) -> tuple[int, int]:
     return (arch.vocab_size or 0) * h + encoder + decoder + relative, relative
 
 
-_CLIP_VISION = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "image_size": 224,
-                "patch_size": 32, "num_channels": 3}  # fmt: skip
-_VISION_DEFAULTS = {
-    "clip_vision_model": _CLIP_VISION,
-    "siglip_vision_model": {**_CLIP_VISION, "patch_size": 16},
-}
-# LlavaConfig's vision tower when the config has none: CLIP ViT-L/14 at 336 px.
-_LLAVA_VISION = {"model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_size": 4096,
-                 "num_hidden_layers": 24, "image_size": 336, "patch_size": 14}  # fmt: skip
-
-
 def _vision_parameters(config: Mapping[str, Any], text_hidden: int) -> tuple[int, int]:
-    """CLIP/SigLIP vision tower plus a LLaVA two-layer projector; (parameters, position-table parameters)."""
+    """CLIP/SigLIP vision tower plus a LLaVA two-layer projector; (parameters, position-table parameters). The
+    towers' class defaults are hfmem.vision's (imported here: hfmem.vision reads numbers with checked_int)."""
+    from .vision import LLAVA_TOWER, TOWER_DEFAULTS
+
     vision = config.get("vision_config")
     if vision is None and isinstance(config.get("model_type"), str) and config["model_type"].startswith("llava"):
-        vision = _LLAVA_VISION
+        vision = LLAVA_TOWER
     if not isinstance(vision, Mapping):
         return 0, 0
     kind = vision.get("model_type", "clip_vision_model")
-    if not isinstance(kind, str) or kind not in _VISION_DEFAULTS:
+    if not isinstance(kind, str) or kind not in TOWER_DEFAULTS:
         return 0, 0  # other towers are not modelled: the count covers the language model only
-    defaults = _VISION_DEFAULTS[kind]
+    defaults = TOWER_DEFAULTS[kind]
     r = _Reader(vision, _Family(defaults=defaults), [], "vision_config.")
     v = {name: r.int(name) or default for name, default in defaults.items()}  # a value not an integer: the default
     h, inner, patch, clip = v["hidden_size"], v["intermediate_size"], v["patch_size"], kind == "clip_vision_model"

@@ -80,14 +80,14 @@ class ImageGrid:
     tokens: int  # placeholder tokens in the language model's sequence
 
 
-# Class defaults of the towers (transformers configuration_*.py) for keys a config.json leaves out.
+# Class defaults of the towers (transformers configuration_clip.py:97-104, configuration_siglip.py:93-99) for keys
+# a config.json leaves out; config.config_parameters counts a pickle-only repo's tower from them too.
 _CLIP = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
-         "image_size": 224, "patch_size": 32}  # fmt: skip  # configuration_clip.py:97-104
-_SIGLIP = {**_CLIP, "patch_size": 16}  # configuration_siglip.py:93-99
-# LlavaConfig's tower when vision_config is absent: CLIP ViT-L/14 at 336 px (configuration_llava.py).
-_LLAVA_CLIP = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
-               "image_size": 336, "patch_size": 14}  # fmt: skip
-_TOWERS = {"clip_vision_model": _CLIP, "siglip_vision_model": _SIGLIP}
+         "image_size": 224, "patch_size": 32, "num_channels": 3}  # fmt: skip
+TOWER_DEFAULTS = {"clip_vision_model": _CLIP, "siglip_vision_model": {**_CLIP, "patch_size": 16}}
+# LlavaConfig's tower when vision_config is absent: CLIP ViT-L/14 at 336 px.
+LLAVA_TOWER = {"model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_size": 4096,
+               "num_hidden_layers": 24, "num_attention_heads": 16, "image_size": 336, "patch_size": 14}  # fmt: skip
 
 
 def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, list[str]]:
@@ -98,13 +98,13 @@ def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, li
     family = family if isinstance(family, str) else ""
     vision = config.get("vision_config")
     if vision is None and family == "llava":
-        vision = {"model_type": "clip_vision_model", **_LLAVA_CLIP}
+        vision = LLAVA_TOWER
     if not isinstance(vision, Mapping):
         return None, warnings
     if family in ("qwen2_vl", "qwen2_5_vl"):
         return _qwen_tower(family, vision, warnings), warnings
     kind = vision.get("model_type")
-    defaults = _TOWERS.get(kind if isinstance(kind, str) else "clip_vision_model")
+    defaults = TOWER_DEFAULTS.get(kind if isinstance(kind, str) else "clip_vision_model")
     if defaults is None:  # counted from the headers all the same; --images says it is not modelled
         return None, warnings
     v = {key: _int(vision, key, default, warnings) for key, default in defaults.items()}

@@ -179,6 +179,8 @@ def _identity(report: ModelReport) -> str:
     params = f"{p.total:,}" + (" (exact)" if p.exact else " (from config.json, approximate)")
     if p.active is not None:
         params += f" · active per token {format_count(p.active)}"
+    if p.vision is not None:
+        params += f" · vision tower and projector {p.vision:,}"
     rows = {
         "Revision": where,
         "Architecture": " · ".join(arch),
