@@ -271,3 +271,39 @@ def test_check_counts_the_images_against_the_context(hub_repo):
     result = CliRunner().invoke(cli, args, env={"COLUMNS": "100", "NO_COLOR": "1"})
     assert result.exit_code == 1
     assert "seq_len 131,900 is beyond the model's context of 128,000" in result.stdout  # 127,000 + 4 x 1,225
+
+
+def test_qwen2_vl_tower_is_embed_dim_wide():
+    """Qwen2-VL's vision hidden_size is the language model's; its tower is embed_dim wide with an fc1/fc2 MLP of
+    mlp_ratio x embed_dim (configuration_qwen2_vl.py:33-42's defaults, written out as a config.json does)."""
+    cfg = {"model_type": "qwen2_vl", "vision_config": {"depth": 32, "embed_dim": 1280, "hidden_size": 3584,
+           "mlp_ratio": 4, "num_heads": 16, "in_chans": 3, "patch_size": 14, "spatial_merge_size": 2,
+           "temporal_patch_size": 2}}  # fmt: skip
+    tower, _ = read_vision_tower(cfg)
+    assert (tower.hidden_size, tower.intermediate_size, tower.gated) == (1280, 5120, False)
+    assert image_grid(tower, (448, 448)).tokens == 16 * 16  # 448 / 28 per side
+
+
+def test_gemma3_pools_its_siglip_patches_to_mm_tokens_per_image():
+    """Gemma-3-4B's vision_config (SigLIP at 896 px, patch 14): 64 x 64 patches in the tower, average-pooled to
+    mm_tokens_per_image (default 256, configuration_gemma3.py:207; processing_gemma3.py:135)."""
+    cfg = {"model_type": "gemma3", "vision_config": {"hidden_size": 1152, "image_size": 896,
+           "intermediate_size": 4304, "model_type": "siglip_vision_model", "num_attention_heads": 16,
+           "num_hidden_layers": 27, "patch_size": 14, "vision_use_head": False}}  # fmt: skip
+    tower, _ = read_vision_tower(cfg)
+    grid = image_grid(tower, None)
+    assert (grid.patches, grid.tokens, tower.class_token) == (4096, 256, False)
+    assert read_vision_tower(cfg | {"mm_tokens_per_image": 64})[0].tokens_per_image == 64
+
+
+def test_the_tower_is_still_saved_at_the_end_of_the_language_models_backward(hub_repo):
+    """Backward runs the tower last: its saved activations are there beside the gradients at backward end."""
+    hub_repo(LLAVA)
+
+    def backward_end(settings: Settings) -> int:
+        report = inspect_model(LLAVA, settings, explain=True)
+        phases = formula(report, "training", "peak phase").expression
+        return int(phases.split("backward end: ")[1].split(" |")[0].replace(",", ""))
+
+    with_images = backward_end(Settings(seq_len=100, images=2))
+    assert with_images == backward_end(Settings(seq_len=132)) + 83_232  # test_training_saves_the_tower...

@@ -204,7 +204,7 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
     phases = [
         phase("forward", 0, optimizer, steps.saved + steps.logits_forward + dequant),
         phase("loss backward", 0, optimizer, steps.saved + steps.logits_backward),
-        phase("backward end", grads, optimizer, steps.layer + steps.working + dequant),
+        phase("backward end", grads, optimizer, steps.layer + steps.working + steps.first_in + dequant),
         phase("optimizer step", grads, optimizer + temporary, 0),
     ]
     if settings.grad_checkpointing:

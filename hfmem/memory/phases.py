@@ -44,6 +44,7 @@ class StepActivations:
     logits_forward: int  # loss buffers at the end of forward
     logits_backward: int  # loss buffers at the start of backward
     formulas: tuple[Formula, ...]
+    first_in: int = 0  # saved by what forward runs first (a vision tower): held until the end of backward
 
 
 def step_activations(

@@ -53,7 +53,8 @@ def training_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warni
     phases = [
         phase("forward", forward_weights, 0, optimizer, steps.saved + steps.logits_forward),
         phase("loss backward", forward_weights, 0, optimizer, steps.saved + steps.logits_backward),
-        phase("backward end", weights + gathered, grads + grad_unit, optimizer, steps.layer + steps.working),
+        phase("backward end", weights + gathered, grads + grad_unit, optimizer,
+              steps.layer + steps.working + steps.first_in),  # fmt: skip
         phase("optimizer step", weights, grads, optimizer + temporary, 0),
     ]
     if settings.grad_checkpointing:

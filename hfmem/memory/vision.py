@@ -7,7 +7,8 @@ width, heads and MLP:
 - inference: one tower layer's working set over every patch. The tower runs before the prefill and is done when
   it starts, so the larger of the two is the peak, not their sum;
 - full training (the tower trains, as in LLaVA's and Qwen2.5-VL's full fine-tuning): every tower layer's saved
-  activations stay until backward reaches the tower, last; under gradient checkpointing only each layer's input
+  activations stay until backward reaches the tower, last, so they are there at the end of the language model's
+  backward too (StepActivations.first_in); under gradient checkpointing only each layer's input
   (transformers checkpoints the tower's GradientCheckpointingLayer blocks too: modeling_clip.py:353,
   modeling_qwen2_5_vl.py:342);
 - LoRA (the tower frozen, the default of LLaVA-style LoRA recipes): nothing in the tower needs a gradient, so it
@@ -159,4 +160,5 @@ def with_tower(
         saved,
         exact=False,
     )
-    return replace(steps, saved=steps.saved + saved, formulas=(*steps.formulas, formula))
+    formulas = (*steps.formulas, formula)
+    return replace(steps, saved=steps.saved + saved, first_in=steps.first_in + saved, formulas=formulas)
