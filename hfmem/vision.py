@@ -50,6 +50,7 @@ class VisionTower:
     num_attention_heads: int
     intermediate_size: int
     gated: bool  # gate/up/down MLP (Qwen2.5-VL) rather than fc1/fc2
+    hidden_act: str  # the MLP's activation (CLIP's quick_gelu is a chain of Python ops, as GPT-2's gelu_new)
     patch_size: int
     image_size: int | None  # fixed square input (CLIP/SigLIP); None: dynamic resolution
     class_token: bool  # CLIP prepends a class embedding to the patches
@@ -65,7 +66,8 @@ class VisionTower:
     def to_dict(self) -> dict[str, Any]:
         return {"family": self.family, "model_type": self.kind, "hidden_size": self.hidden_size,
                 "num_hidden_layers": self.num_hidden_layers, "num_attention_heads": self.num_attention_heads,
-                "intermediate_size": self.intermediate_size, "patch_size": self.patch_size,
+                "intermediate_size": self.intermediate_size, "hidden_act": self.hidden_act,
+                "patch_size": self.patch_size,
                 "image_size": self.image_size, "tokens_per_image": self.tokens_per_image,
                 "spatial_merge_size": self.spatial_merge_size, "dynamic_resolution": self.dynamic}  # fmt: skip
 
@@ -85,6 +87,7 @@ class ImageGrid:
 _CLIP = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
          "image_size": 224, "patch_size": 32, "num_channels": 3}  # fmt: skip
 TOWER_DEFAULTS = {"clip_vision_model": _CLIP, "siglip_vision_model": {**_CLIP, "patch_size": 16}}
+_ACTIVATIONS = {"clip_vision_model": "quick_gelu", "siglip_vision_model": "gelu_pytorch_tanh"}
 # LlavaConfig's tower when vision_config is absent: CLIP ViT-L/14 at 336 px.
 LLAVA_TOWER = {"model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_size": 4096,
                "num_hidden_layers": 24, "num_attention_heads": 16, "image_size": 336, "patch_size": 14}  # fmt: skip
@@ -108,7 +111,8 @@ def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, li
     if defaults is None:  # counted from the headers all the same; --images says it is not modelled
         return None, warnings
     v = {key: _int(vision, key, default, warnings) for key, default in defaults.items()}
-    clip = kind in (None, "clip_vision_model")
+    kind = kind if isinstance(kind, str) else "clip_vision_model"
+    clip = kind == "clip_vision_model"
     patches = (v["image_size"] // v["patch_size"]) ** 2
     tokens: int | None = None
     if family == "llava":  # processing_llava.py:90-93: + the class token, - 1 for the "default" strategy
@@ -118,12 +122,13 @@ def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, li
         tokens = _int(config, "mm_tokens_per_image", 256, warnings, prefix="")
     return VisionTower(
         family=family,
-        kind=kind if isinstance(kind, str) else "clip_vision_model",
+        kind=kind,
         hidden_size=v["hidden_size"],
         num_hidden_layers=v["num_hidden_layers"],
         num_attention_heads=v["num_attention_heads"],
         intermediate_size=v["intermediate_size"],
         gated=False,
+        hidden_act=_activation(vision, _ACTIVATIONS[kind]),
         patch_size=v["patch_size"],
         image_size=v["image_size"],
         class_token=clip,
@@ -149,6 +154,7 @@ def _qwen_tower(family: str, vision: Mapping[str, Any], warnings: list[str]) -> 
         num_attention_heads=_int(vision, "num_heads", 16, warnings),
         intermediate_size=inner,
         gated=qwen25,
+        hidden_act=_activation(vision, "silu" if qwen25 else "quick_gelu"),
         patch_size=_int(vision, "patch_size", 14, warnings),
         image_size=None,
         class_token=False,
@@ -156,6 +162,11 @@ def _qwen_tower(family: str, vision: Mapping[str, Any], warnings: list[str]) -> 
         spatial_merge_size=_int(vision, "spatial_merge_size", 2, warnings),
         dynamic=True,
     )
+
+
+def _activation(vision: Mapping[str, Any], default: str) -> str:
+    value = vision.get("hidden_act")
+    return value if isinstance(value, str) and value.isidentifier() and len(value) <= 40 else default
 
 
 def _int(cfg: Mapping[str, Any], key: str, default: int, warnings: list[str], prefix: str = "vision_config.") -> int:

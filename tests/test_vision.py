@@ -72,6 +72,7 @@ def test_tiny_llava_tower_is_counted_from_the_headers(hub_repo):
     # The config-derived count (pickle-only repos) agrees with the headers.
     assert vision_parameters(inspect_model(LLAVA).snapshot.config, 64) == 42_880
     assert spec.vision.tokens_per_image == 16  # 4 x 4 patches + class token - 1 ("default" drops the class token)
+    assert spec.vision.hidden_act == "quick_gelu"  # CLIPVisionConfig's default (configuration_clip.py:105)
 
 
 def test_llava_feature_strategy_full_keeps_the_class_token():
@@ -164,7 +165,7 @@ def test_tiny_qwen25_vl_tower_and_tokens(hub_repo):
     block = 2 * h + (3 * h * h + 3 * h) + (h * h + h) + 2 * (inner * h + inner) + (h * inner + h)
     merger = h + (4 * h * 4 * h + 4 * h) + (4 * h * out + out)  # ln_q, mlp.0 over 2 x 2 patches, mlp.2
     assert spec.parameters.vision == patch_embed + 2 * block + merger == 80_480
-    assert spec.vision.dynamic and spec.vision.gated
+    assert spec.vision.dynamic and spec.vision.gated and spec.vision.hidden_act == "silu"
 
     # 448 x 300 -> 448 x 308: 32 x 22 patches of 14 px, one token per 2 x 2 of them.
     inference = report.memory.inference
