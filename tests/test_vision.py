@@ -98,6 +98,8 @@ def test_images_grow_the_sequence_kv_and_tower_activations(hub_repo):
     tower = formula(report, "inference", "vision tower")
     assert tower.result_bytes == 2 * 17 * (2 * 2 * 32 + 2 * (64 + 64 + 32 + 32)) == 17_408
     assert tower.inputs["text_tokens"] == 100 and tower.inputs["sequence"] == 132
+    naive = next(r for r in report.explanation.rules if r.name.startswith("naive KV"))
+    assert naive.rule_bytes == 1 * 132 * 64 * 2 * 2  # the rules of thumb see the whole sequence too
 
 
 def test_training_saves_the_tower_and_lora_only_where_adapted(hub_repo):

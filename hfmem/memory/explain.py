@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..spec import ModelSpec
-from .estimator import estimate_facts
+from .estimator import estimate_facts, sequence_len
 from .facts import ModelFacts, facts_of
 from .results import Formula
-from .settings import Mode, Settings, resolve_seq_len
+from .settings import Mode, Settings
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def rules_of_thumb(model: ModelSpec | ModelFacts, settings: Settings) -> list[Ru
     report = estimate_facts(facts, settings)
     params, weights = facts.spec.parameters.total, facts.spec.files.weights_bytes
     dims, b = facts.dims, settings.batch_size
-    s = resolve_seq_len(settings, dims.max_positions)
+    s = sequence_len(facts, settings, [])  # images included
     trainable = report.lora.trainable_parameters
     inference, training, lora = (report.inference.total_bytes, report.training.total_bytes, report.lora.total_bytes)
     kv = report.inference.components["kv_cache"]
