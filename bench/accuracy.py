@@ -160,9 +160,11 @@ def allocated_gib(total: int, overhead: int) -> float:
 def peft_rows(spec: ModelSpec | None) -> list[Row]:
     """Llama-3.2-3B, PEFT MetaMathQA (huggingface/peft method_comparison/MetaMathQA): bf16 model, no AMP,
     batch 4, max length 768 (the longest bucketed batch is taken as 4 x 768), torch AdamW, L40S; measured as
-    max torch.cuda.memory_reserved() after each step. LoRA: fp32 adapters (autocast_adapter_dtype), dropout 0."""
+    max torch.cuda.memory_reserved() after each step. LoRA: fp32 adapters (autocast_adapter_dtype), dropout 0.
+    Its loop pads each batch (tokenizer.pad) and keeps the model output through backward (run.py: outputs =
+    model(**batch); loss = outputs.loss; loss.backward())."""
     src = "huggingface/peft method_comparison/MetaMathQA/results"
-    settings = Settings(batch_size=4, seq_len=768, recipe=Recipe.BF16)
+    settings = Settings(batch_size=4, seq_len=768, recipe=Recipe.BF16, padding="padded", keep_outputs=True)
     cases = [
         (
             "T1",
@@ -249,12 +251,14 @@ def count_rows(spec: ModelSpec | None) -> list[Row]:
 def torchtune_rows(spec: ModelSpec | None) -> list[Row]:
     """torchtune README optimisation table: full_finetune_single_device, Llama 3.2 3B, bf16, AdamW, batch 2, max
     sequence length 4096; '+ Packed Dataset' makes every sequence 4096 tokens. Later rows add torch.compile and
-    chunked cross-entropy, which hfmem does not model."""
+    chunked cross-entropy, which hfmem does not model. Its attention expands K/V to every query head, as a padded
+    batch makes transformers do; the recipe deletes the logits before backward ("free logits otherwise it peaks
+    backward memory")."""
     measured, src = 60.0, "pytorch/torchtune README.md (optimization flags table, '+ Packed Dataset')"
     text = "full FT bf16, AdamW, batch 2 x 4096 packed, no AC"
     if spec is None:
         return [Row("T16", "meta-llama/Llama-3.2-3B", text, measured, None, "training", src, "skipped: dataset absent")]
-    est = estimate(spec, Settings(batch_size=2, seq_len=4096, recipe=Recipe.BF16)).training
+    est = estimate(spec, Settings(batch_size=2, seq_len=4096, recipe=Recipe.BF16, padding="padded")).training
     return [
         Row(
             "T16",
