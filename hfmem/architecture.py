@@ -86,6 +86,7 @@ def read_dropouts(config: Any) -> tuple[tuple[str, float], ...]:
     """The config's dropout probabilities above 0 (a multimodal config's text_config when it has one)."""
     if not isinstance(config, dict):
         return ()
-    section = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    text = config.get("text_config")
+    section = text if isinstance(text, dict) else config
     found = ((key, section.get(key)) for key in DROPOUT_KEYS)
     return tuple((key, float(p)) for key, p in found if isinstance(p, int | float) and not isinstance(p, bool) and p > 0)

@@ -104,6 +104,19 @@ def test_gelu_new_chain_saves_four_mlp_wide_tensors_fp32_under_autocast():
     assert pure == 2 * 512 * 256 * (8 - 2)
 
 
+def test_gelu_new_holds_four_mlp_wide_tensors_in_a_prefill():
+    """Without autograd the chain's temporaries die as soon as the next operation has read them, but Python
+    evaluates `0.5 * input` first: x (the c_fc output), 0.5x, and two intermediates (pow then 0.044715 x^3, ...,
+    tanh then 1 + tanh) are alive at once: 4 MLP-wide tensors, where a native gelu holds its input and output.
+    GPT-2 in fp32 (4 B), one 512-token sequence: the MLP is the widest block, b x s x (residual + normed input
+    (2 x 64 x 4) + 4 x 256 x 4)."""
+    for act, tensors in (("gelu_new", 4), ("gelu_pytorch_tanh", 2)):
+        spec = spec_of(GPT2 | {"activation_function": act, "torch_dtype": "float32"})
+        inference = estimate(spec, Settings(seq_len=512)).inference
+        layer = next(f for f in inference.formulas if f.name == "prefill layer peak")
+        assert layer.result_bytes == 512 * (2 * 64 * 4 + tensors * 256 * 4)
+
+
 def test_dropout_masks_are_kept_when_the_config_sets_dropout():
     """torch native_dropout (p > 0 in training) returns a bool mask that its backward keeps: 1 B per element;
     p = 0 returns the input (aten/src/ATen/native/Dropout.cpp), no mask. GPT-2 (models/gpt2/modeling_gpt2.py):
@@ -178,6 +191,7 @@ def test_t5_runs_eager_and_a_one_token_decoder_caches_one_token():
     report = estimate(spec_of(T5), Settings(seq_len=512, decoder_len=1))
     assert report.inference.settings["attention_used"] == "eager" == report.training.settings["attention_used"]
     assert report.inference.settings["decoder_len"] == 1
+    assert any("position bias" in w for w in report.warnings)
     assert report.inference.components["kv_cache"] == 3 * (1 + 512) * 2 * 4 * 16 * 2
 
 

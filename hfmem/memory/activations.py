@@ -80,6 +80,14 @@ def activation_bytes(activation: str | None, c: int, autocast: bool) -> tuple[in
     return c, c
 
 
+def activation_peak(activation: str | None) -> int:
+    """MLP-width tensors alive at once while the activation runs without autograd (inference), its input and
+    output included. Python evaluates `0.5 * x` first and frees each temporary once the next operation has read
+    it: gelu_new holds x, 0.5x and two intermediates (4); gelu_fast x, 0.5x, x*0.798 and two (5); quick_gelu x,
+    1.702x and its sigmoid (3); a native kernel its input and output (2)."""
+    return {"gelu_new": 4, "gelu_fast": 5, "quick_gelu": 3}.get(activation or "", 2)
+
+
 def eager_saved_bytes(c: int, dropout: bool) -> int:
     """Bytes one eager score element keeps for backward: softmax(dtype=float32) saves its fp32 result, and the
     probabilities matmul saves their compute-dtype copy (`.to(query.dtype)`; the dropout output instead, the same
@@ -195,8 +203,8 @@ def prefill_layer_peak(dims: Dims, c: int, *, kv_len: int, padded: bool, eager: 
     if dims.moe_layers:
         inner = dims.experts_per_token * dims.expert_intermediate + dims.shared_intermediate
         mlp = c * (3 * inner + h) + FP32 * dims.experts  # expert intermediates, the combined output, router logits
-    else:
-        mlp = c * dims.intermediate * (3 if dims.gated else 2)
+    else:  # gated: gate, up and their product; or the activation's own temporaries, whichever is more
+        mlp = c * dims.intermediate * max(3 if dims.gated else 2, activation_peak(dims.activation))
     return base + max(norm, attention, mlp)
 
 

@@ -28,6 +28,9 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
     dtype = compute_dtype(facts, settings)
     c = FLOAT_BYTES[dtype]
     eager, padded = act.runs_eager(dims, settings.attention), settings.padding == "padded"
+    if dims.eager_only and settings.attention != "eager":
+        warnings.append(f"{facts.model_type} adds a position bias to its attention scores: transformers materialises "
+                        "them (counted as --attention eager)")
     layer = 0
     if dims.hidden:
         layer = b * seq_len * act.prefill_layer_peak(dims, c, kv_len=seq_len, padded=padded, eager=eager)
