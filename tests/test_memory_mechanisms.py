@@ -15,6 +15,7 @@ from hfmem.memory.phases import step_activations
 from hfmem.memory.tables import OPTIMIZER_PEAK
 from hfmem.snapshot import Snapshot
 from hfmem.spec import ModelSpec, build_spec
+from hfmem.views.text import render_what_if
 
 GPT2 = {
     "model_type": "gpt2",
@@ -244,6 +245,8 @@ def test_what_if_says_why_checkpointing_saves_nothing():
     assert training.to_dict()["reason"] == OPTIMIZER_PEAK
     baseline = next(r for r in rows if r.mode == "training" and r.change == "baseline")
     assert baseline.reason is None
+    shown = " ".join(render_what_if(rows).split())
+    assert f"training, gradient checkpointing: saves nothing, {OPTIMIZER_PEAK}" in shown
 
 
 @pytest.mark.parametrize("args", [["--padding", "padded"], ["--decoder-len", "7"]])
