@@ -209,9 +209,11 @@ def prefill_layer_peak(dims: Dims, c: int, *, kv_len: int, padded: bool, eager: 
 
 
 def mask_bytes(c: int, *, padded: bool, eager: bool) -> int:
-    """Bytes per (query, key) element of the (batch, 1, q, kv) mask transformers builds once per forward
-    (masking_utils.py): none for an unpadded batch under SDPA (is_causal instead), bool for a padded one, and the
-    compute dtype for eager attention, whose mask is always materialised and made additive."""
+    """Bytes per (query, key) element of the (batch, 1, q, kv) masks alive during a prefill layer. transformers
+    builds one per forward (masking_utils.py): none for an unpadded batch under SDPA (is_causal instead); a bool
+    one for a padded batch, which torch's SDPA turns into an additive mask in the query dtype before its
+    memory-efficient kernel (aten/src/ATen/native/transformers/attention.cpp convert_boolean_attn_mask), one
+    layer at a time; for eager attention an additive mask in the compute dtype, always materialised."""
     if eager:
         return c
-    return MASK if padded else 0
+    return MASK + c if padded else 0
