@@ -89,4 +89,6 @@ def read_dropouts(config: Any) -> tuple[tuple[str, float], ...]:
     text = config.get("text_config")
     section = text if isinstance(text, dict) else config
     found = ((key, section.get(key)) for key in DROPOUT_KEYS)
-    return tuple((key, float(p)) for key, p in found if isinstance(p, int | float) and not isinstance(p, bool) and p > 0)
+    return tuple(
+        (key, float(p)) for key, p in found if isinstance(p, int | float) and not isinstance(p, bool) and p > 0
+    )
