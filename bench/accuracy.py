@@ -62,13 +62,13 @@ class Row:
 # --- model specs ---
 
 
-def dataset_spec(name: str) -> ModelSpec | None:
-    """A ModelSpec from the dataset's config.json and tensors.json, as `hfmem inspect` builds it (None when the
-    dataset is absent)."""
+def dataset_spec(name: str, **changes) -> ModelSpec | None:
+    """A ModelSpec from the dataset's config.json (with `changes` to its keys) and tensors.json, as `hfmem inspect`
+    builds it (None when the dataset is absent)."""
     folder = DATASET / name
     if not (folder / "tensors.json").is_file():
         return None
-    config = json.loads((folder / "config.json").read_text())
+    config = json.loads((folder / "config.json").read_text()) | changes
     tensors = tuple(
         Tensor(n, v["dtype"], tuple(v["shape"])) for n, v in json.loads((folder / "tensors.json").read_text()).items()
     )
@@ -161,9 +161,11 @@ def allocated_gib(total: int, overhead: int) -> float:
 def peft_rows(spec: ModelSpec | None) -> list[Row]:
     """Llama-3.2-3B, PEFT MetaMathQA (huggingface/peft method_comparison/MetaMathQA): bf16 model, no AMP,
     batch 4, max length 768 (the longest bucketed batch is taken as 4 x 768), torch AdamW, L40S; measured as
-    max torch.cuda.memory_reserved() after each step. LoRA: fp32 adapters (autocast_adapter_dtype), dropout 0."""
+    max torch.cuda.memory_reserved() after each step. LoRA: fp32 adapters (autocast_adapter_dtype), dropout 0.
+    Its loop pads each batch (tokenizer.pad) and keeps the model output through backward (run.py: outputs =
+    model(**batch); loss = outputs.loss; loss.backward())."""
     src = "huggingface/peft method_comparison/MetaMathQA/results"
-    settings = Settings(batch_size=4, seq_len=768, recipe=Recipe.BF16)
+    settings = Settings(batch_size=4, seq_len=768, recipe=Recipe.BF16, padding="padded", keep_outputs=True)
     cases = [
         (
             "T1",
@@ -289,12 +291,14 @@ def vision_rows() -> list[Row]:
 def torchtune_rows(spec: ModelSpec | None) -> list[Row]:
     """torchtune README optimisation table: full_finetune_single_device, Llama 3.2 3B, bf16, AdamW, batch 2, max
     sequence length 4096; '+ Packed Dataset' makes every sequence 4096 tokens. Later rows add torch.compile and
-    chunked cross-entropy, which hfmem does not model."""
+    chunked cross-entropy, which hfmem does not model. Its attention expands K/V to every query head, as a padded
+    batch makes transformers do; the recipe deletes the logits before backward ("free logits otherwise it peaks
+    backward memory")."""
     measured, src = 60.0, "pytorch/torchtune README.md (optimization flags table, '+ Packed Dataset')"
     text = "full FT bf16, AdamW, batch 2 x 4096 packed, no AC"
     if spec is None:
         return [Row("T16", "meta-llama/Llama-3.2-3B", text, measured, None, "training", src, "skipped: dataset absent")]
-    est = estimate(spec, Settings(batch_size=2, seq_len=4096, recipe=Recipe.BF16)).training
+    est = estimate(spec, Settings(batch_size=2, seq_len=4096, recipe=Recipe.BF16, padding="padded")).training
     return [
         Row(
             "T16",
@@ -398,6 +402,128 @@ def vllm_rows() -> list[Row]:
         )
     )
     return rows
+
+
+# --- issue 14's mechanisms: hfmem's term against the bytes derived from the framework's code ---
+
+
+@dataclass(frozen=True)
+class MechanismRow:
+    id: str
+    mechanism: str
+    case: str  # model and settings
+    predicted: int | None  # hfmem's bytes for the term; None: dataset absent
+    derived: int  # the same term by hand from transformers / torch code (see `source`)
+    total: int | None  # hfmem's total for the mode, to show the term's weight
+    source: str
+
+
+def _saved(spec: ModelSpec, settings: Settings) -> int:
+    """Training activations kept at the end of forward (hfmem's 'activations (saved)' term)."""
+    return next(f.result_bytes for f in estimate(spec, settings).training.formulas if f.name.startswith("activations"))
+
+
+def mechanism_rows() -> list[MechanismRow]:
+    """One row per mechanism of issue 14 on a dataset model; the derivations are those of
+    tests/test_memory_mechanisms.py at full size."""
+    rows: list[MechanismRow] = []
+    gpt2 = dataset_spec("openai-community__gpt2")
+    b, s, h, layers, inner = 8, 1024, 768, 12, 3072
+    train = Settings(batch_size=b, seq_len=s)
+    if gpt2:
+        native = dataset_spec("openai-community__gpt2", activation_function="gelu_pytorch_tanh")
+        quiet = dataset_spec("openai-community__gpt2", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+        total = estimate(gpt2, train).training.total_bytes
+        rows.append(MechanismRow("M1", "gelu_new as a Python chain (4 saved tensors, fp32 under autocast)",
+                                 f"gpt2, training mixed, {b} x {s}", _saved(gpt2, train) - _saved(native, train),
+                                 layers * b * s * inner * (14 - 2), total,
+                                 "transformers activations.py NewGELUActivation; torch autocast_mode.h (pow fp32)"))
+        rows.append(MechanismRow("M2", "dropout masks (resid/embd 0.1; attn 0.1 eager only)",
+                                 f"gpt2, training mixed, {b} x {s}", _saved(gpt2, train) - _saved(quiet, train),
+                                 b * s * (h + layers * 2 * h), total,
+                                 "transformers models/gpt2/modeling_gpt2.py; torch native_dropout (bool mask)"))
+    else:
+        rows += [MechanismRow(i, m, "gpt2", None, 0, None, "dataset absent") for i, m in
+                 (("M1", "gelu_new as a Python chain"), ("M2", "dropout masks"))]  # fmt: skip
+    llama = dataset_spec("meta-llama__Llama-3.2-1B-Instruct")
+    vocab, heads, kv_heads, head_dim, lh, ll = 128256, 32, 8, 64, 2048, 16
+    if llama:
+        ckpt = Settings(batch_size=4, seq_len=2048, grad_checkpointing=True)
+        freed = estimate(llama, ckpt).training.total_bytes
+        kept = estimate(llama, replace(ckpt, keep_outputs=True)).training.total_bytes
+        rows.append(MechanismRow("M3", "bf16 logits freed before backward (loss = model(...).loss)",
+                                 "Llama-3.2-1B, training, checkpointing, 4 x 2048", kept - freed,
+                                 4 * 2048 * vocab * 2, freed, "transformers loss/loss_utils.py ForCausalLMLoss"))
+        batch = Settings(batch_size=4, seq_len=2048)
+        rows.append(MechanismRow("M4", "padded batch: K/V repeated to every head (repeat_kv)",
+                                 "Llama-3.2-1B, training, 4 x 2048, --padding padded",
+                                 _saved(llama, replace(batch, padding="padded")) - _saved(llama, batch),
+                                 ll * 4 * 2048 * 2 * (heads - kv_heads) * head_dim * 2,
+                                 estimate(llama, replace(batch, padding="padded")).training.total_bytes,
+                                 "transformers integrations/sdpa_attention.py use_gqa_in_sdpa, masking_utils.py"))
+        eager = estimate(llama, Settings(seq_len=8192, attention="eager")).inference
+        per_token = 2 * lh * 2 + 2 * (2 * lh + 2 * lh + lh + lh) + heads * 8192 * 8
+        rows.append(MechanismRow("M5", "eager scores: bf16 scores + fp32 softmax + bf16 copy at once",
+                                 "Llama-3.2-1B, inference, 8192, eager", eager.components["activations"],
+                                 8192 * per_token + 8192 * 8192 * 2, eager.total_bytes,
+                                 "transformers models/llama/modeling_llama.py eager_attention_forward"))
+        every = estimate(llama, Settings(seq_len=4096, logits="all")).inference
+        rows.append(MechanismRow("M8", "logits for every position stay bf16 (no fp32 copy)",
+                                 "Llama-3.2-1B, inference, 4096, --logits all (library setting)",
+                                 next(f.result_bytes for f in every.formulas if f.name == "logits"),
+                                 4096 * vocab * 2, every.total_bytes,
+                                 "transformers LlamaForCausalLM.forward; generation/utils.py (last position)"))
+    t5 = dataset_spec("google-t5__t5-small")
+    if t5:
+        one = estimate(t5, Settings(seq_len=512, decoder_len=1)).inference
+        rows.append(MechanismRow("M6", "T5: eager scores; one-token decoder caches one token",
+                                 "t5-small fp32, inference, 512 encoder + 1 decoder token",
+                                 one.components["kv_cache"], 6 * (1 + 512) * 2 * 8 * 64 * 4, one.total_bytes,
+                                 "transformers models/t5/modeling_t5.py T5Attention, EncoderDecoderCache"))
+        long = estimate(t5, Settings(seq_len=512, decoder_len=128)).inference
+        rows.append(MechanismRow("M9", "encoder-decoder: self-attention over decoder, cross over encoder",
+                                 "t5-small fp32, inference, 512 encoder + 128 decoder tokens",
+                                 long.components["kv_cache"], 6 * (128 + 512) * 2 * 8 * 64 * 4, long.total_bytes,
+                                 "transformers models/t5/modeling_t5.py T5Attention (is_cross_attention)"))
+    mixtral = dataset_spec("mistralai__Mixtral-8x7B-v0.1")
+    if mixtral:
+        lora = Settings(batch_size=1, seq_len=4096)
+        dense = dataset_spec("mistralai__Mixtral-8x7B-v0.1", num_local_experts=0)
+        tokens, mh, mi = 4096, 4096, 14336
+        per_token = 2 * (3 * mi * 2 + mh * 2 + 2 * 8 + 4) + 8 * 4 + 2 * 8 - 3 * mi * 2  # MoE MLP minus a dense one
+        moe_saved = next(f.result_bytes for f in estimate(mixtral, lora).lora.formulas
+                         if f.name.startswith("activations"))  # fmt: skip
+        dense_saved = next(f.result_bytes for f in estimate(dense, lora).lora.formulas
+                           if f.name.startswith("activations"))  # fmt: skip
+        rows.append(MechanismRow("M7", "MoE routing: expert outputs, routing weights and indices saved",
+                                 "Mixtral-8x7B, LoRA, 4096 (against a dense MLP of the same width)",
+                                 moe_saved - dense_saved, 32 * tokens * per_token,
+                                 estimate(mixtral, lora).lora.total_bytes,
+                                 "transformers models/mixtral/modeling_mixtral.py MixtralExperts, TopKRouter"))
+    return sorted(rows, key=lambda r: int(r.id[1:]))
+
+
+def render_mechanisms(rows: list[MechanismRow]) -> str:
+    lines = [
+        "## Mechanisms (issue 14): hfmem's term against the framework's code",
+        "",
+        "Each row isolates one mechanism on a dataset model (the estimate with it minus the estimate without it, or",
+        "the component it sets) and compares it with the bytes derived by hand from the transformers / torch code",
+        "named in `source` (derivations in tests/test_memory_mechanisms.py). `share` is the term over hfmem's total.",
+        "",
+        "| row | mechanism | case | hfmem (MiB) | from the code (MiB) | match | share | source |",
+        "| --- | --- | --- | ---: | ---: | --- | ---: | --- |",
+    ]
+    mib = 2**20
+    for r in rows:
+        if r.predicted is None:
+            lines.append(f"| {r.id} | {r.mechanism} | {r.case} | — | — | — | — | {r.source} |")
+            continue
+        match = "exact ✓" if r.predicted == r.derived else f"{(r.predicted / r.derived - 1) * 100:+.1f} % ✗"
+        share = f"{r.predicted / r.total * 100:.0f} %" if r.total else "—"
+        lines.append(f"| {r.id} | {r.mechanism} | {r.case} | {r.predicted / mib:,.2f} | {r.derived / mib:,.2f} "
+                     f"| {match} | {share} | {r.source} |")
+    return "\n".join(lines + [""])
 
 
 # --- serving plans against engine start-up logs (bench/engine_logs.json) ---
@@ -716,8 +842,9 @@ def render(rows: list[Row]) -> str:
         "  transformers, PEFT, bitsandbytes behaviour); the same defaults serve every row.",
         "- Training peaks are phase-based (forward end, loss backward, backward end, optimizer step). PEFT's counter",
         "  is the allocator's *reserved* memory, which adds fragmentation to the allocated peak hfmem predicts.",
-        "- Batches with padding (batch > 1) run SDPA with K/V expanded to every query head (transformers' repeat_kv),",
-        "  as the MetaMathQA and torchtune runs do.",
+        "- The MetaMathQA rows pad their batches (`padding=\"padded\"`: a batch x seq^2 mask and K/V expanded to every",
+        "  query head by transformers' repeat_kv) and keep the model output through backward (`keep_outputs`: its",
+        "  bf16 logits stay alive); torchtune expands K/V the same way and deletes the logits before backward.",
         "- I4/I5 depend on an estimated prompt length and a 2023 code path; they are indicative, not a calibration.",
         "- V rows hold counts to transformers' own code. The vision tower's activations (--images) are modelled as a",
         "  text layer's terms at the tower's width (CLIP modeling_clip.py:338-383, Qwen2.5-VL modeling_qwen2_5_vl.py:",
@@ -734,19 +861,23 @@ def all_rows() -> list[Row]:
     )
 
 
-def document(rows: list[Row], serving: list[ServeRow]) -> str:
-    """docs/accuracy.md: the memory model's rows, then the serving plans'."""
-    return render(rows) + "\n" + render_serve(serving)
+def document(rows: list[Row], serving: list[ServeRow], mechanisms: list[MechanismRow] | None = None) -> str:
+    """docs/accuracy.md: the memory model's rows, the mechanisms' rows, then the serving plans'."""
+    mechanisms = mechanism_rows() if mechanisms is None else mechanisms
+    return render(rows) + "\n" + render_mechanisms(mechanisms) + "\n" + render_serve(serving)
 
 
 def main() -> int:
     rows = all_rows()
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    serving = serve_rows()
-    OUTPUT.write_text(document(rows, serving))
+    serving, mechanisms = serve_rows(), mechanism_rows()
+    OUTPUT.write_text(document(rows, serving, mechanisms))
     for r in rows:
         error = "skipped" if r.error is None else f"{r.error:+.1f}%"
         print(f"{r.id:5} {r.kind:9} {error:>9}  {r.settings}")
+    for m in mechanisms:
+        print(f"{m.id:5} {'exact' if m.predicted == m.derived else 'DIFFERS':9} {m.predicted!s:>14} {m.derived:>14}  "
+              f"{m.mechanism}")
     for r in serving:
         print(f"{r.log:26} {r.quantity:12} {r.predicted!s:>22} {r.logged!s:>12}  ok={r.ok} held={r.held}")
     print(f"wrote {OUTPUT.relative_to(ROOT)}")

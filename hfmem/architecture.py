@@ -57,12 +57,38 @@ class Architecture:
     num_decoder_layers: int | None = None  # encoder-decoder models: decoder depth
     hidden_act: str | None = None
     gated_mlp: bool = True
+    dropouts: tuple[tuple[str, float], ...] = ()  # (config key, p) of the DROPOUT_KEYS set above 0
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's keys first, then the extra facts."""
         data = asdict(self)
         data["architectures"] = list(self.architectures)
         data["layer_types"] = list(self.layer_types) if self.layer_types is not None else None
+        data["dropouts"] = dict(self.dropouts)
         ordered = {key: data.pop(key) for key in CONTRACT_KEYS}
         ordered.update(data)
         return ordered
+
+
+# Dropout probabilities transformers' modelling code reads (GPT-2/GPT-J/phi, T5, BERT, Llama-style attention).
+DROPOUT_KEYS = (
+    "embd_pdrop",
+    "resid_pdrop",
+    "attn_pdrop",
+    "attention_dropout",
+    "attention_probs_dropout_prob",
+    "hidden_dropout_prob",
+    "dropout_rate",
+)
+
+
+def read_dropouts(config: Any) -> tuple[tuple[str, float], ...]:
+    """The config's dropout probabilities above 0 (a multimodal config's text_config when it has one)."""
+    if not isinstance(config, dict):
+        return ()
+    text = config.get("text_config")
+    section = text if isinstance(text, dict) else config
+    found = ((key, section.get(key)) for key in DROPOUT_KEYS)
+    return tuple(
+        (key, float(p)) for key, p in found if isinstance(p, int | float) and not isinstance(p, bool) and p > 0
+    )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import dtypes
-from .architecture import Architecture
+from .architecture import Architecture, read_dropouts
 from .config import checked_int, config_parameters, read_architecture, vision_parameters
 from .gguf import GgufArchitecture, GgufRepo, GgufTensor, torch_name
 from .header import Tensor
@@ -113,6 +113,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     if snapshot.gguf is not None:
         return _gguf_spec(snapshot, snapshot.gguf)
     architecture, config_warnings = read_architecture(snapshot.config)
+    architecture = replace(architecture, dropouts=read_dropouts(snapshot.config))
     warnings = list(snapshot.warnings) + config_warnings
     tensors = tuple(t for header in snapshot.headers.values() for t in header.tensors)
     dtype = _config_dtype(snapshot.config)

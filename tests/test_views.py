@@ -52,7 +52,7 @@ def test_json_holds_limits_sweep_and_what_if_with_the_numbers_of_the_text(hub_re
         cells = [str(row["seq_len"]), str(row["batch_size"]), *(size(row[m]) for m in ("inference", "training", "lora"))]
         assert " ".join(cells) in re.sub(r" +", " ", shown)
     for row in data["what_if"]:
-        assert set(row) == {"mode", "change", "total_bytes", "saves_bytes", "fits"}
+        assert set(row) == {"mode", "change", "total_bytes", "saves_bytes", "fits", "reason"}
         assert re.search(rf"{row['mode']} +{re.escape(row['change'])} +{re.escape(size(row['total_bytes']))}", shown)
     assert "explain" not in data
 

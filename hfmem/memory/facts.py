@@ -44,6 +44,35 @@ class Linear:
         return self.in_features * self.out_features
 
 
+# Families whose transformers attention materialises heads x q x kv scores whatever --attention says: T5's
+# relative position bias is added to the scores (transformers 4.x: no SDPA path; 5.x passes the bias as a float
+# attn_mask of the same shape, models/t5/modeling_t5.py).
+EAGER_ONLY_TYPES = frozenset({"t5", "mt5", "umt5"})
+
+
+@dataclass(frozen=True)
+class Dropouts:
+    """Dropout sites that run in training (p > 0), from the config keys transformers' modelling code reads. Each
+    keeps a bool mask for backward (torch native_dropout: 1 B per element); p = 0 returns its input (no mask)."""
+
+    embedding: int = 0  # hidden-width sites once per token: GPT-2 `drop` (embd_pdrop), T5 stack ends (x 2 / stack)
+    sublayer: bool = False  # after each attention / MLP sublayer: resid_pdrop, T5 dropout_rate, BERT hidden
+    inner: bool = False  # inside the MLP, on the activation (T5DenseActDense / T5DenseGatedActDense)
+    probs: bool = False  # attention probabilities: eager only (SDPA's kernels keep a seed, not a mask)
+
+    @classmethod
+    def of(cls, arch: Architecture) -> Dropouts:
+        p = dict(arch.dropouts)
+        t5 = "dropout_rate" in p
+        stacks = 2 if arch.is_encoder_decoder else 1
+        return cls(
+            embedding=("embd_pdrop" in p) + ("hidden_dropout_prob" in p) + (2 * stacks if t5 else 0),
+            sublayer=t5 or "resid_pdrop" in p or "hidden_dropout_prob" in p,
+            inner=t5,
+            probs=t5 or any(k in p for k in ("attn_pdrop", "attention_dropout", "attention_probs_dropout_prob")),
+        )
+
+
 @dataclass(frozen=True)
 class Dims:
     """Dimensions with None resolved to 0 (a 0 switches the dependent term off; facts.warnings says so)."""
@@ -74,6 +103,9 @@ class Dims:
     encoder_decoder: bool
     encoder_only: bool
     has_lm_logits: bool  # a vocabulary projection over every position (causal/seq2seq/masked LM)
+    activation: str | None = None  # config hidden_act (ACT2FN key)
+    eager_only: bool = False  # EAGER_ONLY_TYPES
+    dropouts: Dropouts = Dropouts()
 
 
 @dataclass(frozen=True)
@@ -251,6 +283,9 @@ def _dims(arch: Architecture, moe_blocks: int | None, warnings: list[str]) -> Di
         encoder_decoder=arch.is_encoder_decoder,
         encoder_only=arch.is_encoder_only,
         has_lm_logits=bool(arch.vocab_size) and (not arch.is_encoder_only or masked_lm),
+        activation=arch.hidden_act,
+        eager_only=arch.model_type in EAGER_ONLY_TYPES,
+        dropouts=Dropouts.of(arch),
     )
 
 

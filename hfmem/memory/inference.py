@@ -28,10 +28,19 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
     kv_bytes, kv_formula = kv_cache(facts, settings, seq_len, warnings)
     dtype = compute_dtype(facts, settings)
     c = FLOAT_BYTES[dtype]
-    eager = settings.attention == "eager"
-    layer = b * seq_len * act.prefill_layer_peak(dims, c, b, seq_len, eager) if dims.hidden else 0
-    logit_positions = seq_len if settings.logits == "all" else 1
-    logits = b * logit_positions * dims.vocab * act.logits_inference(c) if dims.has_lm_logits else 0
+    eager, padded = act.runs_eager(dims, settings.attention), settings.padding == "padded"
+    if dims.eager_only and settings.attention != "eager":
+        warnings.append(f"{facts.model_type} adds a position bias to its attention scores: transformers materialises "
+                        "them (counted as --attention eager)")
+    layer = 0
+    if dims.hidden:
+        layer = b * seq_len * act.prefill_layer_peak(dims, c, kv_len=seq_len, padded=padded, eager=eager)
+        layer += b * seq_len * seq_len * act.mask_bytes(c, padded=padded, eager=eager)
+    all_positions = settings.logits == "all"
+    logit_positions = seq_len if all_positions else 1
+    if dims.encoder_decoder and all_positions:
+        logit_positions = settings.decoder_len or seq_len  # a forward's logits cover the decoder's positions
+    logits = b * logit_positions * dims.vocab * act.logits_inference(c, all_positions) if dims.has_lm_logits else 0
     # bitsandbytes dequantises one linear weight at a time to compute dtype (4-bit) or holds int8 activations
     # and an int32 accumulator (LLM.int8) for the largest linear.
     largest = facts.largest_linear
@@ -53,14 +62,16 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
         Formula(
             "prefill layer peak",
             "b x s x (residual + normed input + widest of norm / attention / MLP "
-            "intermediates)" + (" + b x heads x s^2 x (c + 4) eager scores" if eager else ""),
-            {"batch_size": b, "seq_len": seq_len, "compute_bytes": c},
+            "intermediates)" + (" + b x heads x s^2 x (2c + 4) eager scores" if eager else "")
+            + (" + b x s^2 mask" if eager or padded else ""),
+            {"batch_size": b, "seq_len": seq_len, "compute_bytes": c, "padding": settings.padding},
             layer,
             exact=False,
         ),
         Formula(
             "logits",
-            f"b x {'s' if settings.logits == 'all' else '1'} x vocab x (c + 4) (fp32 copy)",
+            "b x s x vocab x c (a plain forward keeps them in the compute dtype)" if all_positions
+            else "b x 1 x vocab x (c + 4) (generate's fp32 copy of the last position)",
             {"batch_size": b, "positions": logit_positions, "vocab": dims.vocab},
             logits,
             exact=False,
@@ -103,6 +114,9 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
             "dtype": settings.dtype if settings.dtype != "auto" else (facts.spec.dtype or dtype),
             "kv_dtype": settings.kv_dtype if settings.kv_dtype != "auto" else dtype,
             "attention": settings.attention,
+            "attention_used": "eager" if eager else settings.attention,
+            "padding": settings.padding,
+            **({"decoder_len": settings.decoder_len or seq_len} if dims.encoder_decoder else {}),
             "logits": settings.logits,
             "gpus": gpus,
             **({"adapter": "merged" if settings.adapter_merged else "separate"} if adapter is not None else {}),

@@ -42,11 +42,13 @@ def kv_cache(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list
         return 0, Formula("kv_cache", reason, {}, 0, exact=True)
     tokens = 0  # Σ over layers of the tokens each layer keeps
     kinds = dims.layer_kinds[: dims.decoder_layers]
+    # an encoder-decoder's self-attention caches the decoder's tokens, its cross-attention the encoder's seq_len
+    self_len = (settings.decoder_len or seq_len) if dims.encoder_decoder else seq_len
     for kind in kinds:
         if kind == "sliding_attention" and dims.window:
-            tokens += min(seq_len, dims.window)
+            tokens += min(self_len, dims.window)
         else:
-            tokens += seq_len
+            tokens += self_len
     other = sorted({k for k in kinds if k not in ("full_attention", "sliding_attention")})
     if other:
         warnings.append(f"KV cache: layer types {shortened(other)} are counted as full attention")
@@ -66,7 +68,8 @@ def kv_cache(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list
         expression += "; sliding layers keep min(seq, window) tokens"
         inputs["window"] = dims.window
     if dims.encoder_decoder:
-        expression += "; + cross-attention over the encoder's seq_len tokens"
+        expression += "; self-attention over decoder_len tokens + cross-attention over the encoder's seq_len"
+        inputs["decoder_len"] = self_len
     inputs |= {
         "batch_size": settings.batch_size,
         "seq_len": seq_len,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..spec import is_expert
 from ..vision import is_vision_tensor
+from .activations import runs_eager
 from .facts import ModelFacts
 from .phases import Phase, peak, peak_formula, step_activations
 from .results import Formula, LoraEstimate
@@ -185,8 +186,11 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
         batch_size=settings.batch_size,
         seq_len=seq_len,
         trainable=False,
-        eager=settings.attention == "eager",
+        eager=runs_eager(facts.dims, settings.attention),
         checkpointing=settings.grad_checkpointing,
+        padded=settings.padding == "padded",
+        keep_outputs=settings.keep_outputs,
+        decoder_len=settings.decoder_len,
         adapter_bytes_per_token=adapter_act,
     )
     steps = with_tower(
@@ -272,6 +276,11 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
             "seq_len": seq_len,
             "optimizer": settings.optimizer.value,
             "grad_checkpointing": settings.grad_checkpointing,
+            "attention": settings.attention,
+            "attention_used": "eager" if runs_eager(facts.dims, settings.attention) else settings.attention,
+            "padding": settings.padding,
+            "keep_outputs": settings.keep_outputs,
+            **({"decoder_len": settings.decoder_len or seq_len} if facts.dims.encoder_decoder else {}),
             "gpus": settings.gpus,
             "zero": shard.zero,
             "peak_phase": top.name,

@@ -57,40 +57,82 @@ def step_activations(
     trainable: bool,
     eager: bool,
     checkpointing: bool,
+    padded: bool = False,
+    autocast: bool = False,
+    keep_outputs: bool = False,
+    decoder_len: int | None = None,
     adapter_bytes_per_token: int = 0,
 ) -> StepActivations:
-    """Activations of one training step. `adapter_bytes_per_token` is PEFT's extra saving (fp32 input copies and
-    lora_A outputs) summed over all adapted linears."""
-    tokens, h, layers = batch_size * seq_len, dims.hidden, dims.layers
+    """Activations of one training step. `eager`: attention materialises its scores (--attention eager, or a family
+    that always does); `padded`: the batch carries a padding mask; `autocast`: 16-bit autocast over an fp32 model;
+    `keep_outputs`: the loop holds the model output through backward. An encoder-decoder model's encoder runs over
+    seq_len tokens and its decoder over decoder_len (default seq_len), its cross-attention over the encoder's.
+    `adapter_bytes_per_token` is PEFT's extra saving (fp32 input copies and lora_A outputs) summed over all adapted
+    linears."""
+    h, layers, b = dims.hidden, dims.layers, batch_size
     if not (h and layers):
         return StepActivations(0, 0, 0, 0, 0, ())
-    saved = act.layer_saved(dims, c, residual, batch_size, seq_len, trainable, eager)
-    moe = act.moe_mlp_saved(dims, c, trainable) if dims.moe_layers else 0
-    per_layer = [saved.per_token()] * (layers - dims.moe_layers) + [
+    enc_dec = dims.encoder_decoder
+    dec_len = (decoder_len or seq_len) if enc_dec else seq_len
+    enc_layers = layers - dims.decoder_layers if enc_dec else 0
+    dec_layers = layers - enc_layers
+    enc_tokens, dec_tokens = b * seq_len * bool(enc_dec), b * dec_len
+
+    def saved_over(kv_len: int) -> act.Saved:
+        return act.layer_saved(dims, c, residual, kv_len=kv_len, padded=padded, trainable=trainable, eager=eager,
+                               autocast=autocast)  # fmt: skip
+
+    saved = saved_over(dec_len)
+    moe = act.moe_mlp_saved(dims, c, trainable, autocast) if dims.moe_layers else 0
+    per_layer = [saved.per_token()] * (dec_layers - dims.moe_layers) + [
         saved.per_token() - saved.mlp + moe
     ] * dims.moe_layers
-    cross = act.norm_saved(h, c, residual, trainable) + saved.attention if dims.encoder_decoder else 0
     final_norm = act.norm_saved(h, c, residual, trainable)
-    stack = tokens * (sum(per_layer) + dims.decoder_layers * cross * dims.encoder_decoder + adapter_bytes_per_token)
-    stack += tokens * layers * saved.per_sequence
-    one_layer = tokens * (max(per_layer) + cross + saved.per_sequence + adapter_bytes_per_token // layers)
+    stacks = 2 if enc_dec else 1
+    embedding_masks = act.MASK * h * dims.dropouts.embedding // stacks  # per token of each stack
+    adapter_share = adapter_bytes_per_token // layers  # per token of one layer
+    # Σ over layers of (tokens x bytes per token); one_layer is the largest layer (what checkpointing recomputes)
+    stack = dec_tokens * (sum(per_layer) + dec_layers * saved.per_sequence)
+    stack += adapter_bytes_per_token * (enc_tokens * enc_layers + dec_tokens * dec_layers) // layers
+    one_layer = dec_tokens * (max(per_layer) + saved.per_sequence + adapter_share)
+    if enc_dec:  # encoder layers (bidirectional over seq_len), and each decoder layer's cross-attention
+        encoder = saved_over(seq_len)
+        q, k, v, out = act.attention_widths(dims, act.expands_kv(dims, padded, eager))
+        cross_query = (
+            final_norm
+            + c * (q + out)
+            + (0 if eager else act.FP32 * dims.heads)
+            + (c * out if trainable else 0)
+            + act.MASK * h * dims.dropouts.sublayer
+            + (dims.heads * seq_len * act.eager_saved_bytes(c, dims.dropouts.probs) if eager else 0)
+        )
+        cross_keys = c * (k + v)  # per encoder token: K/V projected from the encoder output, per decoder layer
+        stack += enc_tokens * enc_layers * (encoder.per_token() + encoder.per_sequence)
+        stack += dec_layers * (dec_tokens * cross_query + enc_tokens * cross_keys)
+        one_layer = max(
+            enc_tokens * (encoder.per_token() + encoder.per_sequence + adapter_share),
+            one_layer + dec_tokens * cross_query + enc_tokens * cross_keys,
+        )
+    tokens = dec_tokens + enc_tokens  # every token of both stacks
     widest = max(
         dims.intermediate,
         dims.experts_per_token * dims.expert_intermediate + dims.shared_intermediate if dims.moe_layers else 0,
     )
-    working = tokens * c * 2 * (h + widest)
-    logit_elements = tokens * dims.vocab if dims.has_lm_logits else 0
-    fwd_b, bwd_b = act.logits_training(c)
+    working = max(dec_tokens, enc_tokens) * c * 2 * (h + widest)
+    logit_elements = dec_tokens * dims.vocab if dims.has_lm_logits else 0
+    fwd_b, bwd_b = act.logits_training(c, keep_outputs)
     inputs = {
         "batch_size": batch_size,
         "seq_len": seq_len,
+        **({"decoder_len": dec_len} if enc_dec else {}),
         "hidden": h,
         "layers": layers,
         "compute_bytes": c,
         "saved_per_token_per_layer": max(per_layer),
     }
+    outside = tokens * (final_norm + embedding_masks)  # final norms and embedding dropout masks, never recomputed
     if checkpointing:
-        kept = tokens * (layers * c * h + final_norm)
+        kept = (enc_tokens * enc_layers + dec_tokens * dec_layers) * c * h + outside
         formula = Formula(
             "activations (checkpointed)",
             "layers x b x s x h x c (each layer's input) + final norm; one layer recomputed in backward",
@@ -99,11 +141,11 @@ def step_activations(
             exact=False,
         )
     else:
-        kept = stack + tokens * final_norm
+        kept = stack + outside
         formula = Formula(
             "activations (saved)",
-            "b x s x Σ_layers [norms + q/k/v/out (+ lse) + MLP intermediates (+ adapter inputs)]"
-            + (" + b x heads x s^2 x (c + 4) eager scores" if eager else ""),
+            "b x s x Σ_layers [norms + q/k/v/out (+ lse) + MLP intermediates + dropout masks (+ adapter inputs)]"
+            + (" + b x heads x s^2 x (4 + c) eager scores" if eager else ""),
             inputs,
             kept,
             exact=False,
@@ -112,7 +154,8 @@ def step_activations(
         formula,
         Formula(
             "logits/loss",
-            "b x s x vocab x (c + 4) after forward; x (c + 12) at the loss backward",
+            f"b x s x vocab x ({fwd_b} B) after forward; x ({bwd_b} B) at the loss backward"
+            + (" (the loop keeps the model output's logits)" if keep_outputs else ""),
             {"logit_elements": logit_elements, "forward_bytes_per_element": fwd_b, "backward_bytes_per_element": bwd_b},
             logit_elements * bwd_b,
             exact=False,

@@ -51,6 +51,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16", "int8", "int4")
 KV_DTYPES = ("auto", "float16", "bfloat16", "fp8")
 ATTENTIONS = ("sdpa", "eager")
 LOGITS = ("last", "all")
+PADDINGS = ("none", "padded")
 DEFAULT_SEQ_LEN = 4096  # used when the model states no context, and the cap of the default
 DEFAULT_LORA_RANK = 16
 # llama.cpp's --cache-type-k/-v choices (common/arg.cpp kv_cache_types), by their ggml names in lower case
@@ -80,6 +81,13 @@ class Settings:
     zero: int = 0  # ZeRO stage 0-3 for training when gpus > 1
     usable_fraction: float = 0.9  # share of a GPU's memory the estimate may fill
     logits: str = "last"  # inference prefill logits: last position (generate) | all positions (plain forward)
+    # none: every sequence of a batch is full (packed or equal lengths), so transformers passes no mask and SDPA
+    # runs GQA natively; padded: a (batch, 1, seq, seq) mask and K/V repeated to every query head
+    padding: str = "none"
+    decoder_len: int | None = None  # encoder-decoder models: decoder tokens (None: seq_len); seq_len is the encoder's
+    # the training loop keeps the model output through backward (outputs = model(...); loss = outputs.loss, as
+    # PEFT's MetaMathQA loop), so its compute-dtype logits stay alive; False: loss = model(...).loss (the Trainer)
+    keep_outputs: bool = False
     int4: Int4Scheme = Int4Scheme.NF4_DQ
     adapter_merged: bool = False  # an adapter repo's inference: merged into the base, or kept apart (PEFT's default)
     # GGUF models run under llama.cpp's rules (hfmem.engines.llamacpp): the KV cache's ggml types, and the
@@ -100,6 +108,8 @@ class Settings:
             (self.kv_dtype in KV_DTYPES, f"kv_dtype must be one of {', '.join(KV_DTYPES)}"),
             (self.attention in ATTENTIONS, f"attention must be one of {', '.join(ATTENTIONS)}"),
             (self.logits in LOGITS, f"logits must be one of {', '.join(LOGITS)}"),
+            (self.padding in PADDINGS, f"padding must be one of {', '.join(PADDINGS)}"),
+            (self.decoder_len is None or self.decoder_len >= 1, "decoder_len must be at least 1"),
             (self.lora_rank is None or self.lora_rank >= 1, "lora_rank must be at least 1"),
             (self.cache_type_k in CACHE_TYPES and self.cache_type_v in CACHE_TYPES,
              f"cache_type_k and cache_type_v must be one of {', '.join(CACHE_TYPES)}"),

@@ -52,6 +52,7 @@ class WhatIfRow:
     total_bytes: int
     baseline_bytes: int  # the same mode without the change
     fits: bool | None  # None when no GPU was given
+    reason: str | None = None  # why the change saves nothing, when the model knows
 
     @property
     def saving_bytes(self) -> int:
@@ -59,7 +60,17 @@ class WhatIfRow:
 
     def to_dict(self) -> dict[str, object]:
         return {"mode": self.mode, "change": self.change, "total_bytes": self.total_bytes,
-                "saves_bytes": self.saving_bytes, "fits": self.fits}  # fmt: skip
+                "saves_bytes": self.saving_bytes, "fits": self.fits, "reason": self.reason}  # fmt: skip
+
+
+OPTIMIZER_PEAK = "the optimizer step is the peak, and it holds no activations"
+
+
+def _no_saving_reason(name: str, saving: int, peak_phase: str | None) -> str | None:
+    """Why gradient checkpointing saves nothing: it shrinks the activations, and the peak phase has none."""
+    if "gradient checkpointing" in name and saving <= 0 and peak_phase == "optimizer step":
+        return OPTIMIZER_PEAK
+    return None
 
 
 def _total(facts: ModelFacts, settings: Settings, mode: str) -> int:
@@ -176,6 +187,11 @@ def what_if(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu | None =
     baselines = {mode: _total(facts, settings, mode) for mode in MODES}
     rows = []
     for name, mode, changed in changes:
-        total = baselines[mode] if changed == settings else _total(facts, changed, mode)
-        rows.append(WhatIfRow(name, mode, total, baselines[mode], None if usable is None else total <= usable))
+        if changed == settings:
+            total, phase = baselines[mode], None
+        else:
+            result = mode_estimate(facts, changed, mode)
+            total, phase = result.total_bytes, result.settings.get("peak_phase")
+        reason = _no_saving_reason(name, baselines[mode] - total, phase)
+        rows.append(WhatIfRow(name, mode, total, baselines[mode], None if usable is None else total <= usable, reason))
     return rows

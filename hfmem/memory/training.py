@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .activations import runs_eager
 from .facts import ModelFacts
 from .phases import Phase, peak, peak_formula, step_activations
 from .results import Estimate, Formula
@@ -41,8 +42,12 @@ def training_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warni
         batch_size=settings.batch_size,
         seq_len=seq_len,
         trainable=True,
-        eager=settings.attention == "eager",
+        eager=runs_eager(facts.dims, settings.attention),
         checkpointing=settings.grad_checkpointing,
+        padded=settings.padding == "padded",
+        autocast=settings.recipe is Recipe.MIXED,
+        keep_outputs=settings.keep_outputs,
+        decoder_len=settings.decoder_len,
     )
     steps = with_tower(steps, facts, settings, c=c, residual=residual, seq_len=seq_len, trainable=True)
     forward_weights = weights + autocast + gathered
@@ -106,6 +111,10 @@ def training_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warni
             "recipe": settings.recipe.value,
             "grad_checkpointing": settings.grad_checkpointing,
             "attention": settings.attention,
+            "attention_used": "eager" if runs_eager(facts.dims, settings.attention) else settings.attention,
+            "padding": settings.padding,
+            "keep_outputs": settings.keep_outputs,
+            **({"decoder_len": settings.decoder_len or seq_len} if facts.dims.encoder_decoder else {}),
             "gpus": settings.gpus,
             "zero": shard.zero,
             "peak_phase": top.name,

@@ -26,7 +26,7 @@ from ..vision import DEFAULT_IMAGE_SIZE, ImageGrid, VisionTower, image_grid, is_
 from . import activations as act
 from .facts import Dims, ModelFacts
 from .results import Formula
-from .settings import Settings
+from .settings import Recipe, Settings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -97,6 +97,7 @@ def tower_dims(tower: VisionTower) -> Dims:
         window=None, mla=False, q_lora_rank=0, kv_lora_rank=0, qk_head_dim=head_dim, v_head_dim=head_dim,
         qk_rope_head_dim=0, moe_layers=0, experts=0, experts_per_token=1, expert_intermediate=0,
         shared_intermediate=0, encoder_decoder=False, encoder_only=True, has_lm_logits=False,
+        activation=tower.hidden_act,
     )  # fmt: skip
 
 
@@ -106,7 +107,8 @@ def inference_activations(facts: ModelFacts, settings: Settings, c: int, seq_len
     if inputs is None:
         return 0, None
     patches = inputs.grid.patches
-    per_token = act.prefill_layer_peak(tower_dims(inputs.tower), c, 1, patches, settings.attention == "eager")
+    eager = settings.attention == "eager"
+    per_token = act.prefill_layer_peak(tower_dims(inputs.tower), c, kv_len=patches, padded=False, eager=eager)
     total = settings.batch_size * inputs.images * patches * per_token
     return total, Formula(
         "vision tower",
@@ -146,7 +148,8 @@ def with_tower(
         saved = tokens * (dims.layers * c * dims.hidden + adapter_bytes)
         expression = "b x images x patches x (tower layers x h x c (each layer's input) + adapter inputs)"
     else:
-        layer = act.layer_saved(dims, c, residual, 1, patches, trainable, settings.attention == "eager")
+        layer = act.layer_saved(dims, c, residual, kv_len=patches, padded=False, trainable=trainable,
+                                eager=settings.attention == "eager", autocast=settings.recipe is Recipe.MIXED)
         saved = tokens * (dims.layers * (layer.per_token() + layer.per_sequence) + adapter_bytes)
         expression = (
             "b x images x patches x (tower layers x saved per token (as a text layer's"

@@ -174,7 +174,9 @@ def render_breakdown(memory: MemoryReport, units: str = "gib", width: int = WIDT
         f"Memory ({label(units)}, per GPU)",
         f"batch {s['batch_size']} x seq {s['seq_len']}" + (
             f" ({s['seq_len'] - s['image_tokens']} text + {s['images']} image{'s' * (s['images'] > 1)} x "
-            f"{s['image_tokens'] // s['images']} tokens)" if s.get("images") else ""),
+            f"{s['image_tokens'] // s['images']} tokens)" if s.get("images") else "")
+        + (" padded" if s.get("padding") == "padded" else "")
+        + (f", decoder {s['decoder_len']}" if s.get("decoder_len", s["seq_len"]) != s["seq_len"] else ""),
         f"training {training['recipe']}/{training['optimizer']} (peak: {training['peak_phase']})",
         f"LoRA r={lora.settings['rank']} on {','.join(lora.target_modules)}{' (QLoRA)' if lora.settings['qlora'] else ''}",
     ]
@@ -234,8 +236,10 @@ def render_what_if(rows: Sequence[WhatIfRow], units: str = "gib", paint: Paint =
     body = [[row.mode, row.change, size(row.total_bytes, units), size(row.saving_bytes, units)]
             + ([_yes_no(bool(row.fits), paint)] if with_gpu else []) for row in rows]  # fmt: skip
     headers = ["mode", "change", f"total ({label(units)})", "saves"] + (["fits"] if with_gpu else [])
+    notes = [f"{row.mode}, {row.change}: saves nothing, {row.reason}" for row in rows if row.reason]
     return (f"What if ({label(units)} per GPU; one change at a time, savings are not additive)\n"
-            + tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True))  # fmt: skip
+            + tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)
+            + "".join("\n" + line for note in notes for line in _wrapped(note, WIDTH)))  # fmt: skip
 
 
 def render_explain(explanation: Explanation, units: str = "gib", width: int = WIDTH) -> str:
