@@ -15,7 +15,9 @@ from dataclasses import dataclass, replace
 
 from ..gpus import GIB, Gpu
 from ..memory.facts import ModelFacts, facts_of
-from ..memory.settings import DEFAULT_SEQ_LEN
+from ..memory.kv import kv_cache as kv_formula
+from ..memory.results import Formula
+from ..memory.settings import DEFAULT_SEQ_LEN, Settings
 from ..spec import ModelSpec
 from . import plan as common
 from .plan import KvGroup, Layout, ServePlan
@@ -28,6 +30,7 @@ MIB = 2**20
 # (srt/arg_groups/memory_hook.py:89-179).
 GPU_DEFAULTS = ((20, 2048, 8, 8), (35, 4096, 48, 160), (60, 4096, 32, 160), (160, 8192, 256, 512))
 LARGE_GPU_DEFAULTS = (16384, 512, 512)
+COLUMN_CHUNK = 8192  # the inference column (no GPU named): chunked_prefill_size of an 80 GB-class GPU
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,19 @@ class SglangSettings:
         if layout.pipeline_parallel > 1 or layout.data_parallel > 1:
             return None
         return replace(self, tp=layout.tensor_parallel)
+
+
+def kv_cache(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> tuple[int, Formula]:
+    """The inference column under SGLang: the pool bytes `batch` requests of seq_len occupy on one GPU (TP over
+    settings.gpus), page size 1. A sliding layer holds at most window + chunked_prefill_size tokens: before each
+    allocation the scheduler frees a request's SWA slots older than the window (mem_cache/allocation.py:384-385,
+    managers/schedule_batch.py:4068-4130, mem_cache/common.py:75-130). MLA's latent on every rank."""
+    window = facts.dims.window or 0
+    kinds = common.attention_kinds(facts)
+    tokens = [min(seq_len, window + COLUMN_CHUNK) if kind == "sliding_attention" else seq_len for kind in kinds]
+    rule = f"SGLang {VERSION}: sliding layers keep min(seq, window + chunked_prefill_size)"
+    return kv_formula(facts, settings, seq_len, warnings, element=1 if settings.kv_dtype == "fp8" else 2,
+                      layer_tokens=tokens, rule=rule, inputs={"chunked_prefill_size": COLUMN_CHUNK})
 
 
 def gpu_defaults(gpu: Gpu, tp: int) -> tuple[int, int]:

@@ -51,6 +51,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16", "int8", "int4")
 KV_DTYPES = ("auto", "float16", "bfloat16", "fp8")
 ATTENTIONS = ("sdpa", "eager")
 LOGITS = ("last", "all")
+INFERENCE_ENGINES = ("transformers", "vllm", "sglang")  # whose KV rules the inference column follows
 DEFAULT_SEQ_LEN = 4096  # used when the model states no context, and the cap of the default
 DEFAULT_LORA_RANK = 16
 # llama.cpp's --cache-type-k/-v choices (common/arg.cpp kv_cache_types), by their ggml names in lower case
@@ -84,6 +85,7 @@ class Settings:
     cache_type_k: str = "f16"
     cache_type_v: str = "f16"
     n_gpu_layers: int | None = None
+    engine: str = "transformers"  # the inference column's KV rules (hfmem.engines); GGUF models: llama.cpp's
 
     def __post_init__(self) -> None:
         checks = [
@@ -93,6 +95,7 @@ class Settings:
             (self.kv_dtype in KV_DTYPES, f"kv_dtype must be one of {', '.join(KV_DTYPES)}"),
             (self.attention in ATTENTIONS, f"attention must be one of {', '.join(ATTENTIONS)}"),
             (self.logits in LOGITS, f"logits must be one of {', '.join(LOGITS)}"),
+            (self.engine in INFERENCE_ENGINES, f"engine must be one of {', '.join(INFERENCE_ENGINES)}"),
             (self.lora_rank is None or self.lora_rank >= 1, "lora_rank must be at least 1"),
             (self.cache_type_k in CACHE_TYPES and self.cache_type_v in CACHE_TYPES,
              f"cache_type_k and cache_type_v must be one of {', '.join(CACHE_TYPES)}"),
