@@ -40,6 +40,12 @@ FORWARD_WIDTHS = 3
 # 0.41 GiB (27B, V33's suggestion line), 0.44 GiB (gemma-3), 0.07-0.13 GiB with few graphs (engines.md §1.9).
 CUDA_GRAPHS = int(0.4 * GIB)
 DOCS = "https://docs.vllm.ai/en/latest/configuration/conserving_memory/"
+# MXFP4 experts are allocated with padded sizes for the MoE kernel (fused_moe/oracle/mxfp4.py:837-917,
+# create_weights in quantization/mxfp4.py): Marlin, the backend before Hopper and on consumer Blackwell, rounds the
+# per-rank intermediate size up to 128 and hidden to 256; Hopper's Triton kernels round the intermediate to 64;
+# B200's FlashInfer TRT-LLM kernels 128 and 256. (intermediate, hidden) alignment by GPU name prefix:
+MXFP4_ALIGN = {"H100": (64, 1), "H200": (64, 1), "GH200": (64, 1), "B200": (128, 256)}
+MXFP4_MARLIN_ALIGN = (128, 256)
 # The inference column (no GPU named) takes the max_num_batched_tokens of an 80 GB-class GPU (batch_defaults);
 # `hfmem serve` resolves it per GPU.
 COLUMN_BATCHED_TOKENS = 8192
@@ -89,6 +95,23 @@ def batch_defaults(gpu: Gpu, settings: VllmSettings) -> tuple[int, int]:
     else:
         seqs, tokens = 256, 2048
     return settings.max_num_seqs or seqs, settings.max_num_batched_tokens or tokens
+
+
+def mxfp4_padding(facts: ModelFacts, gpu: Gpu, tp: int) -> int:
+    """Bytes one GPU's MoE layers gain from the MXFP4 kernels' padding: per expert, gate_up [2I, H] and down [H, I]
+    at 4 bits plus one E8M0 scale per 32 elements, and bf16 biases [2I] and [H] (quantization/mxfp4.py
+    create_weights); 0 for other checkpoints."""
+    quant, dims = facts.spec.quantization, facts.dims
+    if quant is None or quant.method != "mxfp4" or not dims.experts:
+        return 0
+    align_i, align_h = next((a for name, a in MXFP4_ALIGN.items() if gpu.name.startswith(name)), MXFP4_MARLIN_ALIGN)
+    inner, hidden = dims.expert_intermediate // tp, dims.hidden
+
+    def expert(i: int, h: int) -> float:
+        return 3 * i * h * (1 / 2 + 1 / 32) + (2 * i + h) * 2
+
+    padded = expert(-(-inner // align_i) * align_i, -(-hidden // align_h) * align_h)
+    return int(dims.moe_layers * dims.experts * (padded - expert(inner, hidden)))
 
 
 def kv_cache(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> tuple[int, Formula]:
@@ -187,7 +210,10 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: VllmSettings | None 
     requested = math.ceil(total * settings.gpu_memory_utilization)  # v1/worker/utils.py:724-726
     non_torch = common.non_torch_bytes(layout)
     graphs = 0 if settings.enforce_eager else CUDA_GRAPHS
-    weights = common.stage_weights(facts, tp, pp, settings.quantization == "fp8")
+    padding, layers = mxfp4_padding(facts, gpu, tp), arch.num_hidden_layers or 0  # padding: by each stage's layers
+    weights = [w + padding * len(part) // max(1, layers)
+               for w, part in zip(common.stage_weights(facts, tp, pp, settings.quantization == "fp8"),
+                                  common.pp_partition(layers, pp))]  # fmt: skip
     page = block * common.kv_layer_bytes(facts, KV_CACHE_DTYPES[settings.kv_cache_dtype], tp)
     in_flight = pp * batched  # max_concurrent_batches x max_num_batched_tokens (config/vllm.py:601-609)
 
