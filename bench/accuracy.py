@@ -548,6 +548,19 @@ def serve_rows() -> list[ServeRow]:
         "MXFP4 layout rebuilt from the dataset's dequantised experts (12.82 GiB = the Hub's header bytes) + "
         "0.85 GiB of Marlin padding (A100: intermediate x128, hidden x256); 0.19 < 0.21: no graph term",
         held_tokens=True, spec=_gpt_oss_stored(gpt_oss) if gpt_oss else None)
+    add(21, "Qwen__Qwen3-30B-A3B", find_gpu("A10"), VllmSettings(tensor_parallel_size=4, max_model_len=1024),
+        "vLLM 0.8.5, TP4", ["weights/GPU"], "BF16 experts split by TP; only the weights line is compared")
+    qwen3_8b = dataset_spec("Qwen__Qwen3-8B")
+    if qwen3_8b is not None:
+        log = logs[22]
+        p = plan(qwen3_8b, find_gpu("A10"), VllmSettings(max_model_len=16384))
+        group = p.kv_groups[0]
+        blocks = int(log["logged"]["available_kv_gib"] * GIB) // (group.layers * group.page_bytes)
+        rows.append(ServeRow(_short(log["source"]), log["model"], "vLLM 0.21.0", "KV tokens",
+                             float(int(blocks / group.blocks_per_request * 16384)),
+                             float(log["logged"]["kv_cache_tokens"]), True,
+                             "from the logged 6.37 GiB: 36 layers x 8 heads x 128 x 2 x 2 B, blocks of 16, "
+                             "tokens = blocks / 1,024 per request x 16,384 (kv_cache_utils.py:1061-1155)"))
     coder = _spec("Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8", Architecture(
         model_type="qwen3_moe", architectures=("Qwen3MoeForCausalLM",), hidden_size=6144, num_hidden_layers=62,
         num_attention_heads=96, num_key_value_heads=8, head_dim=128, intermediate_size=8192, vocab_size=151936,
