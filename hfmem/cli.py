@@ -557,10 +557,10 @@ class _Progress:
               help="Whose start-up rules: vLLM 0.33.0 or SGLang 0.5.23.")
 @click.option("--tensor-parallel-size", "--tp", "tp", type=click.IntRange(min=1), default=None,
               help="TP size (vLLM --tensor-parallel-size, SGLang --tp).  [default: 1, or --gpus]")
-@click.option("--pipeline-parallel-size", "pp", type=click.IntRange(min=1), default=1, show_default=True,
-              help="vLLM pipeline stages.")
-@click.option("--data-parallel-size", "dp", type=click.IntRange(min=1), default=1, show_default=True,
-              help="vLLM engine replicas.")
+@click.option("--pipeline-parallel-size", "--pp-size", "pp", type=click.IntRange(min=1), default=1,
+              show_default=True, help="Pipeline stages (SGLang --pp-size).")
+@click.option("--data-parallel-size", "--dp-size", "dp", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Engine replicas (SGLang --dp-size, without DP attention).")
 @click.option("--max-model-len", "--context-length", "max_model_len", type=click.IntRange(min=1), default=None,
               help="Context length (SGLang --context-length).  [default: the model's]")
 @click.option("--max-num-seqs", type=click.IntRange(min=1), default=None,
@@ -612,8 +612,6 @@ def serve(model: str, engine: str, as_json: bool, units: str, solve: bool, concu
     gpu = gpu_from(opts)
     if gpu is None:
         raise click.UsageError("give --gpu NAME or --gpu-memory GiB")
-    if engine == "sglang" and opts["pp"] * opts["dp"] > 1:
-        raise click.UsageError("SGLang plans take --tp only")
     tp = opts["tp"] or (opts["gpus"] if not solve else None) or 1
     if engine == "vllm":
         flags = {"tensor_parallel_size": tp, "pipeline_parallel_size": opts["pp"], "data_parallel_size": opts["dp"],
@@ -623,7 +621,7 @@ def serve(model: str, engine: str, as_json: bool, units: str, solve: bool, concu
                  "block_size": opts["block_size"], "enforce_eager": opts["enforce_eager"],
                  "quantization": opts["quantization"]}
     else:
-        flags = {"tp": tp, "context_length": opts["max_model_len"], "mem_fraction_static": opts["mem_fraction_static"],
+        flags = {"tp": tp, "pp_size": opts["pp"], "dp_size": opts["dp"], "context_length": opts["max_model_len"], "mem_fraction_static": opts["mem_fraction_static"],
                  "chunked_prefill_size": opts["chunked_prefill_size"],
                  "max_running_requests": opts["max_running_requests"], "kv_cache_dtype": opts["kv_cache_dtype"],
                  "page_size": opts["block_size"], "quantization": opts["quantization"]}

@@ -152,17 +152,26 @@ def pp_partition(layers: int, pp: int) -> list[range]:
     return [range(s, s + n) for s, n in zip(starts, sizes)]
 
 
-def stage_weights(facts: ModelFacts, tp: int, pp: int, fp8_linears: bool = False) -> list[int]:
+def sglang_pp_partition(layers: int, pp: int) -> list[range]:
+    """SGLang get_pp_indices (SG python/sglang/srt/distributed/utils.py:110-150): even split, the remainder to the
+    last stages."""
+    sizes = [layers // pp + (i >= pp - layers % pp) for i in range(pp)]
+    starts = [sum(sizes[:i]) for i in range(pp)]
+    return [range(s, s + n) for s, n in zip(starts, sizes)]
+
+
+def stage_weights(facts: ModelFacts, tp: int, pp: int, fp8_linears: bool = False,
+                  partition: Callable[[int, int], list[range]] = pp_partition) -> list[int]:
     """Bytes one GPU of each pipeline stage holds after the TP split (engines.md §1.7): vocab tables padded to
     64 rows and split; K/V projections split by head, one head replicated once tp > kv heads; MLA's
     down-projections, routers, norms and biases replicated; every other matrix split by tp. The input embedding
     sits on the first stage, lm_head (and a tied embedding) on the last, the final norm on the last. A float32
     model loads in 16-bit (dtype auto); `fp8_linears`: linear weights in 1 B per element (--quantization fp8)."""
-    memo, key = facts.sums, ("stage_weights", tp, pp, fp8_linears)
+    memo, key = facts.sums, ("stage_weights", tp, pp, fp8_linears, partition.__name__)
     if key in memo:
         return list(memo[key])
     layers = facts.spec.architecture.num_hidden_layers or 0
-    stage_of = {i: s for s, r in enumerate(pp_partition(layers, pp)) for i in r} if pp > 1 else {}
+    stage_of = {i: s for s, r in enumerate(partition(layers, pp)) for i in r} if pp > 1 else {}
     linears = {lin.module + ".weight" for lin in facts.linears} if fp8_linears else set()
     tied = facts.spec.architecture.tie_word_embeddings
     halve = facts.spec.dtype == "float32"  # a float32 model runs in 16-bit; FP32 scales of a 16-bit one stay
