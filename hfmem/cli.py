@@ -621,7 +621,8 @@ def serve(model: str, engine: str, as_json: bool, units: str, solve: bool, concu
                  "block_size": opts["block_size"], "enforce_eager": opts["enforce_eager"],
                  "quantization": opts["quantization"]}
     else:
-        flags = {"tp": tp, "pp_size": opts["pp"], "dp_size": opts["dp"], "context_length": opts["max_model_len"], "mem_fraction_static": opts["mem_fraction_static"],
+        flags = {"tp": tp, "pp_size": opts["pp"], "dp_size": opts["dp"], "context_length": opts["max_model_len"],
+                 "mem_fraction_static": opts["mem_fraction_static"],
                  "chunked_prefill_size": opts["chunked_prefill_size"],
                  "max_running_requests": opts["max_running_requests"], "kv_cache_dtype": opts["kv_cache_dtype"],
                  "page_size": opts["block_size"], "quantization": opts["quantization"]}
