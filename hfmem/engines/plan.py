@@ -21,10 +21,11 @@ from ..spec import is_embedding
 
 # What cudaMemGetInfo reports as the device total, GiB: H100 79.18 (llm-d-planner, memory-model.md B §1.4),
 # RTX-3090 23.58 (vllm#10517's profiling line), A100-80GB 79.25 (myoceane.fr: 0.65 x total = 51.5 GiB), L4 22.0
-# (a "24 GB" card: 23,034 MiB in nvidia-smi; hardware probes in public code report 22.0-22.5 GiB).
+# (a "24 GB" card: 23,034 MiB in nvidia-smi; hardware probes in public code report 22.0-22.5 GiB), A10 21.99 (PyTorch's
+# "GPU 1 has a total capacity of 21.99 GiB" in QwenLM/Qwen3#1387).
 # Other GPUs: VISIBLE_FRACTION of the nominal size (ECC and firmware reserve: 0.983-0.991 for the H100, RTX-3090
 # and A100-80GB).
-VISIBLE_GIB = {"H100": 79.18, "H100-SXM": 79.18, "RTX-3090": 23.58, "A100-80GB": 79.25, "L4": 22.0}
+VISIBLE_GIB = {"H100": 79.18, "H100-SXM": 79.18, "RTX-3090": 23.58, "A100-80GB": 79.25, "L4": 22.0, "A10": 21.99}
 VISIBLE_FRACTION = 0.99
 CUDA_CONTEXT = 512 * 2**20  # before any engine snapshot, so outside every budget (memory-model.md B §1.5)
 # NCCL, cuBLAS and custom all-reduce buffers: 0.13 GiB alone, 0.55 GiB with TP 2 (llm-d, vLLM v0.11, H100).
