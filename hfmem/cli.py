@@ -30,7 +30,7 @@ from .engines.vllm import KV_CACHE_DTYPES as VLLM_KV
 from .errors import HfmemError, Interrupted, error_fields
 from .gpus import Gpu, aliases, find_gpu, known_gpus
 from .memory import MODES, Mode, Optimizer, Recipe, Settings
-from .memory.settings import CACHE_TYPES, MAX_IMAGES, parse_image_size
+from .memory.settings import CACHE_TYPES, INFERENCE_ENGINES, MAX_IMAGES, parse_image_size
 from .untrusted import for_terminal, one_line, without_credentials
 from .views import text
 from .views.json import error_dict
@@ -132,8 +132,10 @@ units_option = click.option(
 )
 
 
-def settings_from(opts: dict[str, Any]) -> Settings:
+def settings_from(opts: dict[str, Any], engine: str | None = None) -> Settings:
+    """The memory settings; `engine` (default transformers) is whose KV rules the inference column follows."""
     return Settings(
+        engine=engine or "transformers",
         batch_size=opts["batch_size"],
         seq_len=opts["seq_len"],
         images=opts["images"],
@@ -168,8 +170,8 @@ def gpu_from(opts: dict[str, Any]) -> Gpu | None:
 
 
 def serving_from(engine: str | None, max_model_len: int | None, gpu: Gpu | None, gpus: int) -> EngineSettings | None:
-    """check's and audit's --engine: that engine's defaults, TP over --gpus, at --max-model-len."""
-    if engine is None:
+    """check's and audit's --engine vllm|sglang: that engine's defaults, TP over --gpus, at --max-model-len."""
+    if engine is None or engine not in ENGINES:
         return None
     if gpu is None:
         raise click.UsageError("--engine needs --gpu or --gpu-memory")
@@ -306,6 +308,9 @@ def cli() -> None:
                    "(--json always has them).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
               help="Also write a self-contained HTML report with charts.")
+@click.option("--engine", type=_choice(INFERENCE_ENGINES), default="transformers", show_default=True,
+              help="Whose KV cache rules the inference column follows (transformers 5.24.0, vLLM 0.33.0, SGLang "
+                   "0.5.23); `hfmem serve` plans an engine's whole start-up.")
 @click.option("--file", "gguf_file", metavar="NAME.gguf", default=None, help="GGUF repos: the variant file to read.")
 @click.option("--quant", default=None, metavar="LABEL",
               help="GGUF repos: the variant by its quant, e.g. Q4_K_M.  [default: the only one, else Q4_K_M]")
@@ -316,7 +321,7 @@ def cli() -> None:
 @click.option("--n-gpu-layers", "-ngl", type=click.IntRange(min=0), default=None,
               help="GGUF models (llama.cpp): layers on the GPU, the output layer counted as one.  [default: all]")
 def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, tables: bool, html_path: str | None,
-            **opts: Any) -> None:
+            engine: str, **opts: Any) -> None:
     """Exact spec and memory needed for MODEL (ORG/NAME, ORG/NAME@REV or a local directory).
 
     Prints identity, architecture, exact parameters (per dtype, embedding, MoE active), weight bytes, the
@@ -326,6 +331,7 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
     Examples:
       hfmem inspect Qwen/Qwen2.5-7B --gpu H100
       hfmem inspect Qwen/Qwen3-30B-A3B --seq-len 32768 --tables
+      hfmem inspect google/gemma-3-27b-it --engine vllm --seq-len 32768
       hfmem inspect ./my-model --json
       hfmem inspect Qwen/Qwen2.5-7B@main --gpu RTX-4090 --qlora --html report.html
 
@@ -334,7 +340,7 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
     from .api import inspect_model
     from .views.json import to_dict
 
-    settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
+    settings, gpu, hub = settings_from(opts, engine), gpu_from(opts), hub_from(opts)
     paint, columns = painter(), width()
     computed = tables or as_json or html_path is not None
     models = tuple(without_credentials(model) for model in models)  # errors name models as they may be shown
@@ -380,8 +386,9 @@ def write_page(path: str, page: str) -> None:
 @click.option("--mode", type=_choice(MODES), default="inference", show_default=True,
               help="What the GPU fit is checked for.")
 @memory_options
-@click.option("--engine", type=_choice(ENGINES), default=None,
-              help="Also check that this engine starts on --gpu (TP over --gpus), as `hfmem serve` plans it.")
+@click.option("--engine", type=_choice(INFERENCE_ENGINES), default=None,
+              help="The inference column under this engine's KV rules; vllm and sglang also check that the engine "
+                   "starts on --gpu (TP over --gpus), as `hfmem serve` plans it.  [default: transformers]")
 @click.option("--max-model-len", type=click.IntRange(min=1), default=None,
               help="With --engine: the context length to serve.  [default: the model's]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -404,7 +411,7 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
     from .checks import check_model
     from .views.json import check_to_dict
 
-    settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
+    settings, gpu, hub = settings_from(opts, engine), gpu_from(opts), hub_from(opts)
     serving = serving_from(engine, max_model_len, gpu, opts["gpus"])
     paint, columns = painter(), width()
     model = without_credentials(model)
@@ -434,8 +441,9 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
               help="Seconds one model may take (the Hub's rate-limit waits aside).")
 @click.option("--max-wait", type=_Positive(max=10**6), default=600.0, show_default=True,
               help="Seconds one model may wait for the Hub's rate limits to reset (then it fails).")
-@click.option("--engine", type=_choice(ENGINES), default=None,
-              help="With --gpu: add each model's KV tokens, maximum concurrency and start verdict for this engine.")
+@click.option("--engine", type=_choice(INFERENCE_ENGINES), default=None,
+              help="The inference column under this engine's KV rules; vllm and sglang with --gpu also add each "
+                   "model's KV tokens, maximum concurrency and start verdict.  [default: transformers]")
 @click.option("--max-model-len", type=click.IntRange(min=1), default=None,
               help="With --engine: the context length to serve.  [default: each model's]")
 @click.option("--author", default=None, metavar="ORG", help="Audit the models of this user or organisation.")
@@ -476,7 +484,7 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
     """
     from .audit import audit_models
 
-    settings, gpu, hub = settings_from(opts), gpu_from(opts), hub_from(opts)
+    settings, gpu, hub = settings_from(opts, engine), gpu_from(opts), hub_from(opts)
     fmt = "json" if as_json else fmt
     ctx = click.get_current_context()
     if author or search or filter_:
@@ -571,10 +579,10 @@ class _Progress:
               help="Whose start-up rules: vLLM 0.33.0 or SGLang 0.5.23.")
 @click.option("--tensor-parallel-size", "--tp", "tp", type=click.IntRange(min=1), default=None,
               help="TP size (vLLM --tensor-parallel-size, SGLang --tp).  [default: 1, or --gpus]")
-@click.option("--pipeline-parallel-size", "pp", type=click.IntRange(min=1), default=1, show_default=True,
-              help="vLLM pipeline stages.")
-@click.option("--data-parallel-size", "dp", type=click.IntRange(min=1), default=1, show_default=True,
-              help="vLLM engine replicas.")
+@click.option("--pipeline-parallel-size", "--pp-size", "pp", type=click.IntRange(min=1), default=1,
+              show_default=True, help="Pipeline stages (SGLang --pp-size).")
+@click.option("--data-parallel-size", "--dp-size", "dp", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Engine replicas (SGLang --dp-size, without DP attention).")
 @click.option("--max-model-len", "--context-length", "max_model_len", type=click.IntRange(min=1), default=None,
               help="Context length (SGLang --context-length).  [default: the model's]")
 @click.option("--max-num-seqs", type=click.IntRange(min=1), default=None,
@@ -626,8 +634,6 @@ def serve(model: str, engine: str, as_json: bool, units: str, solve: bool, concu
     gpu = gpu_from(opts)
     if gpu is None:
         raise click.UsageError("give --gpu NAME or --gpu-memory GiB")
-    if engine == "sglang" and opts["pp"] * opts["dp"] > 1:
-        raise click.UsageError("SGLang plans take --tp only")
     tp = opts["tp"] or (opts["gpus"] if not solve else None) or 1
     if engine == "vllm":
         flags = {"tensor_parallel_size": tp, "pipeline_parallel_size": opts["pp"], "data_parallel_size": opts["dp"],
@@ -637,7 +643,8 @@ def serve(model: str, engine: str, as_json: bool, units: str, solve: bool, concu
                  "block_size": opts["block_size"], "enforce_eager": opts["enforce_eager"],
                  "quantization": opts["quantization"]}
     else:
-        flags = {"tp": tp, "context_length": opts["max_model_len"], "mem_fraction_static": opts["mem_fraction_static"],
+        flags = {"tp": tp, "pp_size": opts["pp"], "dp_size": opts["dp"], "context_length": opts["max_model_len"],
+                 "mem_fraction_static": opts["mem_fraction_static"],
                  "chunked_prefill_size": opts["chunked_prefill_size"],
                  "max_running_requests": opts["max_running_requests"], "kv_cache_dtype": opts["kv_cache_dtype"],
                  "page_size": opts["block_size"], "quantization": opts["quantization"]}

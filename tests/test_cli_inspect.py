@@ -164,3 +164,26 @@ def test_hf_token_environment_opens_a_gated_repo(hub_repo, monkeypatch):
     hub_repo(TINY, gated=True)
     monkeypatch.setenv("HF_TOKEN", FakeHub.valid_token)
     assert run("inspect", TINY, "--json").exit_code == 0
+
+
+@needs_dataset
+def test_engine_chooses_the_kv_rules_of_the_inference_column(hub_repo):
+    """gpt-oss-20b: 24 layers, 12 full and 12 sliding (window 128), 8 KV heads of 64. transformers 5.24 keeps the
+    whole prefill in every layer (cache_utils.py:241-249); vLLM 0.33 keeps cdiv(min(127 + 8192, 32768), 16) + 1
+    = 521 blocks of 16 tokens in a sliding layer (one group of 12 per kind), 16-bit."""
+    hub_repo("openai/gpt-oss-20b")
+
+    def inference(*engine: str) -> dict:
+        data = json.loads(run("inspect", "openai/gpt-oss-20b", "--json", "-s", "32768", "--kv-dtype", "bfloat16",
+                              *engine).stdout)
+        return data["memory"]["inference"]
+
+    per_layer = 2 * 8 * 64 * 2
+    default, vllm, sglang = inference(), inference("--engine", "vllm"), inference("--engine", "sglang")
+    assert default["settings"]["engine"] == "transformers" and default["settings"]["engine_version"] == "5.24.0"
+    assert default["components"]["kv_cache"] == 24 * 32768 * per_layer
+    assert vllm["settings"]["engine"] == "vllm" and vllm["settings"]["engine_version"] == "0.33.0"
+    assert vllm["components"]["kv_cache"] == (12 * 32768 + 12 * 521 * 16) * per_layer
+    assert sglang["components"]["kv_cache"] == (12 * 32768 + 12 * (128 + 8192)) * per_layer
+    human = run("inspect", "openai/gpt-oss-20b", "--engine", "vllm").stdout
+    assert "KV as vLLM 0.33.0" in human

@@ -80,3 +80,24 @@ def test_audit_with_an_engine_adds_tokens_concurrency_and_the_verdict(hub_repo):
     assert caption == "sizes in GiB; fits: inf, train, lora"
     assert header.split()[-5:] == ["fits", "KV", "tokens", "concurrency", "starts"]
     assert line.split()[-3:] == ["41,136", "2.06x", "yes"]
+
+
+def test_check_and_audit_take_the_engines_kv_rules_for_the_inference_column(hub_repo):
+    """gpt-oss-20b at 32,768 tokens (bf16 KV, 2,048 B per layer and token): transformers keeps the prefill in all
+    24 layers; SGLang keeps window + 8,192 = 8,320 tokens in the 12 sliding ones. check's inference total and
+    audit's column differ by exactly that; --engine transformers needs no GPU and adds no verdict."""
+    oss = "openai/gpt-oss-20b"
+    hub_repo(oss)
+    args = [oss, "-s", "32768", "--kv-dtype", "bfloat16", "--json"]
+
+    def check(*more: str) -> int:
+        return json.loads(CliRunner().invoke(cli, ["check", *args, *more]).stdout)["memory_bytes"]
+
+    saved = 12 * (32768 - 8320) * 2048
+    assert check() - check("--engine", "sglang", "--gpu", "H100") == saved
+    assert check("--engine", "transformers") == check()
+    audit = ["audit", "-", "-s", "32768", "--kv-dtype", "bfloat16", "--format", "json", "--gpu", "H100"]
+    row = json.loads(CliRunner().invoke(cli, [*audit, "--engine", "sglang"], input=f"{oss}\n").stdout)[0]
+    base = json.loads(CliRunner().invoke(cli, [*audit, "--engine", "transformers"], input=f"{oss}\n").stdout)[0]
+    assert base["inference"] - row["inference"] == saved
+    assert row["starts"] is True and base["starts"] is None  # transformers has no start-up plan

@@ -6,15 +6,17 @@ max(9.67 x requests x padded vocab x 4 B, tokens x 2 B x 3 x (MLP width / tp + h
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import cache
 
 import pytest
 
 from hfmem.engines import Layout, SglangSettings, VllmSettings, layouts, plan, solve
 from hfmem.engines.plan import pp_partition
-from hfmem.engines.vllm import group_slots
+from hfmem.engines.vllm import group_slots, mxfp4_padding
 from hfmem.gpus import find_gpu
 from hfmem.memory.facts import ModelFacts, analyse
+from hfmem.spec import Quantization
 
 from .dataset import needs_dataset
 from .test_memory_specs import arch_spec, dataset_folder, dataset_spec
@@ -235,3 +237,37 @@ def test_a_model_without_decoder_layers_starts_without_a_kv_cache():
         p = plan(arch_spec("bert-base"), H100, settings)
         assert p.starts and p.kv_cache_tokens == 0
         assert p.warnings == ("no decoder layers: nothing to serve with a KV cache",)
+
+
+@needs_dataset
+def test_mxfp4_experts_are_padded_for_the_moe_kernel():
+    """vLLM allocates gpt-oss's MXFP4 experts padded for its kernel (fused_moe/oracle/mxfp4.py:865-870): on an A100
+    (Marlin) the intermediate 2880 -> 2944 (x128), hidden 2880 -> 3072 (x256); on an H100 (Triton) x64 only,
+    which 2880 already is. Per expert: 3 x I x H at 4 bits + an E8M0 scale per 32, bf16 biases 2I + H."""
+    spec = dataset_spec(dataset_folder("openai__gpt-oss-20b"))
+    facts = analyse(replace(spec, quantization=Quantization("mxfp4", 4.0)))
+    padded = 3 * 2944 * 3072 * 17 // 32 + (2 * 2944 + 3072) * 2
+    stored = 3 * 2880 * 2880 * 17 // 32 + (2 * 2880 + 2880) * 2
+    assert mxfp4_padding(facts, find_gpu("A100-80GB"), 1) == 24 * 32 * (padded - stored)
+    assert mxfp4_padding(facts, find_gpu("H100"), 1) == 0
+    assert mxfp4_padding(facts, find_gpu("A100-80GB"), 2) == 24 * 32 * (  # TP 2: 1440 per rank -> 1536
+        3 * 1536 * 3072 * 17 // 32 + (2 * 1536 + 3072) * 2 - 3 * 1440 * 2880 * 17 // 32 - (2 * 1440 + 2880) * 2)
+
+
+@needs_dataset
+def test_sglang_pipeline_and_data_parallel():
+    """SGLang 0.5.23 --pp-size 2: get_pp_indices gives 16 + 16 layers; each stage sizes its pool from its own
+    weights and the ranks take the smallest (kv_cache_configurator.py:3108-3116). L4: chunk 4096, decode graphs to
+    48, 50 prefill graph sizes: reserve 512 + 1.5 x 4096 + 1024 x 1 x 2 / 8 + 2 x 48 + 8 x 50 = 7408 MiB of 22,528:
+    mem_fraction_static 0.671. Stage 1 holds 16 layers (218,112,000 parameters each), the final norm and lm_head."""
+    llama = facts("meta-llama__Llama-3.1-8B")
+    p = plan(llama, find_gpu("L4"), SglangSettings(pp_size=2))
+    assert p.settings["mem_fraction_static"] == 0.671
+    pre = int(22.0 * GIB) - 2**29 - int(0.55 * GIB)  # after the CUDA context and the parallel non-torch memory
+    stage_1 = 2 * (16 * 218_112_000 + 4096 + 128256 * 4096)
+    assert p.per_gpu["weights"] == stage_1
+    assert p.kv_cache_tokens == (int(pre * 0.671) - stage_1) // (16 * 2 * 8 * 128 * 2)
+    assert p.command == "python -m sglang.launch_server --model-path meta-llama/Llama-3.1-8B --pp-size 2"
+    one, two = (plan(llama, find_gpu("L4"), SglangSettings(dp_size=n)) for n in (1, 2))
+    assert two.kv_cache_tokens == one.kv_cache_tokens and two.max_concurrency == 2 * one.max_concurrency
+    assert two.layout.gpus == 2 and "--dp-size 2" in two.command

@@ -56,16 +56,55 @@ def test_kv_cache_is_batch_times_seq_times_bytes_per_token():
     assert report.inference.components["kv_cache"] == 3 * 1000 * 131_072
 
 
-def test_kv_stops_growing_at_the_window_for_sliding_layers():
+def _kv(spec, seq: int, **settings) -> int:
+    return estimate(spec, Settings(seq_len=seq, **settings)).inference.components["kv_cache"]
+
+
+def test_sliding_layers_keep_the_whole_prefill_under_transformers():
+    """transformers 5.24 DynamicSlidingWindowLayer.update keeps `full_key_states[:, :, -window + 1:, :]`, a view
+    of the torch.cat of every prefill token (cache_utils.py:241-249): at the end of the prefill a sliding layer
+    holds as much as a global one. (Before, hfmem capped it at min(seq, window), which is no engine's rule for
+    the prefill.)"""
     spec = arch_spec("gemma-3-1b")  # 26 layers: 4 global, 22 sliding with window 512
     per_layer = 2 * 1 * 256 * 2
+    assert _kv(spec, 256) == 26 * 256 * per_layer
+    assert _kv(spec, 4096) == 26 * 4096 * per_layer
+    assert _kv(spec, 4096, engine="transformers") == _kv(spec, 4096)
 
-    def kv(seq: int) -> int:
-        return estimate(spec, Settings(seq_len=seq)).inference.components["kv_cache"]
 
-    assert kv(256) == 26 * 256 * per_layer
-    assert kv(4096) == (4 * 4096 + 22 * 512) * per_layer
-    assert kv(8192) - kv(4096) == 4 * 4096 * per_layer  # only the global layers keep growing
+def test_sliding_layers_under_vllm_and_sglang():
+    """vLLM 0.33: groups of the smaller kind's count (4 full, 22 sliding -> 1 full group, 6 sliding groups of 4,
+    2 padding slots); blocks of 16; a sliding layer needs cdiv(min(window - 1 + 8192 batched, seq), 16) + 1 blocks
+    (kv_cache_interface.py:920-956). SGLang 0.5.23: a sliding layer holds min(seq, window + chunk of 8192)."""
+    spec = arch_spec("gemma-3-1b")
+    per_layer = 2 * 1 * 256 * 2
+    assert _kv(spec, 256, engine="vllm") == (4 * 256 + 24 * (16 + 1) * 16) * per_layer
+    assert _kv(spec, 4096, engine="vllm") == (4 * 4096 + 24 * (256 + 1) * 16) * per_layer
+    assert _kv(spec, 1000, engine="vllm") == (4 * 1008 + 24 * (63 + 1) * 16) * per_layer
+    assert _kv(spec, 32768, engine="vllm") == (4 * 32768 + 24 * (544 + 1) * 16) * per_layer  # 511 + 8192 = 8703
+    assert _kv(spec, 32768, engine="sglang") == (4 * 32768 + 22 * (512 + 8192)) * per_layer
+    assert _kv(spec, 4096, engine="sglang") == 26 * 4096 * per_layer
+
+
+def test_mla_caches_the_latent_under_every_engine():
+    """transformers >= 5.15 caches DeepSeek-V3's compressed latent (kv_lora_rank keys, qk_rope_head_dim values,
+    modeling_deepseek_v3.py:445-460), as vLLM and SGLang do: 61 layers x (512 + 64) x 2 B per token, on every GPU.
+    vLLM rounds to its MLA block of 64 tokens."""
+    spec = arch_spec("deepseek-v3")
+    per_token = 61 * (512 + 64) * 2
+    assert per_token == 70_272
+    assert _kv(spec, 1000) == 1000 * per_token
+    assert _kv(spec, 1000, engine="sglang") == 1000 * per_token
+    assert _kv(spec, 1000, engine="vllm") == 1024 * per_token
+    assert _kv(spec, 1000, engine="vllm", gpus=8) == 1024 * per_token  # the latent is replicated, not split
+
+
+def test_the_inference_column_names_its_engine():
+    for engine, version in (("transformers", "5.24.0"), ("vllm", "0.33.0"), ("sglang", "0.5.23")):
+        inference = estimate(arch_spec("llama-3.1-8b"), Settings(engine=engine)).inference
+        assert (inference.settings["engine"], inference.settings["engine_version"]) == (engine, version)
+    with pytest.raises(ValueError, match="engine must be one of"):
+        Settings(engine="tgi")
 
 
 def test_encoder_only_has_no_kv_and_encoder_decoder_adds_cross_attention():

@@ -149,6 +149,7 @@ def test_model_page_shows_each_report(reports):
         bars, curve = charts
         identity = dict(zip((dt.text() for dt in section.all("dt")), (dd.text() for dd in section.all("dd"))))
         assert identity["Parameters"].startswith(f"{report.spec.parameters.total:,} (exact)")
+        assert "KV as transformers 5.24.0" in section.text()  # whose KV rules the inference column follows
         # The breakdown: a bar segment and a table cell per component and mode, in the report's own numbers.
         table = section.one("table", "breakdown")
         cells = {tr.one("th").text(): [td.text() for td in tr.all("td")] for tr in table.all("tr")[1:]}

@@ -1,12 +1,16 @@
-"""Serving plans: how vLLM and SGLang start a model on given GPUs (docs/engines.md), as pure functions of a
-ModelSpec. `plan` gives one layout's ServePlan; `solve` the smallest layout that starts."""
+"""Engines' memory rules (docs/engines.md), one module each with the release it follows: the KV rules of the
+inference column (`kv_cache`, by Settings.engine: transformers, vllm, sglang; llamacpp for GGUF models), and
+serving plans: how vLLM and SGLang start a model on given GPUs, as pure functions of a ModelSpec. `plan` gives
+one layout's ServePlan; `solve` the smallest layout that starts."""
 
 from __future__ import annotations
 
 from ..gpus import Gpu
 from ..memory.facts import ModelFacts, facts_of
+from ..memory.results import Formula
+from ..memory.settings import Settings
 from ..spec import ModelSpec
-from . import sglang, vllm
+from . import sglang, transformers, vllm
 from .plan import KvGroup, Layout, ServePlan, layouts
 from .plan import solve as _search
 from .sglang import SglangSettings
@@ -15,7 +19,14 @@ from .vllm import VllmSettings
 EngineSettings = VllmSettings | SglangSettings
 ENGINES = ("vllm", "sglang")
 VERDICT = ("kv_cache_tokens", "max_concurrency", "starts")  # what an audit row adds from a plan
-ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang"}  # as the projects write their names
+ENGINE_NAMES = {"transformers": "transformers", "vllm": "vLLM", "sglang": "SGLang"}  # as the projects write them
+VERSIONS = {"transformers": transformers.VERSION, "vllm": vllm.VERSION, "sglang": sglang.VERSION}
+KV_RULES = {"transformers": transformers.kv_cache, "vllm": vllm.kv_cache, "sglang": sglang.kv_cache}
+
+
+def kv_cache(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> tuple[int, Formula]:
+    """The inference column's KV cache under settings.engine's rules."""
+    return KV_RULES[settings.engine](facts, settings, seq_len, warnings)
 
 
 def engine_settings(engine: str, **flags: object) -> EngineSettings:
@@ -59,10 +70,13 @@ __all__ = [
     "Layout",
     "ServePlan",
     "ENGINE_NAMES",
+    "KV_RULES",
     "VERDICT",
     "SglangSettings",
     "VllmSettings",
+    "VERSIONS",
     "engine_settings",
+    "kv_cache",
     "layouts",
     "plan",
     "solve",

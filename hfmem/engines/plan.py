@@ -21,10 +21,11 @@ from ..spec import is_embedding
 
 # What cudaMemGetInfo reports as the device total, GiB: H100 79.18 (llm-d-planner, memory-model.md B §1.4),
 # RTX-3090 23.58 (vllm#10517's profiling line), A100-80GB 79.25 (myoceane.fr: 0.65 x total = 51.5 GiB), L4 22.0
-# (a "24 GB" card: 23,034 MiB in nvidia-smi; hardware probes in public code report 22.0-22.5 GiB).
+# (a "24 GB" card: 23,034 MiB in nvidia-smi; hardware probes in public code report 22.0-22.5 GiB), A10 21.99 (PyTorch's
+# "GPU 1 has a total capacity of 21.99 GiB" in QwenLM/Qwen3#1387).
 # Other GPUs: VISIBLE_FRACTION of the nominal size (ECC and firmware reserve: 0.983-0.991 for the H100, RTX-3090
 # and A100-80GB).
-VISIBLE_GIB = {"H100": 79.18, "H100-SXM": 79.18, "RTX-3090": 23.58, "A100-80GB": 79.25, "L4": 22.0}
+VISIBLE_GIB = {"H100": 79.18, "H100-SXM": 79.18, "RTX-3090": 23.58, "A100-80GB": 79.25, "L4": 22.0, "A10": 21.99}
 VISIBLE_FRACTION = 0.99
 CUDA_CONTEXT = 512 * 2**20  # before any engine snapshot, so outside every budget (memory-model.md B §1.5)
 # NCCL, cuBLAS and custom all-reduce buffers: 0.13 GiB alone, 0.55 GiB with TP 2 (llm-d, vLLM v0.11, H100).
@@ -152,17 +153,26 @@ def pp_partition(layers: int, pp: int) -> list[range]:
     return [range(s, s + n) for s, n in zip(starts, sizes)]
 
 
-def stage_weights(facts: ModelFacts, tp: int, pp: int, fp8_linears: bool = False) -> list[int]:
+def sglang_pp_partition(layers: int, pp: int) -> list[range]:
+    """SGLang get_pp_indices (SG python/sglang/srt/distributed/utils.py:110-150): even split, the remainder to the
+    last stages."""
+    sizes = [layers // pp + (i >= pp - layers % pp) for i in range(pp)]
+    starts = [sum(sizes[:i]) for i in range(pp)]
+    return [range(s, s + n) for s, n in zip(starts, sizes)]
+
+
+def stage_weights(facts: ModelFacts, tp: int, pp: int, fp8_linears: bool = False,
+                  partition: Callable[[int, int], list[range]] = pp_partition) -> list[int]:
     """Bytes one GPU of each pipeline stage holds after the TP split (engines.md §1.7): vocab tables padded to
     64 rows and split; K/V projections split by head, one head replicated once tp > kv heads; MLA's
     down-projections, routers, norms and biases replicated; every other matrix split by tp. The input embedding
     sits on the first stage, lm_head (and a tied embedding) on the last, the final norm on the last. A float32
     model loads in 16-bit (dtype auto); `fp8_linears`: linear weights in 1 B per element (--quantization fp8)."""
-    memo, key = facts.sums, ("stage_weights", tp, pp, fp8_linears)
+    memo, key = facts.sums, ("stage_weights", tp, pp, fp8_linears, partition.__name__)
     if key in memo:
         return list(memo[key])
     layers = facts.spec.architecture.num_hidden_layers or 0
-    stage_of = {i: s for s, r in enumerate(pp_partition(layers, pp)) for i in r} if pp > 1 else {}
+    stage_of = {i: s for s, r in enumerate(partition(layers, pp)) for i in r} if pp > 1 else {}
     linears = {lin.module + ".weight" for lin in facts.linears} if fp8_linears else set()
     tied = facts.spec.architecture.tie_word_embeddings
     halve = facts.spec.dtype == "float32"  # a float32 model runs in 16-bit; FP32 scales of a 16-bit one stay

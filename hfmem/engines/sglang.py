@@ -15,7 +15,10 @@ from dataclasses import dataclass, replace
 
 from ..gpus import GIB, Gpu
 from ..memory.facts import ModelFacts, facts_of
-from ..memory.settings import DEFAULT_SEQ_LEN
+from ..memory.kv import kv_cache as kv_formula
+from ..memory.kv import self_attention_len
+from ..memory.results import Formula
+from ..memory.settings import DEFAULT_SEQ_LEN, Settings
 from ..spec import ModelSpec
 from . import plan as common
 from .plan import KvGroup, Layout, ServePlan
@@ -28,6 +31,7 @@ MIB = 2**20
 # (srt/arg_groups/memory_hook.py:89-179).
 GPU_DEFAULTS = ((20, 2048, 8, 8), (35, 4096, 48, 160), (60, 4096, 32, 160), (160, 8192, 256, 512))
 LARGE_GPU_DEFAULTS = (16384, 512, 512)
+COLUMN_CHUNK = 8192  # the inference column (no GPU named): chunked_prefill_size of an 80 GB-class GPU
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class SglangSettings:
     """launch_server flags, by their names; None takes SGLang's default for the model and GPU."""
 
     tp: int = 1
+    pp_size: int = 1  # --pp-size: pipeline stages, layers split as get_pp_indices does
+    dp_size: int = 1  # --dp-size: data-parallel replicas of the whole model (no DP attention)
     mem_fraction_static: float | None = None  # the reserve formula (default_mem_fraction_static)
     context_length: int | None = None  # the model's max_position_embeddings
     chunked_prefill_size: int | None = None  # by GPU memory
@@ -44,8 +50,8 @@ class SglangSettings:
     quantization: str | None = None  # "fp8": linear weights in 1 byte (online, or an FP8 checkpoint)
 
     def __post_init__(self) -> None:
-        if self.tp < 1 or self.page_size < 1:
-            raise ValueError("tp and page_size must be at least 1")
+        if min(self.tp, self.pp_size, self.dp_size, self.page_size) < 1:
+            raise ValueError("tp, pp_size, dp_size and page_size must be at least 1")
         if self.mem_fraction_static is not None and not 0 < self.mem_fraction_static < 1:
             raise ValueError("mem_fraction_static must be in (0, 1)")
         if self.kv_cache_dtype not in KV_CACHE_DTYPES:
@@ -53,13 +59,25 @@ class SglangSettings:
 
     @property
     def layout(self) -> Layout:
-        return Layout(self.tp)
+        return Layout(self.tp, self.pp_size, self.dp_size)
 
-    def with_layout(self, layout: Layout) -> SglangSettings | None:
-        """Only tensor parallelism is planned for SGLang."""
-        if layout.pipeline_parallel > 1 or layout.data_parallel > 1:
-            return None
-        return replace(self, tp=layout.tensor_parallel)
+    def with_layout(self, layout: Layout) -> SglangSettings:
+        return replace(self, tp=layout.tensor_parallel, pp_size=layout.pipeline_parallel,
+                       dp_size=layout.data_parallel)
+
+
+def kv_cache(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> tuple[int, Formula]:
+    """The inference column under SGLang: the pool bytes `batch` requests of seq_len occupy on one GPU (TP over
+    settings.gpus), page size 1. A sliding layer holds at most window + chunked_prefill_size tokens: before each
+    allocation the scheduler frees a request's SWA slots older than the window (mem_cache/allocation.py:384-385,
+    managers/schedule_batch.py:4068-4130, mem_cache/common.py:75-130). MLA's latent on every rank."""
+    window = facts.dims.window or 0
+    kinds = common.attention_kinds(facts)
+    self_len = self_attention_len(facts.dims, settings, seq_len)
+    tokens = [min(self_len, window + COLUMN_CHUNK) if kind == "sliding_attention" else self_len for kind in kinds]
+    rule = f"SGLang {VERSION}: sliding layers keep min(seq, window + chunked_prefill_size)"
+    return kv_formula(facts, settings, seq_len, warnings, element=1 if settings.kv_dtype == "fp8" else 2,
+                      layer_tokens=tokens, rule=rule, inputs={"chunked_prefill_size": COLUMN_CHUNK})
 
 
 def gpu_defaults(gpu: Gpu, tp: int) -> tuple[int, int]:
@@ -78,12 +96,12 @@ def prefill_graph_sizes(max_bs: int) -> list[int]:
     return [s for s in sizes if s <= max_bs]
 
 
-def reserve_mib(gpu: Gpu, tp: int, chunk: int, max_bs: int, mla: bool) -> tuple[float, float, float]:
+def reserve_mib(gpu: Gpu, tp: int, chunk: int, max_bs: int, mla: bool, pp: int = 1) -> tuple[float, float, float]:
     """(total, activation, CUDA graphs) MiB that the default mem_fraction_static leaves out
     (memory_hook.py:309-325, reserve_for_graph_mb :357-395)."""
     activation = 1.5 * max(chunk, 2048)
     graphs = 2 * max_bs + (1536 if mla else 8 * len(prefill_graph_sizes(chunk)))
-    total = 512 + activation + 1024 * tp / 8 + graphs
+    total = 512 + activation + 1024 * tp * pp / 8 + graphs
     if common.visible_bytes(gpu) > 60 * GIB:
         total = max(total, 10 * 1024)
     return total, activation, graphs
@@ -94,24 +112,30 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: SglangSettings | Non
     settings = settings or SglangSettings()
     facts = facts_of(model)
     dims, arch = facts.dims, facts.spec.architecture
-    tp = settings.tp
+    tp, pp = settings.tp, settings.pp_size
     context = settings.context_length or arch.max_position_embeddings or DEFAULT_SEQ_LEN
     chunk, max_bs = gpu_defaults(gpu, tp)
     chunk = settings.chunked_prefill_size or chunk
     total = common.visible_bytes(gpu)
-    reserve, activation, graphs = reserve_mib(gpu, tp, chunk, max_bs, dims.mla)
+    reserve, activation, graphs = reserve_mib(gpu, tp, chunk, max_bs, dims.mla, pp)
     fraction = settings.mem_fraction_static or round((total / MIB - reserve) / (total / MIB), 3)
     non_torch = common.non_torch_bytes(settings.layout)
     pre = total - common.CUDA_CONTEXT - non_torch  # free before the weights (srt/distributed/bootstrap.py:193-223)
-    weights = common.stage_weights(facts, tp, 1, settings.quantization == "fp8")[0]
-    rest = int(pre * fraction) - weights  # now - pre x (1 - fraction) (kv_cache_configurator.py:3007, :3038)
+    stage_weights = common.stage_weights(facts, tp, pp, settings.quantization == "fp8", common.sglang_pp_partition)
     per_layer = common.kv_layer_bytes(facts, KV_CACHE_DTYPES[settings.kv_cache_dtype], tp)
-    counts = Counter(common.attention_kinds(facts))
-    full, swa = counts["full_attention"], counts["sliding_attention"]
-    ratio = SWA_FULL_TOKENS_RATIO if swa else 0.0
-    cell = per_layer * (full + ratio * swa)  # HybridSWAPoolConfigurator (pool_configurator.py:656-916)
+    kinds = common.attention_kinds(facts)
     page = settings.page_size
-    tokens = int(max(0, rest) // cell) // page * page if cell else 0
+    ratio = SWA_FULL_TOKENS_RATIO if "sliding_attention" in kinds else 0.0
+    stages = []  # per pipeline stage: (tokens, rest, weights, full layers, sliding layers)
+    for part, weights in zip(common.sglang_pp_partition(len(kinds), pp), stage_weights):
+        rest = int(pre * fraction) - weights  # now - pre x (1 - fraction) (kv_cache_configurator.py:3007, :3038)
+        counts = Counter(kinds[part.start:part.stop])
+        full, swa = counts["full_attention"], counts["sliding_attention"]
+        cell = per_layer * (full + ratio * swa)  # HybridSWAPoolConfigurator (pool_configurator.py:656-916)
+        stages.append((int(max(0, rest) // cell) // page * page if cell else 0, rest, weights, full, swa))
+    # PP ranks take the smallest pool (kv_cache_configurator.py:3108-3116); the binding stage is the one shown
+    tokens, rest, weights, full, swa = min(stages, key=lambda stage: (stage[0], stage[1]))
+    cell = per_layer * (full + ratio * swa)
     swa_tokens = int(tokens * ratio) // page * page
     error = _refusal(rest, pre, weights, fraction, tokens if cell else 1)  # no KV layers: no pool to size
     running = settings.max_running_requests or min(max(2048, min(4096, tokens * 512 // context)), tokens // 2)
@@ -124,6 +148,8 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: SglangSettings | Non
         groups.append(KvGroup("sliding_attention", swa, page, page * per_layer, swa_tokens // page, 0))
     flags = {
         "tp": tp if tp > 1 else None,
+        "pp-size": pp if pp > 1 else None,
+        "dp-size": settings.dp_size if settings.dp_size > 1 else None,
         "context-length": settings.context_length,
         "mem-fraction-static": settings.mem_fraction_static,
         "chunked-prefill-size": settings.chunked_prefill_size,
@@ -147,7 +173,7 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: SglangSettings | Non
                                tokens * per_layer * full + swa_tokens * per_layer * swa),
         kv_groups=tuple(groups),
         kv_cache_tokens=tokens,
-        max_concurrency=tokens / context,
+        max_concurrency=tokens / context * settings.dp_size,
         starts=error is None,
         error=error,
         max_model_len_that_starts=0 if error else context,

@@ -15,7 +15,10 @@ from dataclasses import dataclass, replace
 
 from ..gpus import GIB, Gpu
 from ..memory.facts import ModelFacts, facts_of
-from ..memory.settings import DEFAULT_SEQ_LEN
+from ..memory.kv import kv_cache as kv_formula
+from ..memory.kv import self_attention_len
+from ..memory.results import Formula
+from ..memory.settings import DEFAULT_SEQ_LEN, Settings
 from ..spec import ModelSpec
 from . import plan as common
 from .plan import KvGroup, Layout, ServePlan
@@ -38,6 +41,15 @@ FORWARD_WIDTHS = 3
 # 0.41 GiB (27B, V33's suggestion line), 0.44 GiB (gemma-3), 0.07-0.13 GiB with few graphs (engines.md §1.9).
 CUDA_GRAPHS = int(0.4 * GIB)
 DOCS = "https://docs.vllm.ai/en/latest/configuration/conserving_memory/"
+# MXFP4 experts are allocated with padded sizes for the MoE kernel (fused_moe/oracle/mxfp4.py:837-917,
+# create_weights in quantization/mxfp4.py): Marlin, the backend before Hopper and on consumer Blackwell, rounds the
+# per-rank intermediate size up to 128 and hidden to 256; Hopper's Triton kernels round the intermediate to 64;
+# B200's FlashInfer TRT-LLM kernels 128 and 256. (intermediate, hidden) alignment by GPU name prefix:
+MXFP4_ALIGN = {"H100": (64, 1), "H200": (64, 1), "GH200": (64, 1), "B200": (128, 256)}
+MXFP4_MARLIN_ALIGN = (128, 256)
+# The inference column (no GPU named) takes the max_num_batched_tokens of an 80 GB-class GPU (batch_defaults);
+# `hfmem serve` resolves it per GPU.
+COLUMN_BATCHED_TOKENS = 8192
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,49 @@ def batch_defaults(gpu: Gpu, settings: VllmSettings) -> tuple[int, int]:
     else:
         seqs, tokens = 256, 2048
     return settings.max_num_seqs or seqs, settings.max_num_batched_tokens or tokens
+
+
+def mxfp4_padding(facts: ModelFacts, gpu: Gpu, tp: int) -> int:
+    """Bytes one GPU's MoE layers gain from the MXFP4 kernels' padding: per expert, gate_up [2I, H] and down [H, I]
+    at 4 bits plus one E8M0 scale per 32 elements, and bf16 biases [2I] and [H] (quantization/mxfp4.py
+    create_weights); 0 for other checkpoints."""
+    quant, dims = facts.spec.quantization, facts.dims
+    if quant is None or quant.method != "mxfp4" or not dims.experts:
+        return 0
+    align_i, align_h = next((a for name, a in MXFP4_ALIGN.items() if gpu.name.startswith(name)), MXFP4_MARLIN_ALIGN)
+    inner, hidden = dims.expert_intermediate // tp, dims.hidden
+
+    def expert(i: int, h: int) -> float:
+        return 3 * i * h * (1 / 2 + 1 / 32) + (2 * i + h) * 2
+
+    padded = expert(-(-inner // align_i) * align_i, -(-hidden // align_h) * align_h)
+    return int(dims.moe_layers * dims.experts * (padded - expert(inner, hidden)))
+
+
+def kv_cache(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> tuple[int, Formula]:
+    """The inference column under vLLM: the pool bytes `batch` requests of seq_len occupy on one GPU (TP over
+    settings.gpus), as the engine plans them: per KV-cache group, blocks of `block` tokens
+    (cdiv(seq_len, block); a sliding layer cdiv(min(window - 1 + max_num_batched_tokens, seq_len), block) + 1,
+    kv_cache_interface.py:643-648, 920-956), padding slots of hybrid groups included (kv_cache_planning.py:416-556);
+    MLA's latent on every rank."""
+    dims = facts.dims
+    block = MLA_BLOCK_SIZE if dims.mla else DEFAULT_BLOCK_SIZE
+    tokens: list[int] = []  # per layer slot
+    self_len = self_attention_len(dims, settings, seq_len)
+    for kind, slots in group_slots(common.attention_kinds(facts)):
+        tokens += [_blocks_needed(kind, self_len, dims.window or 0, COLUMN_BATCHED_TOKENS, block) * block] * slots
+    rule = (f"vLLM {VERSION}: blocks of {block} tokens per layer slot, sliding layers "
+            "min(window - 1 + batched, seq) + 1 block, hybrid groups padded")
+    return kv_formula(facts, settings, seq_len, warnings, element=1 if settings.kv_dtype == "fp8" else 2,
+                      layer_tokens=tokens, rule=rule,
+                      inputs={"block_size": block, "max_num_batched_tokens": COLUMN_BATCHED_TOKENS})
+
+
+def _blocks_needed(kind: str, length: int, window: int, in_flight: int, block: int) -> int:
+    """Blocks one request of `length` tokens needs in a layer of `kind` (kv_cache_interface.py:643-648, 920-956)."""
+    if kind == "sliding_attention":
+        return -(-min(window - 1 + in_flight, length) // block) + 1
+    return -(-length // block)
 
 
 def activation_peak(facts: ModelFacts, tp: int, tokens: int, seqs: int, last_stage: bool) -> int:
@@ -157,14 +212,15 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: VllmSettings | None 
     requested = math.ceil(total * settings.gpu_memory_utilization)  # v1/worker/utils.py:724-726
     non_torch = common.non_torch_bytes(layout)
     graphs = 0 if settings.enforce_eager else CUDA_GRAPHS
-    weights = common.stage_weights(facts, tp, pp, settings.quantization == "fp8")
+    padding, layers = mxfp4_padding(facts, gpu, tp), arch.num_hidden_layers or 0  # padding: by each stage's layers
+    weights = [w + padding * len(part) // max(1, layers)
+               for w, part in zip(common.stage_weights(facts, tp, pp, settings.quantization == "fp8"),
+                                  common.pp_partition(layers, pp))]  # fmt: skip
     page = block * common.kv_layer_bytes(facts, KV_CACHE_DTYPES[settings.kv_cache_dtype], tp)
     in_flight = pp * batched  # max_concurrent_batches x max_num_batched_tokens (config/vllm.py:601-609)
 
-    def need(length: int, kind: str) -> int:  # kv_cache_interface.py:643-648, 920-956
-        if kind == "sliding_attention":
-            return -(-min((dims.window or 0) - 1 + in_flight, length) // block) + 1
-        return -(-length // block)
+    def need(length: int, kind: str) -> int:
+        return _blocks_needed(kind, length, dims.window or 0, in_flight, block)
 
     kinds = common.attention_kinds(facts)
     stages = []

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from .. import engines
 from ..engines import llamacpp
 from . import activations as act
 from .facts import ModelFacts
-from .kv import kv_cache
 from .results import Estimate, Formula
 from .settings import Settings
 from .vision import inference_activations
@@ -17,15 +17,18 @@ ADAPTER_LOAD_BYTES = 4
 
 
 def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> Estimate:
-    """Under transformers' rules; a GGUF model under llama.cpp's (its context defaults to the model's)."""
+    """Under transformers' rules, the KV cache under settings.engine's; a GGUF model under llama.cpp's (its context
+    defaults to the model's)."""
     if facts.spec.gguf is not None:
+        if settings.engine != "transformers":
+            warnings.append(f"--engine {settings.engine} does not apply to a GGUF model: llama.cpp's rules are used")
         return llamacpp.inference_estimate(facts, settings, warnings)
     if (settings.cache_type_k, settings.cache_type_v, settings.n_gpu_layers) != ("f16", "f16", None):
         warnings.append("--cache-type-k/-v and --n-gpu-layers apply to GGUF models (llama.cpp) only")
     dims, gpus, b = facts.dims, settings.gpus, settings.batch_size
     weights = inference_weights(facts, settings, warnings)
     weights_bytes = -(-weights.total_bytes // gpus)  # split across GPUs (tensor-parallel style)
-    kv_bytes, kv_formula = kv_cache(facts, settings, seq_len, warnings)
+    kv_bytes, kv_formula = engines.kv_cache(facts, settings, seq_len, warnings)
     dtype = compute_dtype(facts, settings)
     c = FLOAT_BYTES[dtype]
     eager, padded = act.runs_eager(dims, settings.attention), settings.padding == "padded"
@@ -108,7 +111,8 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
             "overhead": settings.overhead_bytes,
         },
         settings={
-            "engine": "transformers",  # whose rules (CONTRACT: vllm and sglang plans are `hfmem serve`'s)
+            "engine": settings.engine,  # whose KV rules (CONTRACT); vllm and sglang start-up plans are `hfmem serve`'s
+            "engine_version": engines.VERSIONS[settings.engine],
             "batch_size": b,
             "seq_len": seq_len,
             "dtype": settings.dtype if settings.dtype != "auto" else (facts.spec.dtype or dtype),

@@ -1,6 +1,9 @@
-"""KV cache: exact bytes per token and layer from the config (vLLM vllm/v1/kv_cache_interface.py rules)."""
+"""KV cache: exact bytes per token and layer from the config, and the cache of a batch as a Formula. How many
+tokens each layer keeps is the engine's rule (hfmem.engines: transformers, vllm, sglang; llamacpp for GGUF)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from ..untrusted import shortened
 from .facts import Dims, ModelFacts
@@ -33,48 +36,58 @@ def kv_bytes_per_token(facts: ModelFacts, settings: Settings) -> int:
     return per_layer * dims.decoder_layers * (2 if dims.encoder_decoder else 1)
 
 
-def kv_cache(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> tuple[int, Formula]:
+def self_attention_len(dims: Dims, settings: Settings, seq_len: int) -> int:
+    """Tokens a self-attention layer caches for a sequence of seq_len: an encoder-decoder's decoder caches its own
+    decoder_len tokens (its cross-attention the encoder's seq_len, added by kv_cache)."""
+    return (settings.decoder_len or seq_len) if dims.encoder_decoder else seq_len
+
+
+def kv_cache(
+    facts: ModelFacts,
+    settings: Settings,
+    seq_len: int,
+    warnings: list[str],
+    *,
+    element: int,
+    layer_tokens: Sequence[int],
+    rule: str,
+    inputs: dict[str, int | float | str] | None = None,
+) -> tuple[int, Formula]:
+    """The batch's KV bytes on one GPU, given the tokens each layer slot keeps for one sequence of seq_len
+    (`layer_tokens`, the engine's rule, described by `rule`; an engine's padding slots included)."""
     dims = facts.dims
-    element = kv_element_bytes(facts, settings)
     per_layer = layer_bytes_per_token(dims, element, settings.gpus)
     if dims.decoder_layers == 0 or per_layer == 0:
         reason = "encoder-only model: no KV cache" if dims.encoder_only else "no attention dimensions"
         return 0, Formula("kv_cache", reason, {}, 0, exact=True)
-    tokens = 0  # Σ over layers of the tokens each layer keeps
     kinds = dims.layer_kinds[: dims.decoder_layers]
-    # an encoder-decoder's self-attention caches the decoder's tokens, its cross-attention the encoder's seq_len
-    self_len = (settings.decoder_len or seq_len) if dims.encoder_decoder else seq_len
-    for kind in kinds:
-        if kind == "sliding_attention" and dims.window:
-            tokens += min(self_len, dims.window)
-        else:
-            tokens += self_len
     other = sorted({k for k in kinds if k not in ("full_attention", "sliding_attention")})
     if other:
         warnings.append(f"KV cache: layer types {shortened(other)} are counted as full attention")
+    tokens = sum(layer_tokens)  # Σ over layer slots of the tokens each keeps
     if dims.encoder_decoder:
         tokens += dims.decoder_layers * seq_len  # cross-attention over an encoder input of seq_len tokens
     total = settings.batch_size * tokens * per_layer
     if dims.mla:
         expression = "batch x Σ_layers tokens x (kv_lora_rank + qk_rope_head_dim) x kv_bytes"
-        inputs: dict[str, int | float | str] = {
+        shape: dict[str, int | float | str] = {
             "kv_lora_rank": dims.kv_lora_rank,
             "qk_rope_head_dim": dims.qk_rope_head_dim,
         }
     else:
         expression = "batch x Σ_layers tokens x 2 x kv_heads x head_dim x kv_bytes"
-        inputs = {"kv_heads": max(1, dims.kv_heads // settings.gpus), "head_dim": dims.head_dim}
+        shape = {"kv_heads": max(1, dims.kv_heads // settings.gpus), "head_dim": dims.head_dim}
+    expression += f"; {rule}"
     if dims.window and "sliding_attention" in kinds:
-        expression += "; sliding layers keep min(seq, window) tokens"
-        inputs["window"] = dims.window
+        shape["window"] = dims.window
     if dims.encoder_decoder:
         expression += "; self-attention over decoder_len tokens + cross-attention over the encoder's seq_len"
-        inputs["decoder_len"] = self_len
-    inputs |= {
+        shape["decoder_len"] = self_attention_len(dims, settings, seq_len)
+    shape |= (inputs or {}) | {
         "batch_size": settings.batch_size,
         "seq_len": seq_len,
         "layers": len(kinds),
         "kv_bytes": element,
         "bytes_per_token": per_layer * len(kinds),
     }
-    return total, Formula("kv_cache", expression, inputs, total, exact=True)
+    return total, Formula("kv_cache", expression, shape, total, exact=True)

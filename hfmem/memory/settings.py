@@ -52,6 +52,7 @@ KV_DTYPES = ("auto", "float16", "bfloat16", "fp8")
 ATTENTIONS = ("sdpa", "eager")
 LOGITS = ("last", "all")
 PADDINGS = ("none", "padded")
+INFERENCE_ENGINES = ("transformers", "vllm", "sglang")  # whose KV rules the inference column follows
 DEFAULT_SEQ_LEN = 4096  # used when the model states no context, and the cap of the default
 DEFAULT_LORA_RANK = 16
 # llama.cpp's --cache-type-k/-v choices (common/arg.cpp kv_cache_types), by their ggml names in lower case
@@ -99,6 +100,7 @@ class Settings:
     # the vision tower), and their size in pixels (height, width; or "HxW") for dynamic-resolution towers
     images: int = 0
     image_size: tuple[int, int] | str | None = None
+    engine: str = "transformers"  # the inference column's KV rules (hfmem.engines); GGUF models: llama.cpp's
 
     def __post_init__(self) -> None:
         checks = [
@@ -110,6 +112,7 @@ class Settings:
             (self.logits in LOGITS, f"logits must be one of {', '.join(LOGITS)}"),
             (self.padding in PADDINGS, f"padding must be one of {', '.join(PADDINGS)}"),
             (self.decoder_len is None or self.decoder_len >= 1, "decoder_len must be at least 1"),
+            (self.engine in INFERENCE_ENGINES, f"engine must be one of {', '.join(INFERENCE_ENGINES)}"),
             (self.lora_rank is None or self.lora_rank >= 1, "lora_rank must be at least 1"),
             (self.cache_type_k in CACHE_TYPES and self.cache_type_v in CACHE_TYPES,
              f"cache_type_k and cache_type_v must be one of {', '.join(CACHE_TYPES)}"),

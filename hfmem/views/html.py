@@ -11,6 +11,7 @@ from html import escape
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
+from ..engines import ENGINE_NAMES
 from ..gpus import Gpu
 from ..memory.settings import MODES, Settings, usable_bytes
 from .text import COMPONENT_ORDER
@@ -149,8 +150,9 @@ def _document(title: str, body: str) -> str:
 def _model_section(report: ModelReport) -> str:
     spec, memory = report.spec, report.memory
     s, lora = memory.inference.settings, memory.lora
+    engine = f" · KV as {ENGINE_NAMES[s['engine']]} {s['engine_version']}" if s.get("engine") in ENGINE_NAMES else ""
     settings = (
-        f"batch {s['batch_size']} × seq {s['seq_len']} · training {memory.training.settings['recipe']}/"
+        f"batch {s['batch_size']} × seq {s['seq_len']}{engine} · training {memory.training.settings['recipe']}/"
         f"{memory.training.settings['optimizer']} · LoRA r={lora.settings['rank']} on "
         f"{', '.join(lora.target_modules)}{' (QLoRA)' if lora.settings['qlora'] else ''} · per GPU"
     )

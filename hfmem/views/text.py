@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
+from ..engines import ENGINE_NAMES
 from ..gpus import Gpu, aliases
 from ..memory.settings import MODES
 from ..untrusted import one_line
@@ -177,6 +178,7 @@ def render_breakdown(memory: MemoryReport, units: str = "gib", width: int = WIDT
             f"{s['image_tokens'] // s['images']} tokens)" if s.get("images") else "")
         + (" padded" if s.get("padding") == "padded" else "")
         + (f", decoder {s['decoder_len']}" if s.get("decoder_len", s["seq_len"]) != s["seq_len"] else ""),
+        *([f"KV as {ENGINE_NAMES[s['engine']]} {s['engine_version']}"] if s.get("engine") in ENGINE_NAMES else []),
         f"training {training['recipe']}/{training['optimizer']} (peak: {training['peak_phase']})",
         f"LoRA r={lora.settings['rank']} on {','.join(lora.target_modules)}{' (QLoRA)' if lora.settings['qlora'] else ''}",
     ]
