@@ -7,16 +7,17 @@ Llama-style tensor list built from the config instead, and a warning says so.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from .. import dtypes
-from ..architecture import Architecture
+from ..architecture import Architecture, Recurrent
+from ..errors import UnsupportedModel
 from ..gguf import GGML_TYPES
 from ..header import Tensor
+from ..layouts import Layout, config_layout
 from ..spec import ModelSpec, is_embedding
 
 BLOCK = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\.")
@@ -74,6 +75,12 @@ class Dims:
     encoder_decoder: bool
     encoder_only: bool
     has_lm_logits: bool  # a vocabulary projection over every position (causal/seq2seq/masked LM)
+    recurrent: Recurrent | None = None  # state of the layers whose kind is "recurrent" or "hybrid" (memory/state.py)
+
+    @property
+    def kv_layers(self) -> int:
+        """Decoder layers that cache K/V (a recurrent-only layer keeps a fixed state instead)."""
+        return self.decoder_layers - sum(kind == "recurrent" for kind in self.layer_kinds[: self.decoder_layers])
 
 
 @dataclass(frozen=True)
@@ -128,16 +135,17 @@ def facts_of(model: ModelSpec | ModelFacts) -> ModelFacts:
 def _analyse(spec: ModelSpec) -> ModelFacts:
     warnings: list[str] = []
     model_type = spec.architecture.model_type or ""
-    scan = _scan(spec.tensors, model_type)
-    dims = _dims(spec.architecture, len(scan.moe_blocks) if spec.tensors else None, warnings)
     tensors, synthetic = spec.tensors, False
-    if not tensors:
-        tensors, synthetic = _synthetic_tensors(spec.architecture, dims, spec.dtype), True
-        scan = _scan(tensors, model_type)
+    if not tensors:  # the tensors transformers would build from config.json (the parameter count's own list)
+        st = dtypes.TORCH_TO_SAFETENSORS.get(spec.dtype or "", "F32")
+        layout = spec.layout or _arch_layout(spec.architecture)
+        tensors, synthetic = (layout.tensors(st) if layout else ()), True
         warnings.append(
             "no safetensors headers: linear-layer shapes (LoRA counts, int8/int4 sizes, largest layer) are derived "
-            "from config.json in Llama layout"
+            "from config.json"
         )
+    scan = _scan(tensors, model_type)
+    dims = _dims(spec.architecture, len(scan.moe_blocks) if tensors else None, warnings)
     by_leaf: dict[str, list[Linear]] = {}
     for lin in scan.linears:
         by_leaf.setdefault(lin.module.rsplit(".", 1)[-1], []).append(lin)
@@ -205,7 +213,10 @@ def _scan(tensors: tuple[Tensor, ...], model_type: str) -> _Scan:
 
 def _dims(arch: Architecture, moe_blocks: int | None, warnings: list[str]) -> Dims:
     """`moe_blocks`: blocks holding routed experts in the checkpoint (None when there is no checkpoint)."""
-    missing = [name for name in ("hidden_size", "num_hidden_layers", "num_attention_heads") if not getattr(arch, name)]
+    required = ("hidden_size", "num_hidden_layers", "num_attention_heads")
+    if arch.layer_types and "recurrent" in arch.layer_types and arch.num_attention_heads is None:
+        required = required[:2]  # an attention-free state-space model
+    missing = [name for name in required if not getattr(arch, name)]
     if missing:
         warnings.append(f"config lacks {', '.join(missing)}: activations and KV cache are left out (0 bytes)")
     hidden, layers, heads = arch.hidden_size or 0, arch.num_hidden_layers or 0, arch.num_attention_heads or 0
@@ -251,45 +262,14 @@ def _dims(arch: Architecture, moe_blocks: int | None, warnings: list[str]) -> Di
         encoder_decoder=arch.is_encoder_decoder,
         encoder_only=arch.is_encoder_only,
         has_lm_logits=bool(arch.vocab_size) and (not arch.is_encoder_only or masked_lm),
+        recurrent=arch.recurrent,
     )
 
 
-def _synthetic_tensors(arch: Architecture, dims: Dims, dtype: str | None) -> tuple[Tensor, ...]:
-    """A Llama-layout tensor list from the config, for repos without safetensors headers."""
-    st = dtypes.TORCH_TO_SAFETENSORS.get(dtype or "", "F32")
-    h, a = dims.hidden, dims.heads
-    out: list[Tensor] = [Tensor("model.embed_tokens.weight", st, (dims.vocab, h))]
-    for i in range(arch.num_hidden_layers or 0):
-        p = f"model.layers.{i}"
-        if dims.mla:
-            attn = (
-                {"q_proj": (a * dims.qk_head_dim, h)}
-                if not dims.q_lora_rank
-                else {"q_a_proj": (dims.q_lora_rank, h), "q_b_proj": (a * dims.qk_head_dim, dims.q_lora_rank)}
-            )
-            attn |= {
-                "kv_a_proj_with_mqa": (dims.kv_lora_rank + dims.qk_rope_head_dim, h),
-                "kv_b_proj": (a * (dims.qk_head_dim - dims.qk_rope_head_dim + dims.v_head_dim), dims.kv_lora_rank),
-                "o_proj": (h, a * dims.v_head_dim),
-            }
-        else:
-            q, kv = a * dims.head_dim, dims.kv_heads * dims.head_dim
-            attn = {"q_proj": (q, h), "k_proj": (kv, h), "v_proj": (kv, h), "o_proj": (h, q)}
-        out += [Tensor(f"{p}.self_attn.{n}.weight", st, shape) for n, shape in attn.items()]
-        m, count = (f"{p}.mlp.experts.*", dims.experts) if dims.experts else (f"{p}.mlp", 1)
-        inner = dims.expert_intermediate if dims.experts else dims.intermediate
-        gate = [Tensor(f"{m}.gate_proj.weight", st, (inner, h), count=count)] if dims.gated else []
-        out += gate + [
-            Tensor(f"{m}.up_proj.weight", st, (inner, h), count=count),
-            Tensor(f"{m}.down_proj.weight", st, (h, inner), count=count),
-        ]
-        if dims.experts:
-            out.append(Tensor(f"{p}.mlp.gate.weight", st, (dims.experts, h)))
-        out += [
-            Tensor(f"{p}.input_layernorm.weight", st, (h,)),
-            Tensor(f"{p}.post_attention_layernorm.weight", st, (h,)),
-        ]
-    out.append(Tensor("model.norm.weight", st, (h,)))
-    if not arch.tie_word_embeddings and not arch.is_encoder_only:
-        out.append(Tensor("lm_head.weight", st, (dims.vocab, h)))
-    return tuple(t for t in out if math.prod(t.shape) > 0)
+def _arch_layout(arch: Architecture) -> Layout | None:
+    """A spec made without its config.json (by hand, or from a GGUF without tensors): the Llama layout of its
+    architecture, or None when it lacks the dimensions."""
+    try:
+        return config_layout(arch)
+    except UnsupportedModel:
+        return None

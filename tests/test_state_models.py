@@ -1,0 +1,120 @@
+"""State-space and hybrid families: per-sequence state, KV only for attention layers, counts from the config.
+
+Expected values are derived by hand below from transformers' modelling and cache code:
+- cache_utils.py LinearAttentionLayer.lazy_initialization: conv_states = zeros((*conv_input.shape[:-1], kernel)) in
+  the conv input's dtype (the compute dtype); recurrent_states = zeros_like(the scan's final state);
+- the final state is float32: mamba_ssm ops/triton/ssd_state_passing.py `_state_passing_fwd` allocates
+  final_states with dtype=torch.float32 (Mamba-2); modeling_qwen3_next.py torch_chunk_gated_delta_rule keeps
+  last_recurrent_state in float32; MambaMixer's scans keep the state in float32;
+- shapes: Mamba2Mixer conv_dim = intermediate + 2 x n_groups x state_size, ssm (num_heads, head_dim, state_size);
+  MambaMixer / JambaMambaMixer conv (intermediate, conv_kernel), ssm (intermediate, state_size);
+  Qwen3NextGatedDeltaNet conv_dim = 2 x key_dim + value_dim, recurrent (num_v_heads, head_k_dim, head_v_dim);
+  Lfm2ShortConv conv (hidden, conv_L_cache).
+The configs in fixtures/configs/ are the repos' config.json files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hfmem.config import read_architecture
+from hfmem.memory import Settings, estimate, explain, kv_bytes_per_token
+from hfmem.memory.facts import analyse
+from hfmem.snapshot import Snapshot
+from hfmem.spec import ModelSpec, build_spec, config_parameters
+
+CONFIGS = Path(__file__).resolve().parents[1] / "fixtures" / "configs"
+
+
+def config(name: str) -> dict:
+    return json.loads((CONFIGS / f"{name}.json").read_text())
+
+
+def spec_of(name: str) -> ModelSpec:
+    """A repo with config.json only (pickle weights): everything comes from the config."""
+    return build_spec(Snapshot(name, name, None, None, "local", (), config(name), {}))
+
+
+# name: (state bytes per sequence in bf16, KV bytes per token in bf16, parameters)
+EXPECTED = {
+    # 64 Mamba-2 layers: conv (4096 x 2 + 2 x 8 x 128 = 10,240) x 4 x 2 B = 81,920;
+    # ssm 128 heads x 64 x 128 x 4 B = 4,194,304; no attention.
+    # Parameters per layer: in_proj 4096 x (2 x 8192 + 2 x 8 x 128 + 128 = 18,560) = 76,021,760, conv1d
+    # 10,240 x 4 + 10,240 bias, dt_bias/A_log/D 3 x 128, gated norm 8,192, out_proj 8,192 x 4,096 = 33,554,432,
+    # block norm 4,096: 109,640,064; x 64 + embeddings and untied lm_head 2 x 32,768 x 4,096 + norm_f 4,096.
+    "mamba-codestral-7b-v0.1": (64 * (10_240 * 4 * 2 + 128 * 64 * 128 * 4), 0,
+                                64 * 109_640_064 + 2 * 32_768 * 4_096 + 4_096),
+    # 24 Mamba layers: conv 1,536 x 4 x 2 B = 12,288; ssm 1,536 x 16 x 4 B = 98,304.
+    # Parameters per layer: in_proj 768 x 3,072, conv1d 1,536 x 4 + 1,536, x_proj (48 + 32) x 1,536, dt_proj
+    # 1,536 x 48 + 1,536, A_log 1,536 x 16, D 1,536, out_proj 1,536 x 768, norm 768: 3,771,648; tied embeddings.
+    "mamba-130m-hf": (24 * (1_536 * 4 * 2 + 1_536 * 16 * 4), 0, 24 * 3_771_648 + 50_280 * 768 + 768),
+    # Jamba: attention where i % 8 == 4 (4 layers), Mamba elsewhere (28): conv 8,192 x 4 x 2 B = 65,536, ssm
+    # 8,192 x 16 x 4 B = 524,288. KV: 4 layers x 2 x 8 kv heads x 128 x 2 B.
+    # Parameters: Mamba layer 105,308,448 (in_proj 4,096 x 16,384, conv1d 8,192 x 4 + 8,192, x_proj (256 + 32) x
+    # 8,192, dt_proj 8,192 x 256 + 8,192, A_log 8,192 x 16, D 8,192, out_proj 8,192 x 4,096, dt/B/C norms
+    # 256 + 16 + 16); attention 41,943,040; experts where i % 2 == 1 (16 layers): router 16 x 4,096 + 16 x 3 x
+    # 4,096 x 14,336; dense MLP 3 x 4,096 x 14,336 elsewhere; 2 norms per layer; untied embeddings; final norm.
+    "jamba-v0.1": (28 * (65_536 + 524_288), 4 * 2 * 8 * 128 * 2,
+                   28 * 105_308_448 + 4 * 41_943_040 + 16 * (16 * 4_096 + 16 * 3 * 4_096 * 14_336)
+                   + 16 * 3 * 4_096 * 14_336 + 32 * 2 * 4_096 + 2 * 65_536 * 4_096 + 4_096),
+    # Qwen3-Next: every 4th layer full attention (12), gated delta-net elsewhere (36): conv (2 x 16 x 128 + 32 x
+    # 128 = 8,192) x 4 x 2 B = 65,536; recurrent 32 x 128 x 128 x 4 B = 2,097,152. KV: 12 x 2 x 2 x 256 x 2 B.
+    # Parameters: linear attention 33,718,464 (in_proj_qkvz 2,048 x 12,288, in_proj_ba 2,048 x 64, conv1d
+    # 8,192 x 4, dt_bias + A_log 64, norm 128, out_proj 4,096 x 2,048); gated full attention 27,263,488 (q_proj
+    # 2,048 x 8,192 with its gate, k/v 2 x 2,048 x 512, o_proj 4,096 x 2,048, q/k norms 2 x 256); MoE in all 48
+    # layers 1,614,809,088 (router 512 x 2,048, 512 experts x 3 x 2,048 x 512, shared expert 3 x 2,048 x 512,
+    # shared gate 2,048); 2 norms per layer; untied embeddings 2 x 151,936 x 2,048; final norm.
+    "qwen3-next-80b-a3b-instruct": (36 * (65_536 + 2_097_152), 12 * 2 * 2 * 256 * 2,
+                                    36 * 33_718_464 + 12 * 27_263_488 + 48 * 1_614_809_088 + 48 * 2 * 2_048
+                                    + 2 * 151_936 * 2_048 + 2_048),
+    # LFM2: 10 short-conv layers: 2,048 x 3 x 2 B = 12,288, no recurrent state; 6 attention layers: 2 x 8 x 64 x 2 B.
+    # Parameters: conv layer 16,783,360 (in_proj 2,048 x 6,144, conv 2,048 x 3, out_proj 2,048 x 2,048); attention
+    # 10,485,888 (q/o 2 x 2,048^2, k/v 2 x 2,048 x 512, q/k norms 2 x 64); MLP 3 x 2,048 x 8,192 (block_ff_dim
+    # 12,288 x 2/3, rounded to 256) in all 16; 2 norms per layer; tied embeddings 65,536 x 2,048; final norm.
+    "lfm2-1.2b": (10 * 2_048 * 3 * 2, 6 * 2 * 8 * 64 * 2,
+                  10 * 16_783_360 + 6 * 10_485_888 + 16 * 3 * 2_048 * 8_192 + 16 * 2 * 2_048 + 65_536 * 2_048
+                  + 2_048),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_state_kv_and_parameters_from_the_config(name: str) -> None:
+    state, kv_per_token, parameters = EXPECTED[name]
+    spec = spec_of(name)
+    settings = Settings(dtype="bfloat16", batch_size=3)
+    assert spec.parameters.total == parameters
+    assert config_parameters(*read_architecture(config(name))[:1], config(name))[0] == parameters
+    facts = analyse(spec)
+    assert sum(t.numel * t.count for t in facts.tensors) == parameters  # one config->tensors model
+    assert kv_bytes_per_token(facts, settings) == kv_per_token
+    for seq_len in (1, 4096):
+        report = estimate(spec, Settings(dtype="bfloat16", batch_size=3, seq_len=seq_len))
+        assert report.inference.components["kv_cache"] == 3 * (state + seq_len * kv_per_token)
+    assert not [w for w in spec.warnings if "not one hfmem knows" in w or "not modelled" in w]
+
+
+def test_explain_shows_state_beside_kv() -> None:
+    formulas = explain(spec_of("jamba-v0.1"), Settings(dtype="bfloat16", batch_size=2, seq_len=100))["inference"]
+    kv = next(f for f in formulas if f.name == "kv_cache")
+    assert kv.inputs["state_bytes_per_sequence"] == 28 * (65_536 + 524_288)
+    assert kv.inputs["layers"] == 4 and kv.inputs["state_layers"] == 28
+    assert "per sequence" in kv.expression and "2 x kv_heads" in kv.expression
+    assert kv.result_bytes == 2 * (100 * 4 * 2 * 8 * 128 * 2 + 28 * (65_536 + 524_288))
+
+
+def test_state_follows_the_compute_dtype_but_the_recurrent_state_stays_fp32() -> None:
+    """float32 compute doubles the conv window only: Mamba-130m's 24 x (1,536 x 4 x 4 + 1,536 x 16 x 4)."""
+    report = estimate(spec_of("mamba-130m-hf"), Settings(dtype="float32", seq_len=10))
+    assert report.inference.components["kv_cache"] == 24 * (1_536 * 4 * 4 + 1_536 * 16 * 4)
+
+
+def test_hybrid_layer_kinds() -> None:
+    arch, _ = read_architecture(config("jamba-v0.1"))
+    assert [i for i, kind in enumerate(arch.layer_types or ()) if kind == "full_attention"] == [4, 12, 20, 28]
+    qwen, _ = read_architecture(config("qwen3-next-80b-a3b-instruct"))
+    assert (qwen.layer_types or ())[:4] == ("recurrent", "recurrent", "recurrent", "full_attention")
+    mamba, warnings = read_architecture(config("mamba-codestral-7b-v0.1"))
+    assert mamba.num_attention_heads is None and mamba.attention is None and warnings == []
