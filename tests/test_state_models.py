@@ -118,3 +118,12 @@ def test_hybrid_layer_kinds() -> None:
     assert (qwen.layer_types or ())[:4] == ("recurrent", "recurrent", "recurrent", "full_attention")
     mamba, warnings = read_architecture(config("mamba-codestral-7b-v0.1"))
     assert mamba.num_attention_heads is None and mamba.attention is None and warnings == []
+
+
+def test_training_saves_the_mamba2_kernels_tensors_not_attention() -> None:
+    """Full training, mixed precision: per token and layer the block's RMSNorm (fp32 input 4 h, the fp32 residual
+    and the 16-bit output for the trainable in_proj: 6 h) plus MambaSplitConv1dScanCombinedFn's saved zxbcdt
+    2 x (2 x 8,192 + 2 x 8 x 128 + 128), out_x 2 x 8,192 and rstd 4 x 8 groups; no attention, no MLP."""
+    formulas = explain(spec_of("mamba-codestral-7b-v0.1"), Settings(batch_size=1, seq_len=1024))["training"]
+    saved = next(f for f in formulas if f.name.startswith("activations"))
+    assert saved.inputs["saved_per_token_per_layer"] == 10 * 4_096 + 2 * 18_560 + 2 * 8_192 + 4 * 8

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from . import activations as act
 from .facts import Dims
 from .results import Formula
+from .state import with_recurrent_layers
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ def step_activations(
     per_layer = [saved.per_token()] * (layers - dims.moe_layers) + [
         saved.per_token() - saved.mlp + moe
     ] * dims.moe_layers
+    per_layer = with_recurrent_layers(dims, per_layer, saved.attention, saved.mlp, c, trainable)
     cross = act.norm_saved(h, c, residual, trainable) + saved.attention if dims.encoder_decoder else 0
     final_norm = act.norm_saved(h, c, residual, trainable)
     stack = tokens * (sum(per_layer) + dims.decoder_layers * cross * dims.encoder_decoder + adapter_bytes_per_token)

@@ -78,3 +78,57 @@ def state_term(dims: Dims, compute_bytes: int, batch_size: int) -> tuple[int, st
 def state_formula(dims: Dims, compute_bytes: int, batch_size: int) -> Formula | None:
     total, expression, inputs = state_term(dims, compute_bytes, batch_size)
     return Formula("recurrent state", expression, inputs, total, exact=True) if expression else None
+
+
+# --- training: what a recurrent mixer saves for backward (per token, bytes) ---
+
+
+def mixer_saved(dims: Dims, c: int, trainable: bool) -> int:
+    """Bytes one recurrent mixer keeps for backward per token, on the path transformers takes by default in
+    training on CUDA with the kernels installed (cache off, so no state):
+    - mamba2 (Mamba2Mixer.cuda_kernels_forward -> mamba_ssm's MambaSplitConv1dScanCombinedFn, ssd_combined.py
+      `ctx.save_for_backward(zxbcdt, conv1d_weight, conv1d_bias, out_x, ..., rstd, ...)`): the in_proj output
+      zxbcdt (c x (2 x inner + 2 G N + heads)), the scan output out_x (c x inner) and the gated norm's rstd
+      (fp32 per group); conv, scan, norm and out_proj are recomputed in backward;
+    - mamba (MambaMixer -> mamba_ssm's MambaInnerFn, checkpoint_lvl=1 recomputes conv1d_out and delta): xz
+      (c x 2 x inner), x_dbl (c x (dt_rank + 2 N)), the scan output (c x inner);
+    - gated_deltanet (Qwen3NextGatedDeltaNet with fla's chunk_gated_delta_rule and causal_conv1d): the conv
+      input (c x conv_dim), q, k, v (c x conv_dim), g and beta (fp32 per value head), the chunk's A (64 x fp32
+      per value head), q/k rstd, and the gated norm's fp32 input and gate (+ out_proj's input when trainable);
+    - short_conv (Lfm2ShortConv): in_proj's output B C x (c x 3 h), B x and the conv output (c x h each), and
+      out_proj's input when trainable.
+    Modelled from the saved tensors, not measured: Formula kind "model"."""
+    rec, h = dims.recurrent, dims.hidden
+    if rec is None:
+        return 0
+    if rec.mixer == "mamba2":
+        heads, _, state = rec.state_shape
+        inner = heads * rec.state_shape[1]
+        groups = (rec.conv_channels - inner) // (2 * state) if state else 0
+        return c * (inner + rec.conv_channels + heads) + c * inner + FP32 * groups
+    if rec.mixer == "mamba":
+        inner, state = rec.state_shape
+        dt_rank = -(-h // 16)  # time_step_rank "auto", what released configs use
+        return c * 2 * inner + c * (dt_rank + 2 * state) + c * inner
+    if rec.mixer == "gated_deltanet":
+        v_heads, d_k, d_v = rec.state_shape
+        value = v_heads * d_v
+        k_heads = (rec.conv_channels - value) // (2 * d_k) if d_k else 0
+        saved = 2 * c * rec.conv_channels + FP32 * (2 + 64) * v_heads + FP32 * 2 * k_heads
+        return saved + FP32 * value + c * value + (c * value if trainable else 0)
+    return c * 5 * h + (c * h if trainable else 0)  # short_conv
+
+
+def with_recurrent_layers(dims: Dims, per_layer: list[int], attention: int, mlp: int, c: int,
+                          trainable: bool) -> list[int]:
+    """Per-layer saved bytes per token with each recurrent layer's attention replaced by its mixer (a hybrid
+    layer has both; an attention-free Mamba block has one norm, the mixer and no MLP). `attention` and `mlp` are
+    the attention and MLP parts of the layers as activations.layer_saved counted them."""
+    if dims.recurrent is None:
+        return per_layer
+    mixer = mixer_saved(dims, c, trainable)
+    kinds = dims.layer_kinds[: len(per_layer)]
+    if all(kind == "recurrent" for kind in kinds) and dims.heads == 0:
+        return [(value - attention - mlp) // 2 + mixer for value in per_layer]  # one norm instead of two
+    adjust = {"recurrent": mixer - attention, "hybrid": mixer}
+    return [value + adjust.get(kind, 0) for value, kind in zip(per_layer, kinds)] + per_layer[len(kinds):]
