@@ -71,6 +71,8 @@ def config_layout(arch: Architecture, config: Any = None) -> Layout:
     cfg: Mapping[str, Any] = config if isinstance(config, Mapping) else {}
     r, _ = _reader(cfg, [])
     family = r.family
+    if family.layers == "zamba2":  # shared attention blocks with per-use LoRA adapters: not modelled
+        raise UnsupportedModel("zamba2's shared transformer blocks are not modelled: no parameter count from config.json")
     needed = ["hidden_size", "num_hidden_layers", "vocab_size"]
     if family.layers != "all":
         needed += ["num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size"]

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from hfmem.config import read_architecture
+from hfmem.errors import UnsupportedModel
 from hfmem.memory import Settings, estimate, explain, kv_bytes_per_token
 from hfmem.memory.facts import analyse
 from hfmem.snapshot import Snapshot
@@ -127,3 +128,55 @@ def test_training_saves_the_mamba2_kernels_tensors_not_attention() -> None:
     formulas = explain(spec_of("mamba-codestral-7b-v0.1"), Settings(batch_size=1, seq_len=1024))["training"]
     saved = next(f for f in formulas if f.name.startswith("activations"))
     assert saved.inputs["saved_per_token_per_layer"] == 10 * 4_096 + 2 * 18_560 + 2 * 8_192 + 4 * 8
+
+
+def small(model_type: str, **keys: object) -> ModelSpec:
+    raw = {"model_type": model_type, "hidden_size": 64, "vocab_size": 100, "torch_dtype": "bfloat16", **keys}
+    return build_spec(Snapshot(model_type, model_type, None, None, "local", (), raw, {}))
+
+
+def test_falcon_h1_runs_attention_and_mamba_in_every_layer() -> None:
+    """FalconH1DecoderLayer: mamba (FalconH1Mixer) beside self_attn, then the MLP. Per layer: conv (96 + 2 x 1 x
+    8 = 112) x 4 x 2 B = 896 and ssm 6 x 16 x 8 x 4 B = 3,072; K/V 2 x 2 x 16 x 2 B per token.
+    Parameters per layer: in_proj 64 x (96 + 112 + 6) = 13,696, conv1d 112 x 4 + 112, dt_bias/A_log/D 3 x 6,
+    no gated norm (mamba_rms_norm false), out_proj 96 x 64; attention 2 x 64^2 + 2 x 64 x 32; MLP 3 x 64 x 128;
+    2 norms. Untied embeddings 2 x 100 x 64 and the final norm."""
+    spec = small("falcon_h1", num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                 intermediate_size=128, mamba_d_ssm=96, mamba_n_heads=6, mamba_d_head=16, mamba_n_groups=1,
+                 mamba_d_state=8, mamba_d_conv=4, mamba_rms_norm=False, tie_word_embeddings=False)  # fmt: skip
+    report = estimate(spec, Settings(seq_len=10))
+    assert report.inference.components["kv_cache"] == 2 * (896 + 3_072) + 10 * 2 * (2 * 2 * 16 * 2)
+    layer = 13_696 + 560 + 18 + 96 * 64 + 2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128 + 2 * 64
+    assert spec.parameters.total == 2 * layer + 2 * 100 * 64 + 64
+
+
+def test_granite_hybrid_mamba_and_attention_layers_with_a_shared_mlp() -> None:
+    """GraniteMoeHybrid: layer_types picks mamba (Mamba-2 mixer) or attention; every layer has the shared MLP and
+    the experts. Mamba layer state: conv (128 + 2 x 16 = 160) x 4 x 2 B = 1,280, ssm 8 x 16 x 16 x 4 B = 8,192
+    (mamba_d_head "auto" = 128 / 8 heads); K/V in the one attention layer only: 2 x 2 x 16 x 2 B per token.
+    Parameters: mamba layer in_proj 64 x (128 + 160 + 8), conv1d 160 x 4 + 160, 3 x 8, norm 128, out_proj
+    128 x 64 = 28,088; attention 12,288; per layer shared MLP 3 x 64 x 128, router 4 x 64, experts 4 x 3 x 64 x
+    32 and 2 norms; tied embeddings; final norm."""
+    spec = small("granitemoehybrid", num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                 intermediate_size=32, num_local_experts=4, num_experts_per_tok=2, shared_intermediate_size=128,
+                 layer_types=["mamba", "attention", "mamba", "mamba"], mamba_n_heads=8, mamba_d_head="auto",
+                 mamba_n_groups=1, mamba_d_state=16, mamba_d_conv=4, mamba_expand=2,
+                 tie_word_embeddings=True)  # fmt: skip
+    report = estimate(spec, Settings(seq_len=10, batch_size=2))
+    assert report.inference.components["kv_cache"] == 2 * (3 * (1_280 + 8_192) + 10 * 2 * 2 * 16 * 2)
+    ff = 3 * 64 * 128 + 4 * 64 + 4 * 3 * 64 * 32 + 2 * 64
+    assert spec.parameters.total == 3 * 28_088 + 12_288 + 4 * ff + 100 * 64 + 64
+
+
+def test_zamba2_hybrid_layers_attend_over_twice_the_hidden_size() -> None:
+    """Zamba2: every layer keeps Mamba-2 state, conv (64 + 2 x 8 = 80) x 4 x 2 B = 640 and ssm 8 x 8 x 8 x 4 B
+    = 2,048; the hybrid layer's shared block attends with head_dim 2 x 32 / 4 = 16 over 4 K/V heads. Its
+    parameters need the checkpoint's headers (the shared blocks' adapters are not modelled)."""
+    raw = {"model_type": "zamba2", "hidden_size": 32, "vocab_size": 100, "num_hidden_layers": 3,
+           "num_attention_heads": 4, "layers_block_type": ["mamba", "hybrid", "mamba"], "mamba_d_state": 8,
+           "mamba_d_conv": 4, "mamba_expand": 2, "mamba_ngroups": 1, "mamba_headdim": 8, "n_mamba_heads": 8,
+           "torch_dtype": "bfloat16"}  # fmt: skip
+    arch, warnings = read_architecture(raw)
+    assert arch.head_dim == 16 and arch.layer_types == ("recurrent", "hybrid", "recurrent") and warnings == []
+    with pytest.raises(UnsupportedModel, match="zamba2"):
+        config_parameters(arch, raw)
