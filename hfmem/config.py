@@ -379,6 +379,11 @@ _DEFAULT_TEXT_TYPE = {"llava": "llama", "llava_next": "llama", "gemma3": "gemma3
 _LM_HEAD_MARKERS = ("ForCausalLM", "LMHead", "ForConditionalGeneration", "ForMaskedLM", "ForPreTraining")
 
 
+def known_family(model_type: str | None) -> bool:
+    """Whether hfmem models this model_type's layout (else config.json is read with the common key names)."""
+    return model_type in _FAMILIES
+
+
 class _Reader:
     """Reads one config section: canonical key, then aliases, then the family's class default. `where` is the
     section's path in config.json ("" or "text_config."), for messages."""

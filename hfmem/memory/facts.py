@@ -8,12 +8,13 @@ Llama-style tensor list built from the config instead, and a warning says so.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
 from .. import dtypes
 from ..architecture import Architecture, Recurrent
+from ..config import known_family
 from ..errors import UnsupportedModel
 from ..gguf import GGML_TYPES
 from ..header import Tensor
@@ -145,7 +146,11 @@ def _analyse(spec: ModelSpec) -> ModelFacts:
             "from config.json"
         )
     scan = _scan(tensors, model_type)
-    dims = _dims(spec.architecture, len(scan.moe_blocks) if tensors else None, warnings)
+    arch = spec.architecture
+    if not synthetic:
+        arch = _header_facts(arch, scan, warnings)
+        warnings += _contradictions(spec, scan)
+    dims = _dims(arch, len(scan.moe_blocks) if tensors else None, warnings)
     by_leaf: dict[str, list[Linear]] = {}
     for lin in scan.linears:
         by_leaf.setdefault(lin.module.rsplit(".", 1)[-1], []).append(lin)
@@ -209,6 +214,70 @@ def _scan(tensors: tuple[Tensor, ...], model_type: str) -> _Scan:
                 rows, cols = cols, rows
             scan.linears.append(Linear(module, cols, rows, block, count))
     return scan
+
+
+# Quantized storage: what a quantization_config's checkpoint holds besides floats (packed ints, fp8, 4-bit bytes).
+_QUANTIZED_DTYPES = {"I32", "U32", "I8", "U8", "I4", "U4"}
+
+
+def _header_facts(arch: Architecture, scan: _Scan, warnings: list[str]) -> Architecture:
+    """What the safetensors headers prove where config.json is silent (an unknown family read with the common key
+    names): the layer count from `layers.N.` names, K/V heads from k_proj's shape (config.json's num_key_value_heads
+    defaults to the attention heads), the routed experts per layer.
+    Each guess is named in a warning."""
+    found: dict[str, Any] = {}
+    blocks = {int(m.group(1)) for key in scan.blocks if (m := BLOCK.search(key))}
+    if not arch.num_hidden_layers and blocks:
+        found["num_hidden_layers"] = max(blocks) + 1
+        warnings.append(f"num_hidden_layers {max(blocks) + 1} taken from the checkpoint's layer names")
+    heads = arch.num_attention_heads
+    head_dim = arch.head_dim or (arch.hidden_size // heads if arch.hidden_size and heads else None)
+    k_proj = _k_proj(scan, arch)
+    kv_heads = k_proj.out_features // head_dim if k_proj is not None and head_dim else None
+    unknown = not known_family(arch.model_type)
+    if arch.attention != "mla" and kv_heads and unknown and kv_heads != (arch.num_key_value_heads or heads):
+        found |= {"num_key_value_heads": kv_heads, "head_dim": head_dim}
+        warnings.append(f"num_key_value_heads {kv_heads} taken from k_proj's shape ({kv_heads * head_dim} / "
+                        f"head_dim {head_dim})")  # fmt: skip
+    experts = max((lin.count for lin in scan.linears if ".experts." in lin.module), default=1)
+    if not arch.num_experts and experts > 1:
+        found["num_experts"] = experts
+        warnings.append(f"num_experts {experts} taken from the checkpoint's expert tensors (experts per token "
+                        f"unknown: 1 assumed)")  # fmt: skip
+    return replace(arch, **found) if found else arch
+
+
+def _k_proj(scan: _Scan, arch: Architecture) -> Linear | None:
+    """The language model's first K projection (a vision tower's has another input width)."""
+    hidden = arch.hidden_size
+    return next((lin for lin in scan.linears if lin.module.endswith(".k_proj") and lin.in_features == hidden), None)
+
+
+def _contradictions(spec: ModelSpec, scan: _Scan) -> list[str]:
+    """Where the checkpoint contradicts its own config.json (the headers win: they are what loads). A float
+    dtype other than torch_dtype is no contradiction (from_pretrained casts); a quantization_config over plain
+    float tensors, fewer layers than configured, or K/V projections of another width are."""
+    arch, out = spec.architecture, []
+    dtypes_held = {t.dtype for t in spec.tensors}
+    quant = spec.quantization
+    if quant is not None and quant.method != "gguf" and not dtypes_held & _QUANTIZED_DTYPES and not any(
+        d.startswith("F8") for d in dtypes_held
+    ):
+        held = ", ".join(sorted(dtypes_held))
+        out.append(f"config.json's quantization_config says {quant.method}, but the checkpoint stores only {held} "
+                   "tensors: sizes follow the headers")  # fmt: skip
+    blocks = {int(m.group(1)) for key in scan.blocks if (m := BLOCK.search(key))}
+    layers = arch.num_hidden_layers or 0
+    if blocks and layers and not arch.is_encoder_decoder and max(blocks) + 1 < layers:
+        out.append(f"config.json has {layers} layers, but the checkpoint holds {max(blocks) + 1}")
+    d = arch.head_dim
+    k_proj = _k_proj(scan, arch)
+    known = known_family(arch.model_type)  # an unknown family takes the headers' width (_header_facts)
+    if known and quant is None and k_proj is not None and arch.attention in ("mha", "gqa", "mqa") and d and \
+            arch.num_key_value_heads and k_proj.out_features != arch.num_key_value_heads * d:
+        out.append(f"k_proj is {k_proj.out_features} wide, not num_key_value_heads x head_dim = "
+                   f"{arch.num_key_value_heads} x {d}: the KV cache follows config.json")  # fmt: skip
+    return out
 
 
 def _dims(arch: Architecture, moe_blocks: int | None, warnings: list[str]) -> Dims:
