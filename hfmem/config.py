@@ -89,6 +89,9 @@ class _Family:
     shared_expert_gate: bool = False  # Qwen-MoE: a hidden->1 gate on the shared expert
     attention_sinks: bool = False  # gpt-oss: one learned sink logit per head and layer
     attention_gate: bool = False  # Qwen3-Next: q_proj also yields a per-head output gate (2 x heads x head_dim)
+    # A 2-D router that is a bare nn.Parameter, not an nn.Linear (memory-model.md A.4): never a LoRA/bnb target.
+    bare_router: str | None = None
+    conv1d: bool = False  # transformers' Conv1D: weights stored (in, out) rather than nn.Linear's (out, in)
     sliding: str = "none"  # layout without a layer_types list: "none" | "all" | "qwen" | "alternate" | "pattern"
     # Recurrent layers (see Recurrent): the mixer, and where the layers lie ("all": every layer; "layer_types": the
     # config's list, else every `full_attention_interval`th layer attends; "jamba": attn_layer_period/offset;
@@ -212,7 +215,7 @@ _FAMILIES: dict[str, _Family] = {
             "max_position_embeddings": 1024, "hidden_act": "gelu_new", "tie_word_embeddings": True,
         },
         gated=False, ffn_multiple=4, norm_bias=True, qkv_bias=True, o_bias=True, mlp_bias=True,
-        position_table=True,
+        position_table=True, conv1d=True,
     ),
     "gptj": _Family(
         defaults={
@@ -264,6 +267,7 @@ _FAMILIES: dict[str, _Family] = {
             "num_shared_experts": 2, "moe_intermediate_size": 1407,
         },
         head_dim_key="qk_rope_head_dim", qkv_bias="attention_bias", o_bias="attention_bias", mlp_bias="mlp_bias",
+        bare_router="gate",
     ),
     "deepseek_v3": _Family(
         defaults={
@@ -273,7 +277,7 @@ _FAMILIES: dict[str, _Family] = {
             "q_lora_rank": 1536, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
             "num_experts": 256, "num_experts_per_tok": 8, "num_shared_experts": 1, "moe_intermediate_size": 2048,
         },
-        head_dim_key="qk_rope_head_dim", qkv_bias="attention_bias", o_bias="attention_bias",
+        head_dim_key="qk_rope_head_dim", qkv_bias="attention_bias", o_bias="attention_bias", bare_router="gate",
     ),
     "gpt_oss": _Family(
         defaults={
@@ -283,6 +287,7 @@ _FAMILIES: dict[str, _Family] = {
             "num_experts_per_tok": 4,
         },
         qkv_bias=True, o_bias=True, mlp_bias=True, router_bias=True, attention_sinks=True, sliding="alternate",
+        bare_router="router",
     ),
     # State-space and hybrid families: class defaults of their transformers config classes.
     "mamba": _Family(
@@ -382,6 +387,10 @@ _LM_HEAD_MARKERS = ("ForCausalLM", "LMHead", "ForConditionalGeneration", "ForMas
 def known_family(model_type: str | None) -> bool:
     """Whether hfmem models this model_type's layout (else config.json is read with the common key names)."""
     return model_type in _FAMILIES
+
+
+def family_of(model_type: str | None) -> _Family | None:
+    return _FAMILIES.get(model_type or "")
 
 
 class _Reader:

@@ -198,7 +198,7 @@ def _feed_forward(t: _Tensors, p: str, moe: bool, arch: Architecture, r: _Reader
         _mlp(t, p, h, inner, gated, bias)
         return
     experts = arch.num_experts or 0
-    t.linear(f"{p}.{'router' if family.router_bias else 'gate'}", experts, h, family.router_bias)
+    t.linear(f"{p}.{family.bare_router or 'gate'}", experts, h, family.router_bias)
     expert_inner = arch.moe_intermediate_size or inner
     _mlp(t, f"{p}.experts.*", h, expert_inner, gated, bias, count=experts)
     if shared is not None:

@@ -180,3 +180,17 @@ def test_zamba2_hybrid_layers_attend_over_twice_the_hidden_size() -> None:
     assert arch.head_dim == 16 and arch.layer_types == ("recurrent", "hybrid", "recurrent") and warnings == []
     with pytest.raises(UnsupportedModel, match="zamba2"):
         config_parameters(arch, raw)
+
+
+def test_every_family_entry_builds_its_model_from_the_class_defaults() -> None:
+    """A family is one _FAMILIES entry: its class defaults alone read and count (zamba2 needs headers)."""
+    from hfmem.config import _FAMILIES
+
+    for model_type in _FAMILIES:
+        raw = {"model_type": model_type}
+        arch, warnings = read_architecture(raw)
+        assert not [w for w in warnings if "not one hfmem knows" in w], model_type
+        if model_type == "zamba2":
+            continue
+        total, embedding = config_parameters(arch, raw)
+        assert total > embedding > 0, model_type

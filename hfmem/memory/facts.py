@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import dtypes
 from ..architecture import Architecture, Recurrent
-from ..config import known_family
+from ..config import family_of, known_family
 from ..errors import UnsupportedModel
 from ..gguf import GGML_TYPES
 from ..header import Tensor
@@ -22,10 +22,6 @@ from ..layouts import Layout, config_layout
 from ..spec import ModelSpec, is_embedding
 
 BLOCK = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\.")
-# 2-D router weights that are bare nn.Parameters, not nn.Linear (memory-model.md A.4): never LoRA or bnb targets.
-_BARE_ROUTERS = {"deepseek_v2": "gate", "deepseek_v3": "gate", "gpt_oss": "router"}
-# transformers' Conv1D stores weights as (in, out) rather than nn.Linear's (out, in).
-_CONV1D_TYPES = {"gpt2"}
 # Floating-point weights, as trainable as any: a GGUF's block-quantised ggml types among them.
 _FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"} | {name for name, block, _ in GGML_TYPES.values() if block > 1}
 
@@ -185,8 +181,9 @@ class _Scan:
 
 def _scan(tensors: tuple[Tensor, ...], model_type: str) -> _Scan:
     scan = _Scan()
-    bare_router = _BARE_ROUTERS.get(model_type)
-    conv1d = model_type in _CONV1D_TYPES
+    family = family_of(model_type)
+    bare_router = family.bare_router if family else None
+    conv1d = bool(family and family.conv1d)
     for t in tensors:
         name, shape, numel, count = t.name, t.shape, t.numel, t.count
         match = BLOCK.search(name)
