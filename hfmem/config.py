@@ -92,6 +92,7 @@ class _Family:
     # A 2-D router that is a bare nn.Parameter, not an nn.Linear (memory-model.md A.4): never a LoRA/bnb target.
     bare_router: str | None = None
     conv1d: bool = False  # transformers' Conv1D: weights stored (in, out) rather than nn.Linear's (out, in)
+    fused_experts: bool = False  # gpt-oss: experts as 3-D parameters (gate_up_proj, down_proj), not nn.Linear
     sliding: str = "none"  # layout without a layer_types list: "none" | "all" | "qwen" | "alternate" | "pattern"
     # Recurrent layers (see Recurrent): the mixer, and where the layers lie ("all": every layer; "layer_types": the
     # config's list, else every `full_attention_interval`th layer attends; "jamba": attn_layer_period/offset;
@@ -287,7 +288,7 @@ _FAMILIES: dict[str, _Family] = {
             "num_experts_per_tok": 4,
         },
         qkv_bias=True, o_bias=True, mlp_bias=True, router_bias=True, attention_sinks=True, sliding="alternate",
-        bare_router="router",
+        bare_router="router", fused_experts=True,
     ),
     # State-space and hybrid families: class defaults of their transformers config classes.
     "mamba": _Family(

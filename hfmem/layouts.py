@@ -200,7 +200,13 @@ def _feed_forward(t: _Tensors, p: str, moe: bool, arch: Architecture, r: _Reader
     experts = arch.num_experts or 0
     t.linear(f"{p}.{family.bare_router or 'gate'}", experts, h, family.router_bias)
     expert_inner = arch.moe_intermediate_size or inner
-    _mlp(t, f"{p}.experts.*", h, expert_inner, gated, bias, count=experts)
+    if family.fused_experts:  # GptOssExperts: (experts, hidden, 2 x inner) and (experts, inner, hidden) + biases
+        t.add(f"{p}.experts.gate_up_proj", experts, h, 2 * expert_inner)
+        t.add(f"{p}.experts.gate_up_proj_bias", experts, 2 * expert_inner if bias else 0)
+        t.add(f"{p}.experts.down_proj", experts, expert_inner, h)
+        t.add(f"{p}.experts.down_proj_bias", experts, h if bias else 0)
+    else:
+        _mlp(t, f"{p}.experts.*", h, expert_inner, gated, bias, count=experts)
     if shared is not None:
         return
     shared_inner = r.int("shared_expert_intermediate_size") or (arch.num_shared_experts or 0) * expert_inner
