@@ -91,7 +91,8 @@ def mixer_saved(dims: Dims, c: int, trainable: bool) -> int:
       zxbcdt (c x (2 x inner + 2 G N + heads)), the scan output out_x (c x inner) and the gated norm's rstd
       (fp32 per group); conv, scan, norm and out_proj are recomputed in backward;
     - mamba (MambaMixer -> mamba_ssm's MambaInnerFn, checkpoint_lvl=1 recomputes conv1d_out and delta): xz
-      (c x 2 x inner), x_dbl (c x (dt_rank + 2 N)), the scan output (c x inner);
+      (c x 2 x inner), x_dbl (c x (dt_rank + 2 N)), the scan output (c x inner); Jamba's mixer runs the same
+      kernels one by one around its dt/B/C norms and is counted the same;
     - gated_deltanet (Qwen3NextGatedDeltaNet with fla's chunk_gated_delta_rule and causal_conv1d): the conv
       input (c x conv_dim), q, k, v (c x conv_dim), g and beta (fp32 per value head), the chunk's A (64 x fp32
       per value head), q/k rstd, and the gated norm's fp32 input and gate (+ out_proj's input when trainable);
