@@ -10,6 +10,9 @@ shaped and typed like what the mixer hands it:
   path of modeling_mamba2.py computes it from `.float()` inputs), as do the Mamba-1 selective scan (its last
   state is the kernel's fp32 x) and the gated delta rule (modeling_qwen3_next.py torch_chunk_gated_delta_rule
   keeps last_recurrent_state in float32; fla's chunk kernel returns an fp32 final state).
+This is transformers' main branch (2026). Older releases preallocated the state in the model dtype
+(Mamba2Cache, HybridMambaAttentionDynamicCache): half these recurrent bytes in 16-bit, though MambaCache's
+update_ssm_state already kept the kernel's fp32 state.
 Shapes per mixer (hfmem.architecture.Recurrent holds them per config):
 - mamba (MambaMixer, JambaMambaMixer): conv (intermediate, conv_kernel), ssm (intermediate, state_size);
 - mamba2 (Mamba2Mixer; Bamba/Falcon-H1/GraniteMoeHybrid/Zamba2 mixers): conv (intermediate + 2 x n_groups x
