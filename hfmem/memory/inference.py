@@ -8,6 +8,7 @@ from .facts import ModelFacts
 from .kv import kv_cache
 from .results import Estimate, Formula
 from .settings import Settings
+from .state import mixer_prefill
 from .weights import FLOAT_BYTES, compute_dtype, inference_weights
 
 # PeftModel.from_pretrained upcasts a float16/bfloat16 adapter to float32 (autocast_adapter_dtype=True, PEFT's
@@ -28,7 +29,8 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
     dtype = compute_dtype(facts, settings)
     c = FLOAT_BYTES[dtype]
     eager = settings.attention == "eager"
-    layer = b * seq_len * act.prefill_layer_peak(dims, c, b, seq_len, eager) if dims.hidden else 0
+    peak = max(act.prefill_layer_peak(dims, c, b, seq_len, eager), mixer_prefill(dims, c)) if dims.hidden else 0
+    layer = b * seq_len * peak  # a recurrent layer's mixer may be the widest (memory/state.py)
     logit_positions = seq_len if settings.logits == "all" else 1
     logits = b * logit_positions * dims.vocab * act.logits_inference(c) if dims.has_lm_logits else 0
     # bitsandbytes dequantises one linear weight at a time to compute dtype (4-bit) or holds int8 activations
@@ -50,7 +52,8 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
         Formula(
             "prefill layer peak",
             "b x s x (residual + normed input + widest of norm / attention / MLP "
-            "intermediates)" + (" + b x heads x s^2 x (c + 4) eager scores" if eager else ""),
+            + ("/ recurrent mixer " if dims.recurrent else "")
+            + "intermediates)" + (" + b x heads x s^2 x (c + 4) eager scores" if eager else ""),
             {"batch_size": b, "seq_len": seq_len, "compute_bytes": c},
             layer,
             exact=False,

@@ -136,3 +136,30 @@ def with_recurrent_layers(dims: Dims, per_layer: list[int], attention: int, mlp:
         return [(value - attention - mlp) // 2 + mixer for value in per_layer]  # one norm instead of two
     adjust = {"recurrent": mixer - attention, "hybrid": mixer}
     return [value + adjust.get(kind, 0) for value, kind in zip(per_layer, kinds)] + per_layer[len(kinds):]
+
+
+def mixer_prefill(dims: Dims, c: int) -> int:
+    """Per token, the prefill working set of a recurrent layer (nothing kept for backward): the residual and the
+    normalised input (2 c h) plus the mixer's intermediates alive at once, on the kernel paths above:
+    - mamba2: in_proj's zxbcdt, the conv output, the scan output y and the gated norm's output (compute dtype),
+      and the chunk states mamba_chunk_scan_combined keeps in fp32 (heads x head_dim x N per 256-token chunk);
+    - mamba: xz, the conv output, x_dbl, delta and the scan output;
+    - gated_deltanet: in_proj_qkvz's output, the conv output, the core output and the fp32 gated norm;
+    - short_conv: B C x, B x, the conv output and C times it.
+    Modelled, not measured."""
+    rec, h = dims.recurrent, dims.hidden
+    if rec is None:
+        return 0
+    base = 2 * c * h
+    if rec.mixer == "mamba2":
+        heads, head_dim, _ = rec.state_shape
+        inner = heads * head_dim
+        return base + c * (inner + 2 * rec.conv_channels + heads + 2 * inner) + FP32 * rec.state_elements // 256
+    if rec.mixer == "mamba":
+        inner, state = rec.state_shape
+        return base + c * (2 * inner + inner + -(-h // 16) + 2 * state + 2 * inner)
+    if rec.mixer == "gated_deltanet":
+        v_heads, _, d_v = rec.state_shape
+        value = v_heads * d_v
+        return base + c * (rec.conv_channels + value + rec.conv_channels + value) + FP32 * value
+    return base + c * 6 * h  # short_conv
