@@ -61,3 +61,13 @@ def test_fewer_layers_and_other_kv_widths_than_the_config_says_are_named() -> No
     facts = analyse(spec_with(config, layers(2, 64, 32)))
     assert "config.json has 4 layers, but the checkpoint holds 2" in facts.warnings
     assert any(w.startswith("k_proj is 32 wide, not num_key_value_heads x head_dim = 4 x 16") for w in facts.warnings)
+
+
+def test_hidden_vocab_and_mlp_width_come_from_the_tables_when_the_config_has_none() -> None:
+    """Only the heads are configured: the input embedding (100 x 256) gives hidden and vocabulary, up_proj
+    (512 x 256) the MLP width, k_proj (64 x 256) 2 KV heads of 256 / 8 = 32."""
+    tensors = layers(2, 256, 64) + [Tensor(f"model.layers.{i}.mlp.up_proj.weight", "BF16", (512, 256)) for i in (0, 1)]
+    facts = analyse(spec_with({"model_type": "newarch", "num_attention_heads": 8}, tensors))
+    d = facts.dims
+    assert (d.hidden, d.vocab, d.intermediate, d.decoder_layers, d.kv_heads) == (256, 100, 512, 2, 2)
+    assert sum("taken from" in w for w in facts.warnings) == 4

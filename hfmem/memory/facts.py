@@ -213,23 +213,33 @@ def _scan(tensors: tuple[Tensor, ...], model_type: str) -> _Scan:
     return scan
 
 
+_INPUT_TABLES = {"embed_tokens", "wte", "word_embeddings", "tok_embeddings", "embed_in", "embeddings"}
 # Quantized storage: what a quantization_config's checkpoint holds besides floats (packed ints, fp8, 4-bit bytes).
 _QUANTIZED_DTYPES = {"I32", "U32", "I8", "U8", "I4", "U4"}
 
 
 def _header_facts(arch: Architecture, scan: _Scan, warnings: list[str]) -> Architecture:
     """What the safetensors headers prove where config.json is silent (an unknown family read with the common key
-    names): the layer count from `layers.N.` names, K/V heads from k_proj's shape (config.json's num_key_value_heads
+    names): hidden and vocabulary sizes from the input embedding, the MLP width from up_proj, the layer count from `layers.N.` names, K/V heads from k_proj's shape (config.json's num_key_value_heads
     defaults to the attention heads), the routed experts per layer.
     Each guess is named in a warning."""
     found: dict[str, Any] = {}
+    table = next((t for t in scan.embeddings if t.name.rsplit(".", 2)[-2] in _INPUT_TABLES), None)
+    if table is not None and not arch.hidden_size:
+        found |= {"hidden_size": table.shape[1], "vocab_size": arch.vocab_size or table.shape[0]}
+        warnings.append(f"hidden_size {table.shape[1]} taken from the input embedding's shape")
+    hidden = found.get("hidden_size", arch.hidden_size)
+    up = next((lin for lin in scan.linears if lin.module.endswith(".up_proj") and lin.in_features == hidden), None)
+    if up is not None and not arch.intermediate_size and ".experts." not in up.module:
+        found["intermediate_size"] = up.out_features
+        warnings.append(f"intermediate_size {up.out_features} taken from up_proj's shape")
     blocks = {int(m.group(1)) for key in scan.blocks if (m := BLOCK.search(key))}
     if not arch.num_hidden_layers and blocks:
         found["num_hidden_layers"] = max(blocks) + 1
         warnings.append(f"num_hidden_layers {max(blocks) + 1} taken from the checkpoint's layer names")
     heads = arch.num_attention_heads
-    head_dim = arch.head_dim or (arch.hidden_size // heads if arch.hidden_size and heads else None)
-    k_proj = _k_proj(scan, arch)
+    head_dim = arch.head_dim or (hidden // heads if hidden and heads else None)
+    k_proj = _k_proj(scan, hidden)
     kv_heads = k_proj.out_features // head_dim if k_proj is not None and head_dim else None
     unknown = not known_family(arch.model_type)
     if arch.attention != "mla" and kv_heads and unknown and kv_heads != (arch.num_key_value_heads or heads):
@@ -244,9 +254,8 @@ def _header_facts(arch: Architecture, scan: _Scan, warnings: list[str]) -> Archi
     return replace(arch, **found) if found else arch
 
 
-def _k_proj(scan: _Scan, arch: Architecture) -> Linear | None:
+def _k_proj(scan: _Scan, hidden: int | None) -> Linear | None:
     """The language model's first K projection (a vision tower's has another input width)."""
-    hidden = arch.hidden_size
     return next((lin for lin in scan.linears if lin.module.endswith(".k_proj") and lin.in_features == hidden), None)
 
 
@@ -268,7 +277,7 @@ def _contradictions(spec: ModelSpec, scan: _Scan) -> list[str]:
     if blocks and layers and not arch.is_encoder_decoder and max(blocks) + 1 < layers:
         out.append(f"config.json has {layers} layers, but the checkpoint holds {max(blocks) + 1}")
     d = arch.head_dim
-    k_proj = _k_proj(scan, arch)
+    k_proj = _k_proj(scan, arch.hidden_size)
     known = known_family(arch.model_type)  # an unknown family takes the headers' width (_header_facts)
     if known and quant is None and k_proj is not None and arch.attention in ("mha", "gqa", "mqa") and d and \
             arch.num_key_value_heads and k_proj.out_features != arch.num_key_value_heads * d:
