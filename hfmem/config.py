@@ -361,6 +361,17 @@ _FAMILIES: dict[str, _Family] = {
         qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head", shared_expert_gate=True,
         attention_gate=True, mixer="gated_deltanet", layers="layer_types",
     ),
+    "qwen3_5_text": _Family(  # Qwen3.5 (dense): Qwen3-Next's layers with a dense MLP
+        defaults={
+            "vocab_size": 248320, "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 32,
+            "num_attention_heads": 16, "num_key_value_heads": 4, "head_dim": 256, "max_position_embeddings": 32768,
+            "hidden_act": "silu", "tie_word_embeddings": False, "full_attention_interval": 4,
+            "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_value_head_dim": 128,
+            "linear_num_key_heads": 16, "linear_num_value_heads": 32,
+        },
+        qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head", attention_gate=True,
+        mixer="gated_deltanet", layers="layer_types",
+    ),
     "lfm2": _Family(
         defaults={
             "vocab_size": 65536, "hidden_size": 2560, "intermediate_size": 12288, "num_hidden_layers": 32,
@@ -380,7 +391,7 @@ _ENCODER_ONLY_TYPES = {
     "mpnet", "modernbert", "nomic_bert", "xlm", "ernie", "megatron-bert", "data2vec-text",
 }  # fmt: skip
 # Composite configs whose text_config may omit model_type: the class transformers builds by default.
-_DEFAULT_TEXT_TYPE = {"llava": "llama", "llava_next": "llama", "gemma3": "gemma3_text"}
+_DEFAULT_TEXT_TYPE = {"llava": "llama", "llava_next": "llama", "gemma3": "gemma3_text", "qwen3_5": "qwen3_5_text"}
 # Architecture class names that carry an output projection over the vocabulary.
 _LM_HEAD_MARKERS = ("ForCausalLM", "LMHead", "ForConditionalGeneration", "ForMaskedLM", "ForPreTraining")
 

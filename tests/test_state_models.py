@@ -206,3 +206,19 @@ def test_prefill_of_a_mamba2_layer_holds_the_kernels_intermediates() -> None:
                    seq_len=512))["inference"] if f.name == "prefill layer peak")  # fmt: skip
     assert formula.result_bytes == 2 * 512 * per_token
     assert report.inference.components["activations"] >= formula.result_bytes
+
+
+def test_qwen3_5_is_one_family_entry() -> None:
+    """Qwen3_5TextConfig's class defaults (the 9B): 24 gated delta-net layers, conv (2 x 16 x 128 + 32 x 128) x 4
+    x 2 B and recurrent 32 x 128 x 128 x 4 B each; 8 gated full-attention layers, K/V 2 x 4 x 256 x 2 B per token.
+    Parameters: linear attention 67,403,968 (in_proj_qkv 4,096 x 8,192, in_proj_z 4,096 x 4,096, in_proj_b/a
+    2 x 4,096 x 32, conv1d 8,192 x 4, dt_bias + A_log 64, norm 128, out_proj 4,096 x 4,096); attention 58,720,768
+    (q_proj 4,096 x 8,192 with its gate, k/v 2 x 4,096 x 1,024, o_proj 4,096^2, q/k norms 512); dense MLP 3 x
+    4,096 x 12,288 in all 32 layers; 2 norms per layer; untied embeddings 2 x 248,320 x 4,096; final norm. The
+    composite qwen3_5 reads its text_config (the vision tower is not counted)."""
+    raw = {"model_type": "qwen3_5", "text_config": {"model_type": "qwen3_5_text"}, "torch_dtype": "bfloat16"}
+    spec = build_spec(Snapshot("q", "q", None, None, "local", (), raw, {}))
+    report = estimate(spec, Settings(seq_len=100))
+    assert report.inference.components["kv_cache"] == 24 * (8_192 * 4 * 2 + 32 * 128 * 128 * 4) + 100 * 8 * 4_096
+    assert spec.parameters.total == (24 * 67_403_968 + 8 * 58_720_768 + 32 * 3 * 4_096 * 12_288 + 32 * 2 * 4_096
+                                     + 2 * 248_320 * 4_096 + 4_096)  # fmt: skip
