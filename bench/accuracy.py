@@ -914,10 +914,51 @@ def all_rows() -> list[Row]:
     )
 
 
+# State-space and hybrid families: (fixture config, repo, parameters on the model card, what transformers builds).
+STATE_MODELS = [
+    ("mamba-130m-hf", "state-spaces/mamba-130m-hf", "129M"),
+    ("mamba-codestral-7b-v0.1", "mistralai/Mamba-Codestral-7B-v0.1", "7.29B"),
+    ("jamba-v0.1", "ai21labs/Jamba-v0.1", "51.6B"),
+    ("qwen3-next-80b-a3b-instruct", "Qwen/Qwen3-Next-80B-A3B-Instruct", "80B (+ MTP layer, not built)"),
+    ("lfm2-1.2b", "LiquidAI/LFM2-1.2B", "1.17B"),
+]
+
+
+def render_state() -> str:
+    """Per-sequence recurrent state and KV per token of the state-space and hybrid families, from their
+    config.json (fixtures/configs) under transformers' cache rules (hfmem/memory/state.py)."""
+    from hfmem.memory.state import layer_state_bytes, state_layers
+
+    lines = [
+        "## State-space and hybrid families",
+        "",
+        "Derived, not measured: transformers' cache keeps per recurrent layer a conv window (compute dtype) and",
+        "the scan's final state (float32), whatever the sequence length (hfmem/memory/state.py cites the code);",
+        "only attention layers cache K/V per token. bf16 compute, one sequence.",
+        "",
+        "| model | recurrent / attention layers | conv + state per layer | state per sequence | KV per token "
+        "| parameters (config) | model card |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for fixture, repo, card in STATE_MODELS:
+        config = json.loads((ROOT / "fixtures" / "configs" / f"{fixture}.json").read_text())
+        spec = build_spec(Snapshot(repo, repo, None, None, "local", (), config, {}))
+        facts = analyse(spec)
+        dims, settings = facts.dims, Settings(dtype="bfloat16")
+        conv, state = layer_state_bytes(dims, 2)
+        layers = state_layers(dims)
+        lines.append(
+            f"| {repo} | {layers} / {dims.kv_layers} | {conv:,} + {state:,} B | {layers * (conv + state) / 2**20:,.2f} MiB "
+            f"| {kv_bytes_per_token(facts, settings):,} B | {spec.parameters.total:,} | {card} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def document(rows: list[Row], serving: list[ServeRow], mechanisms: list[MechanismRow] | None = None) -> str:
-    """docs/accuracy.md: the memory model's rows, the mechanisms' rows, then the serving plans'."""
+    """docs/accuracy.md: the memory model's rows, the mechanisms' rows, the serving plans', then the state-space
+    families'."""
     mechanisms = mechanism_rows() if mechanisms is None else mechanisms
-    return render(rows) + "\n" + render_mechanisms(mechanisms) + "\n" + render_serve(serving)
+    return render(rows) + "\n" + render_mechanisms(mechanisms) + "\n" + render_serve(serving) + "\n" + render_state()
 
 
 def main() -> int:

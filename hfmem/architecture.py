@@ -24,6 +24,27 @@ CONTRACT_KEYS = (
 )
 
 
+# Per-layer kinds (Architecture.layer_types). Attention layers cache K/V per token; a recurrent layer (Mamba,
+# gated delta-net, short convolution) keeps a fixed state per sequence; a hybrid layer has both (Falcon-H1's
+# parallel mixers, Zamba2's layers that also run the shared attention block).
+ATTENTION_KINDS = ("full_attention", "sliding_attention", "hybrid")
+STATE_KINDS = ("recurrent", "hybrid")
+
+
+@dataclass(frozen=True)
+class Recurrent:
+    """The per-sequence state of one recurrent layer, in elements, as transformers' cache holds it (shapes in
+    hfmem/memory/state.py's docstring): a rolling window of the last `conv_width` inputs of a depthwise conv over
+    `conv_channels`, and a recurrent state of `state_elements` (0 for a convolution-only layer)."""
+
+    mixer: str  # "mamba" | "mamba2" | "gated_deltanet" | "short_conv"
+    conv_channels: int
+    conv_width: int
+    state_elements: int
+    state_shape: tuple[int, ...]  # per sequence, as the cache allocates it (for --explain)
+    state_fp32: bool  # the recurrent state is float32 whatever the compute dtype (the scan's final state)
+
+
 @dataclass(frozen=True)
 class Architecture:
     """Architecture facts with Hugging Face names. None means the config does not say (and no default applies)."""
@@ -45,7 +66,7 @@ class Architecture:
     # Beyond the contract's keys.
     moe_intermediate_size: int | None = None
     num_shared_experts: int | None = None
-    layer_types: tuple[str, ...] | None = None  # per decoder layer: "full_attention" | "sliding_attention"
+    layer_types: tuple[str, ...] | None = None  # per decoder layer: ATTENTION_KINDS or "recurrent"
     sliding_window: int | None = None
     q_lora_rank: int | None = None
     kv_lora_rank: int | None = None
@@ -58,6 +79,7 @@ class Architecture:
     hidden_act: str | None = None
     gated_mlp: bool = True
     dropouts: tuple[tuple[str, float], ...] = ()  # (config key, p) of the DROPOUT_KEYS set above 0
+    recurrent: Recurrent | None = None  # state-space / linear-attention / short-conv layers (layer_types says which)
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's keys first, then the extra facts."""

@@ -1,4 +1,4 @@
-"""config.json -> Architecture, and a parameter count derived from the architecture (pure; no I/O).
+"""config.json -> Architecture (pure; no I/O). The family registry (_FAMILIES) also drives hfmem/layouts.py.
 
 Values follow transformers' config classes: Hugging Face names, each family's class defaults for keys the
 file omits, and the attribute maps (``n_embd`` -> ``hidden_size``, ``d_kv`` -> ``head_dim``, ...). Multimodal
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .architecture import Architecture
-from .errors import ConfigError, UnsupportedModel
+from .architecture import Architecture, Recurrent
+from .errors import ConfigError
 from .untrusted import shortened
 
 # Canonical (Hugging Face) name -> other spellings, tried in order after the canonical key.
@@ -23,10 +23,11 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "num_attention_heads": ("n_head", "num_heads", "encoder_attention_heads"),
     "num_key_value_heads": ("num_kv_heads", "n_head_kv"),
     "head_dim": ("d_kv",),
-    "intermediate_size": ("n_inner", "d_ff", "ffn_dim", "ffn_hidden_size", "encoder_ffn_dim"),
+    "intermediate_size": ("n_inner", "d_ff", "ffn_dim", "ffn_hidden_size", "encoder_ffn_dim", "block_ff_dim"),
     "max_position_embeddings": ("n_positions", "n_ctx", "max_sequence_length", "seq_length"),
     "num_decoder_layers": ("decoder_layers",),
     "hidden_act": ("hidden_activation", "activation_function"),
+    "tie_word_embeddings": ("tie_embedding",),
     "num_experts": ("num_local_experts", "n_routed_experts", "moe_num_experts"),
     "num_experts_per_tok": ("experts_per_token", "moe_topk"),
     "num_shared_experts": ("n_shared_experts",),
@@ -87,7 +88,19 @@ class _Family:
     router_bias: bool = False
     shared_expert_gate: bool = False  # Qwen-MoE: a hidden->1 gate on the shared expert
     attention_sinks: bool = False  # gpt-oss: one learned sink logit per head and layer
+    attention_gate: bool = False  # Qwen3-Next: q_proj also yields a per-head output gate (2 x heads x head_dim)
+    # A 2-D router that is a bare nn.Parameter, not an nn.Linear (memory-model.md A.4): never a LoRA/bnb target.
+    bare_router: str | None = None
+    conv1d: bool = False  # transformers' Conv1D: weights stored (in, out) rather than nn.Linear's (out, in)
+    fused_experts: bool = False  # gpt-oss: experts as 3-D parameters (gate_up_proj, down_proj), not nn.Linear
     sliding: str = "none"  # layout without a layer_types list: "none" | "all" | "qwen" | "alternate" | "pattern"
+    # Recurrent layers (see Recurrent): the mixer, and where the layers lie ("all": every layer; "layer_types": the
+    # config's list, else every `full_attention_interval`th layer attends; "jamba": attn_layer_period/offset;
+    # "parallel": every layer runs attention beside the mixer; "zamba2": layers_block_type's hybrid layers run the
+    # shared attention block too).
+    mixer: str | None = None  # "mamba" | "mamba2" | "gated_deltanet" | "short_conv"
+    layers: str = "attention"  # "attention" | "all" | "layer_types" | "jamba" | "parallel" | "zamba2"
+    prefix: str = "mamba_"  # where a Mamba-2 hybrid keeps its mixer keys (Falcon-H1, Granite: mamba_d_state, ...)
 
 
 _LLAMA = _Family(
@@ -203,7 +216,7 @@ _FAMILIES: dict[str, _Family] = {
             "max_position_embeddings": 1024, "hidden_act": "gelu_new", "tie_word_embeddings": True,
         },
         gated=False, ffn_multiple=4, norm_bias=True, qkv_bias=True, o_bias=True, mlp_bias=True,
-        position_table=True,
+        position_table=True, conv1d=True,
     ),
     "gptj": _Family(
         defaults={
@@ -255,6 +268,7 @@ _FAMILIES: dict[str, _Family] = {
             "num_shared_experts": 2, "moe_intermediate_size": 1407,
         },
         head_dim_key="qk_rope_head_dim", qkv_bias="attention_bias", o_bias="attention_bias", mlp_bias="mlp_bias",
+        bare_router="gate",
     ),
     "deepseek_v3": _Family(
         defaults={
@@ -264,7 +278,7 @@ _FAMILIES: dict[str, _Family] = {
             "q_lora_rank": 1536, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
             "num_experts": 256, "num_experts_per_tok": 8, "num_shared_experts": 1, "moe_intermediate_size": 2048,
         },
-        head_dim_key="qk_rope_head_dim", qkv_bias="attention_bias", o_bias="attention_bias",
+        head_dim_key="qk_rope_head_dim", qkv_bias="attention_bias", o_bias="attention_bias", bare_router="gate",
     ),
     "gpt_oss": _Family(
         defaults={
@@ -274,6 +288,98 @@ _FAMILIES: dict[str, _Family] = {
             "num_experts_per_tok": 4,
         },
         qkv_bias=True, o_bias=True, mlp_bias=True, router_bias=True, attention_sinks=True, sliding="alternate",
+        bare_router="router", fused_experts=True,
+    ),
+    # State-space and hybrid families: class defaults of their transformers config classes.
+    "mamba": _Family(
+        defaults={
+            "vocab_size": 50280, "hidden_size": 768, "num_hidden_layers": 32, "state_size": 16, "expand": 2,
+            "conv_kernel": 4, "use_bias": False, "use_conv_bias": True, "time_step_rank": "auto",
+            "hidden_act": "silu", "tie_word_embeddings": True,
+        },
+        gated=False, mixer="mamba", layers="all", prefix="",
+    ),
+    "mamba2": _Family(
+        defaults={
+            "vocab_size": 32768, "hidden_size": 4096, "num_hidden_layers": 64, "state_size": 128, "expand": 2,
+            "conv_kernel": 4, "n_groups": 8, "num_heads": 128, "head_dim": 64, "use_bias": False,
+            "use_conv_bias": True, "hidden_act": "silu", "tie_word_embeddings": False,
+        },
+        gated=False, mixer="mamba2", layers="all", prefix="",
+    ),
+    "jamba": _Family(
+        defaults={
+            "vocab_size": 65536, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 262144,
+            "hidden_act": "silu", "tie_word_embeddings": False, "num_experts": 16, "num_experts_per_tok": 2,
+            "expert_layer_period": 2, "expert_layer_offset": 1, "attn_layer_period": 8, "attn_layer_offset": 4,
+            "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2, "mamba_dt_rank": "auto",
+            "mamba_conv_bias": True, "mamba_proj_bias": False,
+        },
+        mixer="mamba", layers="jamba",
+    ),
+    "falcon_h1": _Family(
+        defaults={
+            "vocab_size": 128000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 8192,
+            "hidden_act": "silu", "tie_word_embeddings": False, "mamba_d_ssm": 1024, "mamba_n_heads": 128,
+            "mamba_d_head": "auto", "mamba_n_groups": 1, "mamba_d_state": 256, "mamba_d_conv": 4,
+            "mamba_expand": 2, "mamba_conv_bias": True, "mamba_proj_bias": False, "mamba_rms_norm": False,
+            "projectors_bias": False,
+        },
+        qkv_bias="attention_bias", o_bias="projectors_bias", mlp_bias="mlp_bias", mixer="mamba2", layers="parallel",
+    ),
+    "granitemoehybrid": _Family(
+        defaults={
+            "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "max_position_embeddings": 2048, "hidden_act": "silu",
+            "tie_word_embeddings": False, "num_experts": 8, "num_experts_per_tok": 2,
+            "shared_intermediate_size": 1024, "mamba_n_heads": 128, "mamba_n_groups": 1, "mamba_d_state": 256,
+            "mamba_d_head": "auto", "mamba_d_conv": 4, "mamba_expand": 2, "mamba_conv_bias": True,
+            "mamba_proj_bias": False,
+        },
+        qkv_bias="attention_bias", o_bias="attention_bias", mixer="mamba2", layers="layer_types",
+    ),
+    "zamba2": _Family(
+        defaults={
+            "vocab_size": 32000, "hidden_size": 2560, "num_hidden_layers": 54, "num_attention_heads": 32,
+            "max_position_embeddings": 4096, "hidden_act": "gelu", "tie_word_embeddings": True,
+            "mamba_d_state": 64, "mamba_d_conv": 4, "mamba_expand": 2, "mamba_ngroups": 1, "mamba_headdim": 64,
+            "n_mamba_heads": 8, "use_conv_bias": True, "add_bias_linear": False,
+        },
+        mixer="mamba2", layers="zamba2",
+    ),
+    "qwen3_next": _Family(
+        defaults={
+            "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 48,
+            "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256, "max_position_embeddings": 32768,
+            "hidden_act": "silu", "tie_word_embeddings": False, "full_attention_interval": 4,
+            "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_value_head_dim": 128,
+            "linear_num_key_heads": 16, "linear_num_value_heads": 32, "num_experts": 512, "num_experts_per_tok": 10,
+            "moe_intermediate_size": 512, "shared_expert_intermediate_size": 512,
+        },
+        qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head", shared_expert_gate=True,
+        attention_gate=True, mixer="gated_deltanet", layers="layer_types",
+    ),
+    "qwen3_5_text": _Family(  # Qwen3.5 (dense): Qwen3-Next's layers with a dense MLP
+        defaults={
+            "vocab_size": 248320, "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 32,
+            "num_attention_heads": 16, "num_key_value_heads": 4, "head_dim": 256, "max_position_embeddings": 32768,
+            "hidden_act": "silu", "tie_word_embeddings": False, "full_attention_interval": 4,
+            "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_value_head_dim": 128,
+            "linear_num_key_heads": 16, "linear_num_value_heads": 32,
+        },
+        qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head", attention_gate=True,
+        mixer="gated_deltanet", layers="layer_types",
+    ),
+    "lfm2": _Family(
+        defaults={
+            "vocab_size": 65536, "hidden_size": 2560, "intermediate_size": 12288, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 128000,
+            "hidden_act": "silu", "tie_word_embeddings": True, "conv_bias": False, "conv_L_cache": 3,
+            "block_multiple_of": 256, "block_ffn_dim_multiplier": 1.0, "block_auto_adjust_ff_dim": True,
+        },
+        qk_norm="head", mixer="short_conv", layers="layer_types",
     ),
 }  # fmt: skip
 
@@ -285,9 +391,18 @@ _ENCODER_ONLY_TYPES = {
     "mpnet", "modernbert", "nomic_bert", "xlm", "ernie", "megatron-bert", "data2vec-text",
 }  # fmt: skip
 # Composite configs whose text_config may omit model_type: the class transformers builds by default.
-_DEFAULT_TEXT_TYPE = {"llava": "llama", "llava_next": "llama", "gemma3": "gemma3_text"}
+_DEFAULT_TEXT_TYPE = {"llava": "llama", "llava_next": "llama", "gemma3": "gemma3_text", "qwen3_5": "qwen3_5_text"}
 # Architecture class names that carry an output projection over the vocabulary.
 _LM_HEAD_MARKERS = ("ForCausalLM", "LMHead", "ForConditionalGeneration", "ForMaskedLM", "ForPreTraining")
+
+
+def known_family(model_type: str | None) -> bool:
+    """Whether hfmem models this model_type's layout (else config.json is read with the common key names)."""
+    return model_type in _FAMILIES
+
+
+def family_of(model_type: str | None) -> _Family | None:
+    return _FAMILIES.get(model_type or "")
 
 
 class _Reader:
@@ -366,10 +481,17 @@ def read_architecture(config: Any) -> tuple[Architecture, list[str]]:
     family = r.family
 
     core = {name: r.int(name) for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")}
-    warnings.extend(f"config.json has no {name}" for name, value in core.items() if value is None)
+    attention_free = family.layers == "all"  # Mamba/Mamba2: num_heads (if any) are the SSM's
+    warnings.extend(
+        f"config.json has no {name}"
+        for name, value in core.items()
+        if value is None and not (attention_free and name == "num_attention_heads")
+    )
     hidden, layers, heads, vocab = core.values()
     kv_heads = r.int("num_key_value_heads") or heads
     head_dim = r.int(family.head_dim_key)
+    if family.layers == "zamba2" and hidden and heads:  # the shared block attends over [hidden, embeddings]
+        head_dim = r.int("attention_head_dim") or 2 * hidden // heads
     if head_dim is None and hidden and heads:
         head_dim = hidden // heads
         if hidden % heads:
@@ -399,7 +521,17 @@ def read_architecture(config: Any) -> tuple[Architecture, list[str]]:
     if isinstance(ff_proj, str):  # T5 family: "relu", "gated-gelu", ...; transformers maps gated-gelu to gelu_new
         gated = ff_proj.startswith("gated-")
         hidden_act = "gelu_new" if ff_proj == "gated-gelu" else ff_proj.split("-")[-1]
-    layer_types, window = _layer_types(r, layers, max_positions)
+    recurrent = _recurrent(r, hidden) if family.mixer else None
+    if family.mixer:
+        layer_types, window = _recurrent_layer_types(r, layers) if layers else None, None
+    else:
+        layer_types, window = _layer_types(r, layers, max_positions)
+    if family.layers == "all":  # no attention at all (Mamba2Config's num_heads are the SSM's heads)
+        heads = kv_heads = head_dim = None
+        attention = None
+        intermediate = (r.int("expand") or 0) * (hidden or 0) or None  # the mixer's inner width
+    elif family.mixer == "short_conv" and intermediate:
+        intermediate = _lfm2_ff_dim(r, intermediate)
 
     num_experts = r.int("num_experts") or None  # 0 experts means dense
     arch = Architecture(
@@ -431,8 +563,89 @@ def read_architecture(config: Any) -> tuple[Architecture, list[str]]:
         num_decoder_layers=(r.int("num_decoder_layers") or layers) if encoder_decoder else None,
         hidden_act=hidden_act if isinstance(hidden_act, str) else None,
         gated_mlp=gated,
+        recurrent=recurrent,
     )
     return arch, warnings
+
+
+def _ssm_int(r: _Reader, name: str, auto: int | None) -> int | None:
+    """A Mamba size that may be "auto" (time_step_rank, mamba_dt_rank, mamba_d_head): `auto` then."""
+    return auto if r.raw(name) == "auto" else r.int(name)
+
+
+def _recurrent(r: _Reader, hidden: int | None) -> Recurrent | None:
+    """The per-sequence state of the family's recurrent layers, as its transformers mixer and cache shape it."""
+    mixer, h = r.family.mixer, hidden or 0
+    p = r.family.prefix
+    if mixer == "mamba":  # MambaMixer / JambaMambaMixer: conv (intermediate, K), ssm (intermediate, N)
+        expand, state = r.int(p + "expand" if p else "expand"), r.int(p + "d_state" if p else "state_size")
+        inner = (expand or 0) * h
+        width = r.int(p + "d_conv" if p else "conv_kernel") or 0
+        return Recurrent(mixer, inner, width, inner * (state or 0), (inner, state or 0), state_fp32=True)
+    if mixer == "mamba2":  # Mamba2Mixer and its hybrids: conv (inner + 2 G N, K), ssm (heads, head_dim, N)
+        if r.family.layers == "zamba2":
+            names = ("mamba_expand", "mamba_d_state", "mamba_d_conv", "mamba_ngroups", "n_mamba_heads",
+                     "mamba_headdim")  # fmt: skip
+        elif p:
+            names = ("mamba_expand", "mamba_d_state", "mamba_d_conv", "mamba_n_groups", "mamba_n_heads",
+                     "mamba_d_head")  # fmt: skip
+        else:
+            names = ("expand", "state_size", "conv_kernel", "n_groups", "num_heads", "head_dim")
+        expand, state, width, groups, heads = (r.int(n) or 0 for n in names[:5])
+        inner = r.int("mamba_d_ssm") if r.family.layers == "parallel" else None
+        inner = inner or expand * h
+        head_dim = _ssm_int(r, names[5], inner // heads if heads else None) or 0
+        return Recurrent(
+            mixer, inner + 2 * groups * state, width, heads * head_dim * state, (heads, head_dim, state), True
+        )
+    if mixer == "gated_deltanet":  # Qwen3NextGatedDeltaNet: conv (2 key_dim + value_dim, K), (v_heads, d_k, d_v)
+        k_heads, v_heads = r.int("linear_num_key_heads") or 0, r.int("linear_num_value_heads") or 0
+        d_k, d_v = r.int("linear_key_head_dim") or 0, r.int("linear_value_head_dim") or 0
+        channels = 2 * k_heads * d_k + v_heads * d_v
+        width = r.int("linear_conv_kernel_dim") or 0
+        return Recurrent(mixer, channels, width, v_heads * d_k * d_v, (v_heads, d_k, d_v), state_fp32=True)
+    if mixer == "short_conv":  # Lfm2ShortConv: conv (hidden, conv_L_cache), no recurrent state
+        return Recurrent(mixer, h, r.int("conv_L_cache") or 0, 0, (), state_fp32=False)
+    return None
+
+
+def _recurrent_layer_types(r: _Reader, layers: int) -> tuple[str, ...] | None:
+    """Per layer "recurrent", "full_attention" or "hybrid" (both), from the family's rule."""
+    rule = r.family.layers
+    if rule == "all":
+        return ("recurrent",) * layers
+    if rule == "parallel":
+        return ("hybrid",) * layers
+    if rule == "jamba":
+        period, offset = r.int("attn_layer_period") or 1, r.int("attn_layer_offset") or 0
+        return tuple("full_attention" if i % period == offset else "recurrent" for i in range(layers))
+    names = {"full_attention": "full_attention", "attention": "full_attention", "hybrid": "hybrid"}
+    listed = r.raw("layers_block_type" if rule == "zamba2" else "layer_types")
+    if isinstance(listed, list) and len(listed) == layers and all(isinstance(t, str) for t in listed):
+        return tuple(names.get(t, "recurrent") for t in listed)
+    if listed is not None:
+        r.warnings.append(f"config.json layer types do not list {layers} layers: the family's default layout used")
+    if rule == "zamba2":
+        r.warnings.append("config.json has no layers_block_type: every layer counted as Mamba (no KV cache)")
+        return ("recurrent",) * layers
+    if r.family.mixer == "short_conv":  # Lfm2Config: full_attn_idxs, else every layer attends
+        idxs = r.raw("full_attn_idxs")
+        full = set(idxs) if isinstance(idxs, list) else set(range(layers))
+        return tuple("full_attention" if i in full else "recurrent" for i in range(layers))
+    every = r.int("full_attention_interval") or 1  # Qwen3NextConfig
+    return tuple("recurrent" if (i + 1) % every else "full_attention" for i in range(layers))
+
+
+def _lfm2_ff_dim(r: _Reader, inner: int) -> int:
+    """Lfm2MLP's width: 2/3 of block_ff_dim when auto-adjusted, times the multiplier, rounded up to a multiple."""
+    if r.raw("block_auto_adjust_ff_dim"):
+        inner = int(2 * inner / 3)
+        multiplier = r.raw("block_ffn_dim_multiplier")
+        if isinstance(multiplier, (int, float)) and not isinstance(multiplier, bool) and multiplier > 0:
+            inner = int(multiplier * inner)
+        multiple = r.int("block_multiple_of") or 1
+        inner = multiple * -(-inner // multiple)
+    return inner
 
 
 def _layer_types(
@@ -477,170 +690,3 @@ def _layer_types(
     if all(t == "full_attention" for t in types):
         return None, None
     return tuple(types), window if "sliding_attention" in types else None
-
-
-# --- parameter count from the architecture (fallback for repos without safetensors) ---
-
-
-def config_parameters(arch: Architecture, config: Any = None) -> tuple[int, int]:
-    """(total, embedding) parameters of the model class transformers would build, derived from the config.
-
-    `arch` comes from read_architecture(config); `config` is the same decoded config.json, for the layout keys
-    Architecture does not carry (biases, dense/MoE layer split, shared experts, BERT/T5/vision extras); without it
-    a Llama-like layout is assumed.
-    `embedding` = input embedding + other embedding tables (positions, token types, T5 relative bias, vision
-    positions) + an untied output projection. Exact for the families in _FAMILIES; CLIP/SigLIP vision towers
-    are counted LLaVA-style (exact for LLaVA-1.5, approximate for other multimodal layouts).
-    Raises UnsupportedModel when the config lacks a dimension the count needs.
-    """
-    cfg: Mapping[str, Any] = config if isinstance(config, Mapping) else {}
-    r, _ = _reader(cfg, [])
-    family = r.family
-    dims = {
-        "hidden_size": arch.hidden_size, "num_hidden_layers": arch.num_hidden_layers,
-        "num_attention_heads": arch.num_attention_heads, "num_key_value_heads": arch.num_key_value_heads,
-        "head_dim": arch.head_dim, "intermediate_size": arch.intermediate_size, "vocab_size": arch.vocab_size,
-    }  # fmt: skip
-    missing = [name for name, value in dims.items() if not value]
-    if missing:
-        raise UnsupportedModel(f"config.json lacks {', '.join(missing)}: cannot derive a parameter count")
-    h, vocab = arch.hidden_size or 0, arch.vocab_size or 0
-
-    if family.stack == "t5":
-        total, tables = _t5_parameters(arch, r)
-    else:
-        total, tables = _decoder_parameters(arch, r)
-    head = 0
-    if _has_lm_head(arch.architectures, arch.is_encoder_only) and not arch.tie_word_embeddings:
-        head = vocab * h + (vocab if family.lm_head_bias else 0)
-    vision, vision_tables = _vision_parameters(cfg, h)
-    return total + head + vision, vocab * h + tables + head + vision_tables
-
-
-def _norm(h: int, family: _Family) -> int:
-    return 2 * h if family.norm_bias else h
-
-
-def _mlp(h: int, inner: int, gated: bool, bias: bool) -> int:
-    if gated:
-        return 3 * h * inner + (2 * inner + h if bias else 0)
-    return 2 * h * inner + (inner + h if bias else 0)
-
-
-def _attention(arch: Architecture, r: _Reader) -> int:
-    h, heads = arch.hidden_size or 0, arch.num_attention_heads or 0
-    qkv_bias, o_bias = r.flag(r.family.qkv_bias), r.flag(r.family.o_bias)
-    if arch.attention == "mla":
-        nope, rope, v = arch.qk_nope_head_dim or 0, arch.qk_rope_head_dim or 0, arch.v_head_dim or 0
-        kv_rank, q_rank = arch.kv_lora_rank or 0, arch.q_lora_rank
-        if q_rank is None:
-            q = h * heads * (nope + rope)
-        else:  # low-rank down (+ bias), RMSNorm, up
-            q = h * q_rank + (q_rank if qkv_bias else 0) + q_rank + q_rank * heads * (nope + rope)
-        # joint down-projection to the latent + shared rope key (+ bias), RMSNorm, up to per-head k_nope and v
-        kv = h * (kv_rank + rope) + (kv_rank + rope if qkv_bias else 0) + kv_rank + kv_rank * heads * (nope + v)
-        return q + kv + heads * v * h + (h if o_bias else 0)
-    q_width, kv_width = heads * (arch.head_dim or 0), (arch.num_key_value_heads or 0) * (arch.head_dim or 0)
-    params = h * (q_width + 2 * kv_width) + q_width * h
-    params += (q_width + 2 * kv_width if qkv_bias else 0) + (h if o_bias else 0)
-    if r.family.qk_norm and (r.family.qk_norm_flag is None or r.flag(r.family.qk_norm_flag)):
-        per_norm = 2 if r.family.norm_bias else 1
-        params += per_norm * (2 * (arch.head_dim or 0) if r.family.qk_norm == "head" else q_width + kv_width)
-    return params + (heads if r.family.attention_sinks else 0)
-
-
-def _moe_layers(arch: Architecture, r: _Reader) -> int:
-    """How many layers hold routed experts: Qwen-MoE (decoder_sparse_step, mlp_only_layers) and DeepSeek
-    (first_k_dense_replace, moe_layer_freq) rules."""
-    if not arch.num_experts:
-        return 0
-    dense = r.raw("mlp_only_layers")
-    dense = {i for i in dense if isinstance(i, int)} if isinstance(dense, list) else set()
-    first, freq = r.int("first_k_dense_replace") or 0, r.int("moe_layer_freq") or 1
-    step = r.int("decoder_sparse_step") or 1
-    layers = range(first, arch.num_hidden_layers or 0)
-    return sum(i % freq == 0 and (i + 1) % step == 0 and i not in dense for i in layers)
-
-
-def _feed_forward(moe: bool, arch: Architecture, r: _Reader) -> int:
-    """One layer's MLP: dense, or routed experts (+ router and shared experts)."""
-    h, inner, family = arch.hidden_size or 0, arch.intermediate_size or 0, r.family
-    bias = r.flag(family.mlp_bias)
-    if not moe:
-        return _mlp(h, inner, arch.gated_mlp, bias)
-    experts = arch.num_experts or 0
-    expert_inner = arch.moe_intermediate_size or inner
-    router = experts * h + (experts if family.router_bias else 0)
-    params = router + experts * _mlp(h, expert_inner, arch.gated_mlp, bias)
-    shared = r.int("shared_expert_intermediate_size") or (arch.num_shared_experts or 0) * expert_inner
-    if shared:
-        params += _mlp(h, shared, arch.gated_mlp, bias) + (h if family.shared_expert_gate else 0)
-    return params
-
-
-def _decoder_parameters(arch: Architecture, r: _Reader) -> tuple[int, int]:
-    """Decoder-only stacks, and BERT-style encoders; returns (parameters without the LM head, extra tables)."""
-    h, layers, family = arch.hidden_size or 0, arch.num_hidden_layers or 0, r.family
-    tables = (arch.max_position_embeddings or 0) * h if family.position_table else 0
-    per_layer = _attention(arch, r) + family.layer_norms * _norm(h, family)
-    total = (arch.vocab_size or 0) * h + tables + layers * per_layer
-    moe = _moe_layers(arch, r)
-    total += (layers - moe) * _feed_forward(False, arch, r) + moe * _feed_forward(True, arch, r)
-    if family.stack == "bert":
-        types = (r.int("type_vocab_size") or 0) * h
-        tables += types
-        total += types + _norm(h, family)  # token-type table and the embedding LayerNorm (no final norm)
-        names = " ".join(arch.architectures)
-        if "ForMaskedLM" not in names:
-            total += h * h + h  # pooler
-        if "ForMaskedLM" in names or "ForPreTraining" in names:
-            total += h * h + h + _norm(h, family) + (arch.vocab_size or 0)  # transform + LayerNorm + decoder bias
-        if "ForPreTraining" in names:
-            total += 2 * h + 2  # next-sentence head
-    else:
-        total += _norm(h, family)  # final norm
-    return total, tables
-
-
-def _t5_parameters(arch: Architecture, r: _Reader) -> tuple[int, int]:
-    """T5: shared embedding; encoder (self-attn + FF) and decoder (self + cross-attn + FF); RMS norms; relative bias."""
-    h, heads, d = arch.hidden_size or 0, arch.num_attention_heads or 0, arch.head_dim or 0
-    attn = 4 * h * heads * d
-    ff = (3 if arch.gated_mlp else 2) * h * (arch.intermediate_size or 0)
-    encoder = (arch.num_hidden_layers or 0) * (attn + ff + 2 * h) + h
-    decoder = (arch.num_decoder_layers or 0) * (2 * attn + ff + 3 * h) + h
-    relative = 2 * (r.int("relative_attention_num_buckets") or 0) * heads  # first layer of each stack
-    return (arch.vocab_size or 0) * h + encoder + decoder + relative, relative
-
-
-def _vision_parameters(config: Mapping[str, Any], text_hidden: int) -> tuple[int, int]:
-    """CLIP/SigLIP vision tower plus a LLaVA two-layer projector; (parameters, position-table parameters). The
-    towers' class defaults are hfmem.vision's (imported here: hfmem.vision reads numbers with checked_int)."""
-    from .vision import LLAVA_TOWER, TOWER_DEFAULTS
-
-    vision = config.get("vision_config")
-    if vision is None and isinstance(config.get("model_type"), str) and config["model_type"].startswith("llava"):
-        vision = LLAVA_TOWER
-    if not isinstance(vision, Mapping):
-        return 0, 0
-    kind = vision.get("model_type", "clip_vision_model")
-    if not isinstance(kind, str) or kind not in TOWER_DEFAULTS:
-        return 0, 0  # other towers are not modelled: the count covers the language model only
-    defaults = TOWER_DEFAULTS[kind]
-    r = _Reader(vision, _Family(defaults=defaults), [], "vision_config.")
-    v = {name: r.int(name) or default for name, default in defaults.items()}  # a value not an integer: the default
-    h, inner, patch, clip = v["hidden_size"], v["intermediate_size"], v["patch_size"], kind == "clip_vision_model"
-    positions = (v["image_size"] // patch) ** 2 + (1 if clip else 0)  # CLIP adds a class token
-    embeddings = v["num_channels"] * patch * patch * h + h  # patch conv + CLIP's class embedding (SigLIP: conv bias)
-    layer = 4 * (h * h + h) + 2 * 2 * h + 2 * h * inner + inner + h
-    tower = embeddings + positions * h + v["num_hidden_layers"] * layer + 2 * h + (2 * h if clip else 0)  # post/pre LN
-    feature_layers = config.get("vision_feature_layer", -2)
-    width = h * (len(feature_layers) if isinstance(feature_layers, list) else 1)
-    bias = config.get("multimodal_projector_bias", True)
-    projector = width * text_hidden + text_hidden * text_hidden + (2 * text_hidden if bias else 0)
-    return tower + projector, positions * h
-
-
-def vision_parameters(config: Any, text_hidden: int) -> int | None:
-    """The vision tower + projector part of config_parameters' count (None: none modelled)."""
-    return _vision_parameters(config if isinstance(config, Mapping) else {}, text_hidden)[0] or None

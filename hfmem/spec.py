@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import dtypes
 from .architecture import Architecture, read_dropouts
-from .config import checked_int, config_parameters, read_architecture, vision_parameters
+from .config import checked_int, read_architecture
 from .gguf import GgufArchitecture, GgufRepo, GgufTensor, torch_name
 from .header import Tensor
+from .layouts import Layout, config_layout
 from .snapshot import PICKLE_FORMATS, Snapshot
 from .untrusted import one_line
 from .vision import VisionTower, is_vision_tensor, read_vision_tower
@@ -61,6 +63,8 @@ class ModelSpec:
     gguf: GgufRepo | None = None  # a GGUF repo: tensors are the chosen variant's, renamed as transformers names them
     adapter: Adapter | None = None  # a PEFT adapter repo: everything else describes its base model
     vision: VisionTower | None = None  # a vision-language model's image encoder, as its config describes it
+    # Without safetensors headers: the tensors transformers would build from config.json (the count's source).
+    layout: Layout | None = field(default=None, repr=False, compare=False)
 
     @property
     def tensor_count(self) -> int:
@@ -77,7 +81,8 @@ EMBEDDING_MODULES = {
 
 def is_embedding(name: str) -> bool:
     parts = name.rsplit(".", 2)
-    return len(parts) >= 2 and parts[-2] in EMBEDDING_MODULES
+    # Mamba's input table is `backbone.embeddings.weight` (CLIP's `embeddings.class_embedding` is no table).
+    return len(parts) >= 2 and (parts[-2] in EMBEDDING_MODULES or parts[-2:] == ["embeddings", "weight"])
 
 
 def is_expert(name: str) -> bool:
@@ -120,6 +125,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     quantization = read_quantization(snapshot.config, warnings)
     vision, vision_warnings = read_vision_tower(snapshot.config)
     warnings += vision_warnings
+    layout = None
     if tensors:
         parameters = count_parameters(tensors, architecture, quantization)
         weights_bytes = sum(t.nbytes * t.count for t in tensors)
@@ -128,7 +134,8 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
         if unknown:
             warnings.append(f"unknown dtype(s) {', '.join(unknown)}: sizes taken from the headers' data_offsets")
     else:
-        parameters, weights_bytes = _parameters_from_config(snapshot, architecture, dtype)
+        layout = config_layout(architecture, snapshot.config)
+        parameters, weights_bytes = _parameters_from_config(snapshot, layout, dtype)
         warnings.append(_no_safetensors_warning(snapshot))
     if snapshot.adapter is not None and isinstance(snapshot.adapter.target_modules, str):
         warnings.append(f"the adapter's target_modules is a regex ({one_line(snapshot.adapter.target_modules)[:60]}): "
@@ -151,6 +158,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
         warnings=tuple(warnings),
         adapter=snapshot.adapter,
         vision=vision,
+        layout=layout,
     )
 
 
@@ -245,15 +253,34 @@ def count_parameters(tensors: tuple[Tensor, ...], arch: Architecture, quant: Qua
     )
 
 
-def _parameters_from_config(snapshot: Snapshot, arch: Architecture, dtype: str | None) -> tuple[Parameters, int]:
-    total, embedding = config_parameters(arch, snapshot.config)
+def config_parameters(arch: Architecture, config: Any = None) -> tuple[int, int]:
+    """(total, embedding) parameters of the model transformers would build from config.json: sums over
+    layouts.config_layout, counted as count_parameters counts a checkpoint's headers."""
+    return layout_parameters(config_layout(arch, config))
+
+
+def layout_parameters(layout: Layout) -> tuple[int, int]:
+    total = embedding = 0
+    groups = [(layout.single, 1)] + [(template, len(prefixes)) for template, prefixes in layout.layers]
+    for entries, repeat in groups:
+        for name, shape, count in entries:
+            numel = math.prod(shape) * count * repeat
+            total += numel
+            embedding += numel if is_embedding(name) else 0
+    return total, embedding
+
+
+def _parameters_from_config(
+    snapshot: Snapshot, layout: Layout, dtype: str | None
+) -> tuple[Parameters, int]:
+    total, embedding = layout_parameters(layout)
     st_dtype = dtypes.TORCH_TO_SAFETENSORS.get(dtype or "float32", "F32")
     pickle_bytes = [f.size for f in snapshot.files if f.format in PICKLE_FORMATS]
     if pickle_bytes and None not in pickle_bytes:
         weights_bytes = sum(pickle_bytes)  # type: ignore[arg-type]  # pickle overhead is negligible
     else:
         weights_bytes = dtypes.nbytes(st_dtype, total)
-    vision = vision_parameters(snapshot.config, arch.hidden_size or 0)
+    vision = sum(math.prod(shape) * count for name, shape, count in layout.entries() if is_vision_tensor(name))
     return Parameters(total, {st_dtype: total}, embedding, None, exact=False, vision=vision), weights_bytes
 
 

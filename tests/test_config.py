@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from hfmem.architecture import Architecture
-from hfmem.config import MAX_LAYERS, checked_int, config_parameters, read_architecture
+from hfmem.config import MAX_LAYERS, checked_int, read_architecture
 from hfmem.errors import ConfigError, UnsupportedModel
+from hfmem.spec import config_parameters
 from tests.dataset import DATASET, config, expected, model_dirs, needs_dataset, repo_id
 
 WITH_TRUTH = model_dirs(with_ground_truth=True)

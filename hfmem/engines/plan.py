@@ -217,9 +217,10 @@ def kv_layer_bytes(facts: ModelFacts, element_bytes: int, tp: int) -> int:
 
 
 def attention_kinds(facts: ModelFacts) -> list[str]:
-    """Per decoder layer: sliding_attention where the model has a window, else full_attention."""
+    """Per decoder layer that caches K/V (a recurrent layer keeps a fixed state instead): sliding_attention where
+    the model has a window, else full_attention."""
     dims = facts.dims
-    kinds = dims.layer_kinds[: dims.decoder_layers]
+    kinds = [k for k in dims.layer_kinds[: dims.decoder_layers] if k != "recurrent"]
     return ["sliding_attention" if k == "sliding_attention" and dims.window else "full_attention" for k in kinds]
 
 

@@ -28,7 +28,8 @@ VERSION = "5.24.0"
 
 def kv_cache(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> tuple[int, Formula]:
     """KV bytes per GPU at the end of a prefill of seq_len tokens: every layer, sliding ones too, holds them all."""
-    layers = facts.dims.decoder_layers
+    kinds = facts.dims.layer_kinds[: facts.dims.decoder_layers]
+    self_len = self_attention_len(facts.dims, settings, seq_len)
     rule = "every layer keeps the prefill (a sliding layer's window is a view of it, cache_utils.py:241-249)"
     return kv_formula(facts, settings, seq_len, warnings, element=kv_element_bytes(facts, settings),
-                      layer_tokens=[self_attention_len(facts.dims, settings, seq_len)] * layers, rule=rule)
+                      layer_tokens=[0 if kind == "recurrent" else self_len for kind in kinds], rule=rule)

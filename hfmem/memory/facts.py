@@ -7,23 +7,21 @@ Llama-style tensor list built from the config instead, and a warning says so.
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
 from .. import dtypes
-from ..architecture import Architecture
+from ..architecture import Architecture, Recurrent
+from ..config import family_of, known_family
+from ..errors import UnsupportedModel
 from ..gguf import GGML_TYPES
 from ..header import Tensor
+from ..layouts import Layout, config_layout
 from ..spec import ModelSpec, is_embedding
 
 BLOCK = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\.")
-# 2-D router weights that are bare nn.Parameters, not nn.Linear (memory-model.md A.4): never LoRA or bnb targets.
-_BARE_ROUTERS = {"deepseek_v2": "gate", "deepseek_v3": "gate", "gpt_oss": "router"}
-# transformers' Conv1D stores weights as (in, out) rather than nn.Linear's (out, in).
-_CONV1D_TYPES = {"gpt2"}
 # Floating-point weights, as trainable as any: a GGUF's block-quantised ggml types among them.
 _FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"} | {name for name, block, _ in GGML_TYPES.values() if block > 1}
 
@@ -106,6 +104,12 @@ class Dims:
     activation: str | None = None  # config hidden_act (ACT2FN key)
     eager_only: bool = False  # EAGER_ONLY_TYPES
     dropouts: Dropouts = Dropouts()
+    recurrent: Recurrent | None = None  # state of the layers whose kind is "recurrent" or "hybrid" (memory/state.py)
+
+    @property
+    def kv_layers(self) -> int:
+        """Decoder layers that cache K/V (a recurrent-only layer keeps a fixed state instead)."""
+        return self.decoder_layers - sum(kind == "recurrent" for kind in self.layer_kinds[: self.decoder_layers])
 
 
 @dataclass(frozen=True)
@@ -160,16 +164,21 @@ def facts_of(model: ModelSpec | ModelFacts) -> ModelFacts:
 def _analyse(spec: ModelSpec) -> ModelFacts:
     warnings: list[str] = []
     model_type = spec.architecture.model_type or ""
-    scan = _scan(spec.tensors, model_type)
-    dims = _dims(spec.architecture, len(scan.moe_blocks) if spec.tensors else None, warnings)
     tensors, synthetic = spec.tensors, False
-    if not tensors:
-        tensors, synthetic = _synthetic_tensors(spec.architecture, dims, spec.dtype), True
-        scan = _scan(tensors, model_type)
+    if not tensors:  # the tensors transformers would build from config.json (the parameter count's own list)
+        st = dtypes.TORCH_TO_SAFETENSORS.get(spec.dtype or "", "F32")
+        layout = spec.layout or _arch_layout(spec.architecture)
+        tensors, synthetic = (layout.tensors(st) if layout else ()), True
         warnings.append(
             "no safetensors headers: linear-layer shapes (LoRA counts, int8/int4 sizes, largest layer) are derived "
-            "from config.json in Llama layout"
+            "from config.json"
         )
+    scan = _scan(tensors, model_type)
+    arch = spec.architecture
+    if not synthetic:
+        arch = _header_facts(arch, scan, warnings)
+        warnings += _contradictions(spec, scan)
+    dims = _dims(arch, len(scan.moe_blocks) if tensors else None, warnings)
     by_leaf: dict[str, list[Linear]] = {}
     for lin in scan.linears:
         by_leaf.setdefault(lin.module.rsplit(".", 1)[-1], []).append(lin)
@@ -204,8 +213,9 @@ class _Scan:
 
 def _scan(tensors: tuple[Tensor, ...], model_type: str) -> _Scan:
     scan = _Scan()
-    bare_router = _BARE_ROUTERS.get(model_type)
-    conv1d = model_type in _CONV1D_TYPES
+    family = family_of(model_type)
+    bare_router = family.bare_router if family else None
+    conv1d = bool(family and family.conv1d)
     for t in tensors:
         name, shape, numel, count = t.name, t.shape, t.numel, t.count
         match = BLOCK.search(name)
@@ -235,9 +245,85 @@ def _scan(tensors: tuple[Tensor, ...], model_type: str) -> _Scan:
     return scan
 
 
+_INPUT_TABLES = {"embed_tokens", "wte", "word_embeddings", "tok_embeddings", "embed_in", "embeddings"}
+# Quantized storage: what a quantization_config's checkpoint holds besides floats (packed ints, fp8, 4-bit bytes).
+_QUANTIZED_DTYPES = {"I32", "U32", "I8", "U8", "I4", "U4"}
+
+
+def _header_facts(arch: Architecture, scan: _Scan, warnings: list[str]) -> Architecture:
+    """What the safetensors headers prove where config.json is silent (an unknown family read with the common key
+    names): hidden and vocabulary sizes from the input embedding, the MLP width from up_proj, the layer count from `layers.N.` names, K/V heads from k_proj's shape (config.json's num_key_value_heads
+    defaults to the attention heads), the routed experts per layer.
+    Each guess is named in a warning."""
+    found: dict[str, Any] = {}
+    table = next((t for t in scan.embeddings if t.name.rsplit(".", 2)[-2] in _INPUT_TABLES), None)
+    if table is not None and not arch.hidden_size:
+        found |= {"hidden_size": table.shape[1], "vocab_size": arch.vocab_size or table.shape[0]}
+        warnings.append(f"hidden_size {table.shape[1]} taken from the input embedding's shape")
+    hidden = found.get("hidden_size", arch.hidden_size)
+    up = next((lin for lin in scan.linears if lin.module.endswith(".up_proj") and lin.in_features == hidden), None)
+    if up is not None and not arch.intermediate_size and ".experts." not in up.module:
+        found["intermediate_size"] = up.out_features
+        warnings.append(f"intermediate_size {up.out_features} taken from up_proj's shape")
+    blocks = {int(m.group(1)) for key in scan.blocks if (m := BLOCK.search(key))}
+    if not arch.num_hidden_layers and blocks:
+        found["num_hidden_layers"] = max(blocks) + 1
+        warnings.append(f"num_hidden_layers {max(blocks) + 1} taken from the checkpoint's layer names")
+    heads = arch.num_attention_heads
+    head_dim = arch.head_dim or (hidden // heads if hidden and heads else None)
+    k_proj = _k_proj(scan, hidden)
+    kv_heads = k_proj.out_features // head_dim if k_proj is not None and head_dim else None
+    unknown = not known_family(arch.model_type)
+    if arch.attention != "mla" and kv_heads and unknown and kv_heads != (arch.num_key_value_heads or heads):
+        found |= {"num_key_value_heads": kv_heads, "head_dim": head_dim}
+        warnings.append(f"num_key_value_heads {kv_heads} taken from k_proj's shape ({kv_heads * head_dim} / "
+                        f"head_dim {head_dim})")  # fmt: skip
+    experts = max((lin.count for lin in scan.linears if ".experts." in lin.module), default=1)
+    if not arch.num_experts and experts > 1:
+        found["num_experts"] = experts
+        warnings.append(f"num_experts {experts} taken from the checkpoint's expert tensors (experts per token "
+                        f"unknown: 1 assumed)")  # fmt: skip
+    return replace(arch, **found) if found else arch
+
+
+def _k_proj(scan: _Scan, hidden: int | None) -> Linear | None:
+    """The language model's first K projection (a vision tower's has another input width)."""
+    return next((lin for lin in scan.linears if lin.module.endswith(".k_proj") and lin.in_features == hidden), None)
+
+
+def _contradictions(spec: ModelSpec, scan: _Scan) -> list[str]:
+    """Where the checkpoint contradicts its own config.json (the headers win: they are what loads). A float
+    dtype other than torch_dtype is no contradiction (from_pretrained casts); a quantization_config over plain
+    float tensors, fewer layers than configured, or K/V projections of another width are."""
+    arch, out = spec.architecture, []
+    dtypes_held = {t.dtype for t in spec.tensors}
+    quant = spec.quantization
+    if quant is not None and quant.method != "gguf" and not dtypes_held & _QUANTIZED_DTYPES and not any(
+        d.startswith("F8") for d in dtypes_held
+    ):
+        held = ", ".join(sorted(dtypes_held))
+        out.append(f"config.json's quantization_config says {quant.method}, but the checkpoint stores only {held} "
+                   "tensors: sizes follow the headers")  # fmt: skip
+    blocks = {int(m.group(1)) for key in scan.blocks if (m := BLOCK.search(key))}
+    layers = arch.num_hidden_layers or 0
+    if blocks and layers and not arch.is_encoder_decoder and max(blocks) + 1 < layers:
+        out.append(f"config.json has {layers} layers, but the checkpoint holds {max(blocks) + 1}")
+    d = arch.head_dim
+    k_proj = _k_proj(scan, arch.hidden_size)
+    known = known_family(arch.model_type)  # an unknown family takes the headers' width (_header_facts)
+    if known and quant is None and k_proj is not None and arch.attention in ("mha", "gqa", "mqa") and d and \
+            arch.num_key_value_heads and k_proj.out_features != arch.num_key_value_heads * d:
+        out.append(f"k_proj is {k_proj.out_features} wide, not num_key_value_heads x head_dim = "
+                   f"{arch.num_key_value_heads} x {d}: the KV cache follows config.json")  # fmt: skip
+    return out
+
+
 def _dims(arch: Architecture, moe_blocks: int | None, warnings: list[str]) -> Dims:
     """`moe_blocks`: blocks holding routed experts in the checkpoint (None when there is no checkpoint)."""
-    missing = [name for name in ("hidden_size", "num_hidden_layers", "num_attention_heads") if not getattr(arch, name)]
+    required = ("hidden_size", "num_hidden_layers", "num_attention_heads")
+    if arch.layer_types and "recurrent" in arch.layer_types and arch.num_attention_heads is None:
+        required = required[:2]  # an attention-free state-space model
+    missing = [name for name in required if not getattr(arch, name)]
     if missing:
         warnings.append(f"config lacks {', '.join(missing)}: activations and KV cache are left out (0 bytes)")
     hidden, layers, heads = arch.hidden_size or 0, arch.num_hidden_layers or 0, arch.num_attention_heads or 0
@@ -286,45 +372,14 @@ def _dims(arch: Architecture, moe_blocks: int | None, warnings: list[str]) -> Di
         activation=arch.hidden_act,
         eager_only=arch.model_type in EAGER_ONLY_TYPES,
         dropouts=Dropouts.of(arch),
+        recurrent=arch.recurrent,
     )
 
 
-def _synthetic_tensors(arch: Architecture, dims: Dims, dtype: str | None) -> tuple[Tensor, ...]:
-    """A Llama-layout tensor list from the config, for repos without safetensors headers."""
-    st = dtypes.TORCH_TO_SAFETENSORS.get(dtype or "", "F32")
-    h, a = dims.hidden, dims.heads
-    out: list[Tensor] = [Tensor("model.embed_tokens.weight", st, (dims.vocab, h))]
-    for i in range(arch.num_hidden_layers or 0):
-        p = f"model.layers.{i}"
-        if dims.mla:
-            attn = (
-                {"q_proj": (a * dims.qk_head_dim, h)}
-                if not dims.q_lora_rank
-                else {"q_a_proj": (dims.q_lora_rank, h), "q_b_proj": (a * dims.qk_head_dim, dims.q_lora_rank)}
-            )
-            attn |= {
-                "kv_a_proj_with_mqa": (dims.kv_lora_rank + dims.qk_rope_head_dim, h),
-                "kv_b_proj": (a * (dims.qk_head_dim - dims.qk_rope_head_dim + dims.v_head_dim), dims.kv_lora_rank),
-                "o_proj": (h, a * dims.v_head_dim),
-            }
-        else:
-            q, kv = a * dims.head_dim, dims.kv_heads * dims.head_dim
-            attn = {"q_proj": (q, h), "k_proj": (kv, h), "v_proj": (kv, h), "o_proj": (h, q)}
-        out += [Tensor(f"{p}.self_attn.{n}.weight", st, shape) for n, shape in attn.items()]
-        m, count = (f"{p}.mlp.experts.*", dims.experts) if dims.experts else (f"{p}.mlp", 1)
-        inner = dims.expert_intermediate if dims.experts else dims.intermediate
-        gate = [Tensor(f"{m}.gate_proj.weight", st, (inner, h), count=count)] if dims.gated else []
-        out += gate + [
-            Tensor(f"{m}.up_proj.weight", st, (inner, h), count=count),
-            Tensor(f"{m}.down_proj.weight", st, (h, inner), count=count),
-        ]
-        if dims.experts:
-            out.append(Tensor(f"{p}.mlp.gate.weight", st, (dims.experts, h)))
-        out += [
-            Tensor(f"{p}.input_layernorm.weight", st, (h,)),
-            Tensor(f"{p}.post_attention_layernorm.weight", st, (h,)),
-        ]
-    out.append(Tensor("model.norm.weight", st, (h,)))
-    if not arch.tie_word_embeddings and not arch.is_encoder_only:
-        out.append(Tensor("lm_head.weight", st, (dims.vocab, h)))
-    return tuple(t for t in out if math.prod(t.shape) > 0)
+def _arch_layout(arch: Architecture) -> Layout | None:
+    """A spec made without its config.json (by hand, or from a GGUF without tensors): the Llama layout of its
+    architecture, or None when it lacks the dimensions."""
+    try:
+        return config_layout(arch)
+    except UnsupportedModel:
+        return None

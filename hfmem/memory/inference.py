@@ -9,6 +9,7 @@ from .facts import ModelFacts
 from .results import Estimate, Formula
 from .settings import Settings
 from .vision import inference_activations
+from .state import mixer_prefill
 from .weights import FLOAT_BYTES, compute_dtype, inference_weights
 
 # PeftModel.from_pretrained upcasts a float16/bfloat16 adapter to float32 (autocast_adapter_dtype=True, PEFT's
@@ -37,7 +38,8 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
                         "them (counted as --attention eager)")
     layer = 0
     if dims.hidden:
-        layer = b * seq_len * act.prefill_layer_peak(dims, c, kv_len=seq_len, padded=padded, eager=eager)
+        peak = act.prefill_layer_peak(dims, c, kv_len=seq_len, padded=padded, eager=eager)
+        layer = b * seq_len * max(peak, mixer_prefill(dims, c))  # a recurrent layer's mixer may be the widest
         layer += b * seq_len * seq_len * act.mask_bytes(c, padded=padded, eager=eager)
     all_positions = settings.logits == "all"
     logit_positions = seq_len if all_positions else 1
@@ -65,7 +67,8 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
         Formula(
             "prefill layer peak",
             "b x s x (residual + normed input + widest of norm / attention / MLP "
-            "intermediates)" + (" + b x heads x s^2 x (2c + 4) eager scores" if eager else "")
+            + ("/ recurrent mixer " if dims.recurrent else "")
+            + "intermediates)" + (" + b x heads x s^2 x (2c + 4) eager scores" if eager else "")
             + (" + b x s^2 mask" if eager or padded else ""),
             {"batch_size": b, "seq_len": seq_len, "compute_bytes": c, "padding": settings.padding},
             layer,

@@ -9,6 +9,7 @@ from ..untrusted import shortened
 from .facts import Dims, ModelFacts
 from .results import Formula
 from .settings import Settings
+from .state import state_term
 from .weights import FLOAT_BYTES, compute_dtype
 
 KV_BYTES = {"float16": 2, "bfloat16": 2, "fp8": 1}
@@ -30,10 +31,10 @@ def layer_bytes_per_token(dims: Dims, element_bytes: int, gpus: int = 1) -> int:
 
 
 def kv_bytes_per_token(facts: ModelFacts, settings: Settings) -> int:
-    """Σ over decoder layers of one token's K/V bytes (sliding windows not applied): the vLLM page figure."""
+    """Σ over attention layers of one token's K/V bytes (sliding windows not applied): the vLLM page figure."""
     dims = facts.dims
     per_layer = layer_bytes_per_token(dims, kv_element_bytes(facts, settings), settings.gpus)
-    return per_layer * dims.decoder_layers * (2 if dims.encoder_decoder else 1)
+    return per_layer * dims.kv_layers * (2 if dims.encoder_decoder else 1)
 
 
 def self_attention_len(dims: Dims, settings: Settings, seq_len: int) -> int:
@@ -57,17 +58,22 @@ def kv_cache(
     (`layer_tokens`, the engine's rule, described by `rule`; an engine's padding slots included)."""
     dims = facts.dims
     per_layer = layer_bytes_per_token(dims, element, settings.gpus)
-    if dims.decoder_layers == 0 or per_layer == 0:
-        reason = "encoder-only model: no KV cache" if dims.encoder_only else "no attention dimensions"
+    # Recurrent layers' fixed state per sequence lives in the same cache (memory/state.py).
+    state, state_expression, state_inputs = state_term(dims, FLOAT_BYTES[compute_dtype(facts, settings)],
+                                                       settings.batch_size)  # fmt: skip
+    if dims.decoder_layers == 0 or per_layer == 0 or not dims.kv_layers:
+        reason = "encoder-only model: no KV cache" if dims.encoder_only else "no attention layers"
+        if state:
+            return state, Formula("kv_cache", f"no K/V ({reason}); " + state_expression, state_inputs, state, True)
         return 0, Formula("kv_cache", reason, {}, 0, exact=True)
     kinds = dims.layer_kinds[: dims.decoder_layers]
-    other = sorted({k for k in kinds if k not in ("full_attention", "sliding_attention")})
+    other = sorted({k for k in kinds if k not in ("full_attention", "sliding_attention", "recurrent", "hybrid")})
     if other:
         warnings.append(f"KV cache: layer types {shortened(other)} are counted as full attention")
     tokens = sum(layer_tokens)  # Σ over layer slots of the tokens each keeps
     if dims.encoder_decoder:
         tokens += dims.decoder_layers * seq_len  # cross-attention over an encoder input of seq_len tokens
-    total = settings.batch_size * tokens * per_layer
+    total = settings.batch_size * tokens * per_layer + state
     if dims.mla:
         expression = "batch x Σ_layers tokens x (kv_lora_rank + qk_rope_head_dim) x kv_bytes"
         shape: dict[str, int | float | str] = {
@@ -86,8 +92,11 @@ def kv_cache(
     shape |= (inputs or {}) | {
         "batch_size": settings.batch_size,
         "seq_len": seq_len,
-        "layers": len(kinds),
+        "layers": len(kinds) - kinds.count("recurrent"),
         "kv_bytes": element,
-        "bytes_per_token": per_layer * len(kinds),
+        "bytes_per_token": per_layer * (len(kinds) - kinds.count("recurrent")),
     }
+    if state:
+        expression += "; + " + state_expression
+        shape |= state_inputs
     return total, Formula("kv_cache", expression, shape, total, exact=True)

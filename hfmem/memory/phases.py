@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from . import activations as act
 from .facts import Dims
 from .results import Formula
+from .state import with_recurrent_layers
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def step_activations(
     per_layer = [saved.per_token()] * (dec_layers - dims.moe_layers) + [
         saved.per_token() - saved.mlp + moe
     ] * dims.moe_layers
+    per_layer = with_recurrent_layers(dims, per_layer, saved.attention, saved.mlp, c, trainable)
     final_norm = act.norm_saved(h, c, residual, trainable)
     stacks = 2 if enc_dec else 1
     embedding_masks = act.MASK * h * dims.dropouts.embedding // stacks  # per token of each stack

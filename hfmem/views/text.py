@@ -94,6 +94,10 @@ def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width
     if a.sliding_window and a.layer_types:
         sliding = sum(t == "sliding_attention" for t in a.layer_types)
         arch.append(f"{sliding}/{len(a.layer_types)} layers sliding window {a.sliding_window}")
+    if a.recurrent is not None and a.layer_types:
+        recurrent = sum(t in ("recurrent", "hybrid") for t in a.layer_types)
+        arch.append(f"{recurrent}/{len(a.layer_types)} layers {a.recurrent.mixer} state")
+    arch = [part for part in arch if "None" not in part]  # an attention-free model has no heads
     p = spec.parameters
     params = [format_count(p.total) + ("" if p.exact else " (from config.json, approximate)")]
     if len(p.by_dtype) == 1:
