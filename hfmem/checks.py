@@ -73,10 +73,12 @@ def check_model(
     revision: str | None = None,
     hub: HubOptions | None = None,
     serving: engines.EngineSettings | None = None,
+    file: str | None = None,
+    quant: str | None = None,
 ) -> CheckReport:
     """Resolve `reference` and check it. Raises ResolveError (or ModelRefError) when the model cannot be resolved:
-    then there is nothing to check."""
-    snapshot = open_snapshot(reference, revision=revision, hub=hub)
+    then there is nothing to check. `file` or `quant` chooses a GGUF variant."""
+    snapshot = open_snapshot(reference, revision=revision, hub=hub, file=file, quant=quant)
     return check_snapshot(snapshot, settings or Settings(), mode=mode, gpu=gpu, serving=serving)
 
 
@@ -141,7 +143,7 @@ def _download(snapshot: Snapshot) -> Finding:
 
 def _weights(snapshot: Snapshot) -> Finding:
     if snapshot.gguf is not None:
-        return Finding("weights", Level.OK, f"GGUF ({snapshot.gguf.chosen.name}): loading it runs no code")
+        return Finding.of("weights", Level.OK, f"GGUF ({snapshot.gguf.chosen.name}): loading it runs no code")
     formats = set(snapshot.formats)
     if "safetensors" in formats:
         return Finding.of("weights", Level.OK, "safetensors: loading them runs no code")
@@ -174,7 +176,7 @@ def _custom_code(snapshot: Snapshot) -> Finding:
 
 def _config(snapshot: Snapshot) -> Finding:
     if snapshot.gguf is not None:
-        return Finding("config", Level.OK, "the architecture comes from the GGUF metadata")
+        return Finding.of("config", Level.OK, "the architecture comes from the GGUF metadata")
     architecture, warnings = read_architecture(snapshot.config)
     missing = [name for name in REQUIRED if getattr(architecture, name) is None]
     if missing:

@@ -108,6 +108,15 @@ def memory_options(f: Callable) -> Callable:
     return f
 
 
+def gguf_options(f: Callable) -> Callable:
+    """--file / --quant: which variant of a GGUF repo is read (inspect, check, and every GGUF repo of an audit)."""
+    f = click.option("--quant", default=None, metavar="LABEL",
+                     help="GGUF repos: the variant by its quant, e.g. Q4_K_M.  [default: the only one, else "
+                          "Q4_K_M]")(f)
+    return click.option("--file", "gguf_file", metavar="NAME.gguf", default=None,
+                        help="GGUF repos: the variant file to read.")(f)
+
+
 units_option = click.option(
     "--units", type=_choice(["gib", "gb"]), default="gib", show_default=True,
     help="Human output in GiB (2^30) or GB (10^9); JSON is always bytes.",
@@ -284,9 +293,7 @@ def cli() -> None:
                    "(--json always has them).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
               help="Also write a self-contained HTML report with charts.")
-@click.option("--file", "gguf_file", metavar="NAME.gguf", default=None, help="GGUF repos: the variant file to read.")
-@click.option("--quant", default=None, metavar="LABEL",
-              help="GGUF repos: the variant by its quant, e.g. Q4_K_M.  [default: the only one, else Q4_K_M]")
+@gguf_options
 @click.option("--cache-type-k", type=_choice(CACHE_TYPES), default="f16", show_default=True,
               help="GGUF models (llama.cpp): the K cache type.")
 @click.option("--cache-type-v", type=_choice(CACHE_TYPES), default="f16", show_default=True,
@@ -363,6 +370,7 @@ def write_page(path: str, page: str) -> None:
 @click.option("--max-model-len", type=click.IntRange(min=1), default=None,
               help="With --engine: the context length to serve.  [default: the model's]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@gguf_options
 @units_option
 def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None, max_model_len: int | None,
           **opts: Any) -> None:
@@ -388,7 +396,8 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
     model = without_credentials(model)
 
     def run(model: str) -> tuple[bool, dict[str, Any] | str]:
-        result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, serving=serving)
+        result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, serving=serving,
+                             file=opts["gguf_file"], quant=opts["quant"])
         return result.passed, check_to_dict(result) if as_json else text.render_check(result, units, columns, paint)
 
     passed, output = for_one(run, model, as_json)
@@ -427,6 +436,7 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
 @click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
               help="Also write a self-contained HTML page: a sortable table coloured by fit and a chart.")
+@gguf_options
 @units_option
 def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: str, engine: str | None,
           max_model_len: int | None, as_json: bool, html_path: str | None, author: str | None, search: str | None,
@@ -482,7 +492,8 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
     total = len(models) if isinstance(models, list) else limit
     stopped: BaseException | None = None
     rows = audit_models(models, settings, gpu=gpu, revision=opts["revision"], hub=hub,
-                        jobs=jobs, timeout=timeout, serving=serving_from(engine, max_model_len, gpu, opts["gpus"]))
+                        jobs=jobs, timeout=timeout, serving=serving_from(engine, max_model_len, gpu, opts["gpus"]),
+                        file=opts["gguf_file"], quant=opts["quant"])
     errors, kept = 0, []  # the rows, for the HTML page (each a small summary)
     with closing(rows), click.open_file(output, "a" if resume else "w") as out, _Progress(total) as progress:
 
