@@ -69,6 +69,7 @@ from .header import Header, header_from_dict, header_length, parse_header
 from .local import read_snapshot
 from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, is_adapter_repo, read_adapter
 from .refs import ModelRef
+from .sentence import MODULES, is_sentence_repo, read_sentence_model
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
 from .untrusted import MAX_BYTES, MAX_FILES, MAX_LISTED, MAX_TENSORS, decode_json, is_commit, is_repo_path
 
@@ -268,9 +269,10 @@ def _resolve_online(
             commit = info.commit
             cache.save_commit(repo_id, revision, commit)
             chosen = variant != Variant()
-            if not chosen and (hit := cache.load(ref, commit)):
-                return replace(hit, gated=info.gated)
             names = {f.path for f in info.files}
+            kept = not is_sentence_repo(names)  # the cache keeps a transformers checkpoint's fields only
+            if not chosen and kept and (hit := cache.load(ref, commit)):
+                return replace(hit, gated=info.gated)
             if is_adapter_repo(names):
                 return _resolve_adapter(ref, client, pool, commit, names, as_base)
             if is_gguf_repo(info.files, chosen):
@@ -288,8 +290,14 @@ def _resolve_online(
             config = decode_json(raw_config, f"{ref.text}: config.json", ConfigError)
             if not isinstance(config, dict):
                 raise ConfigError(f"{ref.text}: config.json is not a JSON object")
-    snapshot = Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, config, headers, info.gated)
-    cache.save(snapshot)
+            sentence = None if kept else read_sentence_model(
+                client.file(repo_id, MODULES, commit, "config")[1], names, ref.text,
+                lambda name: client.file(repo_id, name, commit, "config")[1],
+                lambda name: client.header(repo_id, name, commit), pool.map)  # fmt: skip
+    snapshot = Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, config, headers, info.gated,
+                        sentence=sentence)  # fmt: skip
+    if kept:
+        cache.save(snapshot)
     return snapshot
 
 

@@ -19,6 +19,7 @@ from .gguf import read_header as read_gguf
 from .header import Header, header_length, parse_header
 from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, is_adapter_repo, read_adapter
 from .refs import ModelRef
+from .sentence import MODULES, is_sentence_repo, read_sentence_model
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
 from .untrusted import MAX_BYTES, MAX_FILES, decode_json
 
@@ -43,7 +44,11 @@ def read_snapshot(ref: ModelRef, *, file: str | None = None, quant: str | None =
     if not isinstance(config, dict):
         raise ConfigError(f"{ref.text}: config.json is not a JSON object")
     headers = {name: read_header(inside(name)) for name in _checkpoint_files(inside, listed, ref.text)}
-    return Snapshot(ref.text, None, None, None, "local", files, config, headers)
+    sentence = read_sentence_model(
+        read_small(inside(MODULES), MAX_BYTES["config"], ConfigError), listed, ref.text,
+        lambda name: read_small(inside(name), MAX_BYTES["config"], ConfigError), lambda name: read_header(inside(name)),
+    ) if is_sentence_repo(listed) else None  # fmt: skip
+    return Snapshot(ref.text, None, None, None, "local", files, config, headers, sentence=sentence)
 
 
 def local_adapter(ref: ModelRef) -> Adapter | None:

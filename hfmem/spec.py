@@ -15,6 +15,7 @@ from .untrusted import one_line
 
 if TYPE_CHECKING:
     from .peft import Adapter
+    from .sentence import SentenceModel
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ModelSpec:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     gguf: GgufRepo | None = None  # a GGUF repo: tensors are the chosen variant's, renamed as transformers names them
     adapter: Adapter | None = None  # a PEFT adapter repo: everything else describes its base model
+    sentence: SentenceModel | None = None  # a sentence-transformers repo: tensors include its modules' weights
 
     @property
     def tensor_count(self) -> int:
@@ -111,6 +113,9 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     architecture, config_warnings = read_architecture(snapshot.config)
     warnings = list(snapshot.warnings) + config_warnings
     tensors = tuple(t for header in snapshot.headers.values() for t in header.tensors)
+    if snapshot.sentence is not None and tensors:  # the modules beyond the root Transformer (Dense) count too
+        tensors += snapshot.sentence.tensors
+        warnings += snapshot.sentence.warnings
     dtype = _config_dtype(snapshot.config)
     quantization = read_quantization(snapshot.config, warnings)
     if tensors:
@@ -142,6 +147,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
         tensors=tensors,
         warnings=tuple(warnings),
         adapter=snapshot.adapter,
+        sentence=snapshot.sentence,
     )
 
 

@@ -216,6 +216,32 @@ def build_repo(
     return FakeRepo(repo_id, repo_files)
 
 
+def sentence_files(dense: Sequence[tuple[int, int, bool]] = (), *, pickled: bool = False) -> dict[str, Content]:
+    """The files sentence-transformers' save() writes beside a Transformer module at the root: modules.json
+    (Transformer, Pooling, each Dense (in, out, bias) of `dense`, Normalize), 1_Pooling/config.json, and each
+    Dense's config.json and nn.Linear weights (`linear.weight`, `linear.bias`; pytorch_model.bin when `pickled`).
+    Normalize saves no file, so its folder is absent from the repo, as on the Hub."""
+    modules = [("", "Transformer"), ("1_Pooling", "Pooling")]
+    modules += [(f"{2 + i}_Dense", "Dense") for i in range(len(dense))] + [(f"{2 + len(dense)}_Normalize", "Normalize")]
+    listed = [{"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+              for i, (path, kind) in enumerate(modules)]  # fmt: skip
+    files: dict[str, Content] = {
+        "modules.json": json.dumps(listed, indent=2).encode(),
+        "1_Pooling/config.json": b'{"word_embedding_dimension": 384, "pooling_mode_mean_tokens": true}',
+    }
+    for i, (ins, outs, bias) in enumerate(dense):
+        folder = f"{2 + i}_Dense"
+        config = {"in_features": ins, "out_features": outs, "bias": bias,
+                  "activation_function": "torch.nn.modules.activation.Tanh"}  # fmt: skip
+        files[f"{folder}/config.json"] = json.dumps(config).encode()
+        tensors = [Tensor("linear.weight", "F32", (outs, ins))] + [Tensor("linear.bias", "F32", (outs,))] * bias
+        if pickled:
+            files[f"{folder}/pytorch_model.bin"] = LazyFile(b"", sum(t.nbytes for t in tensors))
+        else:
+            files[f"{folder}/model.safetensors"] = safetensors_file(tensors)
+    return files
+
+
 def load_tensors(path: Path) -> list[Tensor]:
     """A dataset-style tensors.json (name -> {"dtype", "shape"}), in file order."""
     return [Tensor(name, info["dtype"], tuple(info["shape"])) for name, info in json.loads(path.read_bytes()).items()]

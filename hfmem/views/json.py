@@ -49,7 +49,7 @@ def to_dict(report: ModelReport) -> dict[str, Any]:
 
 
 def kind_dict(spec: ModelSpec) -> dict[str, Any]:
-    """CONTRACT.md's objects for the repo kinds that have one: `gguf` (types, parameters per ggml type, only for the
+    """CONTRACT.md's objects for the repo kinds that have one (README lists the keys added): `gguf` (types, parameters per ggml type, only for the
     variant read; the others' bits_per_weight are their size over its parameters; bytes_by_type the read one's) and
     `adapter`."""
     kinds: dict[str, Any] = {}
@@ -66,7 +66,19 @@ def kind_dict(spec: ModelSpec) -> dict[str, Any]:
         }  # fmt: skip
     if spec.adapter is not None:
         kinds["adapter"] = spec.adapter.to_dict()
+    if spec.sentence is not None:
+        kinds["sentence_transformers"] = {"modules": sentence_modules(spec)}
     return kinds
+
+
+def sentence_modules(spec: ModelSpec) -> list[dict[str, Any]]:
+    """Each module of a sentence-transformers repo, in modules.json's order, with its parameters (the root
+    Transformer's are the checkpoint's; a module without weights has 0) and the file they were read from."""
+    assert spec.sentence is not None
+    extra = sum(m.parameters for m in spec.sentence.modules) if spec.parameters.exact else 0  # else not in total
+    return [{"name": m.name, "path": m.path, "type": m.type,
+             "parameters": m.parameters if m.path else spec.parameters.total - extra,
+             "weights_file": m.weights_file} for m in spec.sentence.modules]  # fmt: skip
 
 
 def _tables(report: ModelReport) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from ..memory.settings import MODES
 from ..untrusted import one_line
 from .units import format_bytes, format_count, label, short_count, size
 from .units import message as units_message
+from .json import sentence_modules
 
 if TYPE_CHECKING:
     from ..api import ModelReport
@@ -145,6 +146,9 @@ def _kind_rows(spec: ModelSpec, units: str) -> dict[str, list[str]]:
                            f"({format_bytes(a.weights_bytes, units)})"]  # fmt: skip
         rows["Adapter"] += [f"modules_to_save {','.join(a.modules_to_save)}"] * bool(a.modules_to_save)
         rows["Adapter"].append(f"base {a.base_model}")
+    if spec.sentence is not None:
+        rows["Modules"] = [f"{m['path'] or '.'} {m['type']}" + (f" {m['parameters']:,}" if m["parameters"] else "")
+                           for m in sentence_modules(spec)]  # fmt: skip
     return rows
 
 
