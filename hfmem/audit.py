@@ -24,6 +24,7 @@ from .memory import MODES, Mode, Settings
 from .untrusted import without_credentials
 
 if TYPE_CHECKING:
+    from .diffusion import ImageSettings
     from .api import ModelReport
     from .hub import HubOptions, ListedModel
 
@@ -161,6 +162,7 @@ def audit_models(
     serving: engines.EngineSettings | None = None,
     file: str | None = None,
     quant: str | None = None,
+    image: ImageSettings | None = None,
 ) -> Iterator[AuditRow]:
     """One row per model, in input order, each as soon as it and the ones before it are done; never raises for a
     model (a failure is a row with its `error`). `models` are references, or models of a Hub listing (hub.list_models,
@@ -172,7 +174,8 @@ def audit_models(
     Hub's rate-limit waits aside); a model still running well past every limit its requests keep gets a "timeout"
     row and is left behind. Closing the iterator, or a signal while it waits, cancels the models not started.
     `file` or `quant` chooses the variant of every GGUF repo of the list (a repo without GGUF files resolves as
-    always, but not from the metadata cache)."""
+    always, but not from the metadata cache); `image`, the image size and weight variant of every Diffusers
+    pipeline."""
     from .api import open_snapshot, report_for  # the resolving part of the library: loaded when an audit runs
     from .hub import HubOptions, fetch_snapshot
     from .refs import parse_ref
@@ -191,7 +194,7 @@ def audit_models(
             else:
                 listing = None if revision else model.listing
                 snapshot = fetch_snapshot(parse_ref(model.repo_id, revision), hub, listing, file=file, quant=quant)
-            report = report_for(snapshot, settings, gpu)
+            report = report_for(snapshot, settings, gpu, image=image)
             plan = engines.plan(report.memory.facts, gpu, serving) if serving and gpu else None
             return AuditRow.of(name, report, plan)
         except Exception as e:  # every failure is a row, unexpected ones as "internal"

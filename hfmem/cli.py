@@ -24,6 +24,7 @@ import click
 # Only light modules here, so that `hfmem --help` and `--version` never load huggingface_hub: the library's
 # resolving parts are imported by the commands that use them.
 from .audit import DEFAULT_JOBS, DEFAULT_TIMEOUT, MAX_INPUT_BYTES, SORTS, AuditRow, read_models, resume_rows
+from .diffusion import ImageSettings
 from .engines import ENGINES, EngineSettings, engine_settings
 from .engines.sglang import KV_CACHE_DTYPES as SGLANG_KV
 from .engines.vllm import KV_CACHE_DTYPES as VLLM_KV
@@ -115,6 +116,21 @@ def gguf_options(f: Callable) -> Callable:
                           "Q4_K_M]")(f)
     return click.option("--file", "gguf_file", metavar="NAME.gguf", default=None,
                         help="GGUF repos: the variant file to read.")(f)
+
+
+def pipeline_options(f: Callable) -> Callable:
+    """--height / --width / --variant: a Diffusers pipeline's image and weight variant (inspect, check, audit)."""
+    f = click.option("--variant", default=None, metavar="NAME",
+                     help="Diffusers pipelines: the weight variant to load, e.g. fp16.  [default: the non-variant "
+                          "files, as diffusers]")(f)
+    f = click.option("--width", type=click.IntRange(min=8), default=None,
+                     help="Diffusers pipelines: image width in pixels.  [default: the pipeline's]")(f)
+    return click.option("--height", type=click.IntRange(min=8), default=None,
+                        help="Diffusers pipelines: image height in pixels.  [default: the pipeline's]")(f)
+
+
+def image_from(opts: dict[str, Any]) -> ImageSettings:
+    return ImageSettings(opts["height"], opts["width"], opts["variant"])
 
 
 units_option = click.option(
@@ -294,6 +310,7 @@ def cli() -> None:
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
               help="Also write a self-contained HTML report with charts.")
 @gguf_options
+@pipeline_options
 @click.option("--cache-type-k", type=_choice(CACHE_TYPES), default="f16", show_default=True,
               help="GGUF models (llama.cpp): the K cache type.")
 @click.option("--cache-type-v", type=_choice(CACHE_TYPES), default="f16", show_default=True,
@@ -328,7 +345,7 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
 
     def run(model: str) -> Any:
         return inspect_model(model, settings, gpu=gpu, revision=opts["revision"], hub=hub, tables=computed,
-                             explain=explain, file=opts["gguf_file"], quant=opts["quant"])
+                             explain=explain, file=opts["gguf_file"], quant=opts["quant"], image=image_from(opts))
 
     outputs, reports, failed = [], [], False
     for model, result in zip(models, for_each(run, models)):
@@ -371,6 +388,7 @@ def write_page(path: str, page: str) -> None:
               help="With --engine: the context length to serve.  [default: the model's]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @gguf_options
+@pipeline_options
 @units_option
 def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None, max_model_len: int | None,
           **opts: Any) -> None:
@@ -397,7 +415,7 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
 
     def run(model: str) -> tuple[bool, dict[str, Any] | str]:
         result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, serving=serving,
-                             file=opts["gguf_file"], quant=opts["quant"])
+                             file=opts["gguf_file"], quant=opts["quant"], image=image_from(opts))
         return result.passed, check_to_dict(result) if as_json else text.render_check(result, units, columns, paint)
 
     passed, output = for_one(run, model, as_json)
@@ -437,6 +455,7 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
               help="Also write a self-contained HTML page: a sortable table coloured by fit and a chart.")
 @gguf_options
+@pipeline_options
 @units_option
 def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: str, engine: str | None,
           max_model_len: int | None, as_json: bool, html_path: str | None, author: str | None, search: str | None,
@@ -493,7 +512,7 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
     stopped: BaseException | None = None
     rows = audit_models(models, settings, gpu=gpu, revision=opts["revision"], hub=hub,
                         jobs=jobs, timeout=timeout, serving=serving_from(engine, max_model_len, gpu, opts["gpus"]),
-                        file=opts["gguf_file"], quant=opts["quant"])
+                        file=opts["gguf_file"], quant=opts["quant"], image=image_from(opts))
     errors, kept = 0, []  # the rows, for the HTML page (each a small summary)
     with closing(rows), click.open_file(output, "a" if resume else "w") as out, _Progress(total) as progress:
 

@@ -51,6 +51,7 @@ except ImportError:  # pragma: no cover
     from httpx import Headers, RequestError, Response, TransportError  # type: ignore[no-redef]
 
 from .cache import MetadataCache
+from .diffusers import MODEL_INDEX, is_pipeline_repo, read_pipeline
 from .errors import (
     AccessDenied,
     BadResponse,
@@ -270,7 +271,8 @@ def _resolve_online(
             cache.save_commit(repo_id, revision, commit)
             chosen = variant != Variant()
             names = {f.path for f in info.files}
-            kept = not is_sentence_repo(names)  # the cache keeps a transformers checkpoint's fields only
+            # the cache keeps a transformers checkpoint's fields only
+            kept = not (is_sentence_repo(names) or is_pipeline_repo(names))
             if not chosen and kept and (hit := cache.load(ref, commit)):
                 return replace(hit, gated=info.gated)
             if is_adapter_repo(names):
@@ -280,6 +282,13 @@ def _resolve_online(
                                  file=variant.file, quant=variant.quant, read_all=pool.map)  # fmt: skip
                 return Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, {}, {}, info.gated,
                                 gguf=gguf)  # fmt: skip
+            if is_pipeline_repo(names):
+                pipeline = read_pipeline(
+                    client.file(repo_id, MODEL_INDEX, commit, "config")[1], names, ref.text,
+                    lambda name: client.file(repo_id, name, commit, "config")[1],
+                    lambda name: client.header(repo_id, name, commit), pool.map)  # fmt: skip
+                return Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, {}, {}, info.gated,
+                                pipeline=pipeline)  # fmt: skip
             if "config.json" not in names:
                 raise NoUsableFiles(f"{ref.text} has no config.json (hfmem reads transformers-style repos)")
             on_main = ref.revision in (None, constants.DEFAULT_REVISION)

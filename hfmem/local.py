@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from .diffusers import MODEL_INDEX, is_pipeline_repo, read_pipeline
 from .errors import ConfigError, HeaderError, HfmemError, NoUsableFiles
 from .gguf import GgufHeader, is_gguf_repo, open_repo
 from .gguf import read_header as read_gguf
@@ -37,6 +38,10 @@ def read_snapshot(ref: ModelRef, *, file: str | None = None, quant: str | None =
     if is_gguf_repo(files, file is not None or quant is not None):
         gguf = open_repo(files, lambda name: read_gguf_header(inside(name)), file=file, quant=quant)
         return Snapshot(ref.text, None, None, None, "local", files, {}, {}, gguf=gguf)
+    if is_pipeline_repo(listed):
+        small = lambda name: read_small(inside(name), MAX_BYTES["config"], ConfigError)  # noqa: E731
+        pipeline = read_pipeline(small(MODEL_INDEX), listed, ref.text, small, lambda name: read_header(inside(name)))
+        return Snapshot(ref.text, None, None, None, "local", files, {}, {}, pipeline=pipeline)
     if "config.json" not in listed:
         raise NoUsableFiles(f"{ref.text} has no config.json")
     raw = read_small(inside("config.json"), MAX_BYTES["config"], ConfigError)

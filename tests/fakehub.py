@@ -242,6 +242,37 @@ def sentence_files(dense: Sequence[tuple[int, int, bool]] = (), *, pickled: bool
     return files
 
 
+def pipeline_files(
+    layout: Path, weights: Mapping[str, Mapping[str | None, Sequence[Sequence[Tensor]]]]
+) -> dict[str, Content]:
+    """A Diffusers pipeline repo: the small files of `layout` (model_index.json, each component's config.json, the
+    scheduler's config) as they are, and per component (folder) and variant (None: non-variant) its safetensors
+    files as diffusers' save_pretrained names them: `diffusion_pytorch_model` for diffusers models, `model` for
+    transformers ones, `.VARIANT` before the suffix, one list of tensors per shard (`-0000i-of-0000N`, with the
+    index `NAME.safetensors.index[.VARIANT].json`)."""
+    files: dict[str, Content] = {
+        p.relative_to(layout).as_posix(): p.read_bytes() for p in sorted(layout.rglob("*")) if p.is_file()
+    }
+    library = {name: value[0] for name, value in json.loads(files["model_index.json"]).items()
+               if isinstance(value, list)}  # fmt: skip
+    for component, variants in weights.items():
+        stem = "diffusion_pytorch_model" if library[component] == "diffusers" else "model"
+        for variant, shards in variants.items():
+            dot = f".{variant}" if variant else ""
+            if len(shards) == 1:
+                files[f"{component}/{stem}{dot}.safetensors"] = safetensors_file(shards[0])
+                continue
+            weight_map = {}
+            for i, shard in enumerate(shards, 1):
+                name = f"{stem}{dot}-{i:05d}-of-{len(shards):05d}.safetensors"
+                files[f"{component}/{name}"] = safetensors_file(shard)
+                weight_map |= {t.name: name for t in shard}
+            total = sum(t.nbytes for shard in shards for t in shard)
+            index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+            files[f"{component}/{stem}.safetensors.index{dot}.json"] = json.dumps(index, indent=2).encode()
+    return files
+
+
 def load_tensors(path: Path) -> list[Tensor]:
     """A dataset-style tensors.json (name -> {"dtype", "shape"}), in file order."""
     return [Tensor(name, info["dtype"], tuple(info["shape"])) for name, info in json.loads(path.read_bytes()).items()]

@@ -10,6 +10,7 @@ from .units import message
 if TYPE_CHECKING:
     from ..api import ModelReport
     from ..checks import CheckReport
+    from ..diffusion import PipelineMemory
     from ..spec import ModelSpec
 
 
@@ -42,16 +43,16 @@ def to_dict(report: ModelReport) -> dict[str, Any]:
         },
         "memory": report.memory.to_dict(),
         "gpu": report.gpu.to_dict() if report.gpu else None,
-        **kind_dict(spec),
+        **kind_dict(spec, report.pipeline),
         "warnings": list(report.warnings),
         **_tables(report),
     }
 
 
-def kind_dict(spec: ModelSpec) -> dict[str, Any]:
+def kind_dict(spec: ModelSpec, run: PipelineMemory | None = None) -> dict[str, Any]:
     """CONTRACT.md's objects for the repo kinds that have one (README lists the keys added): `gguf` (types, parameters per ggml type, only for the
     variant read; the others' bits_per_weight are their size over its parameters; bytes_by_type the read one's) and
-    `adapter`."""
+    `adapter`; `sentence_transformers` and `diffusers` (with the pipeline's memory `run`) are hfmem's additions."""
     kinds: dict[str, Any] = {}
     if spec.gguf is not None:
         repo, parameters = spec.gguf, spec.parameters.total
@@ -68,7 +69,27 @@ def kind_dict(spec: ModelSpec) -> dict[str, Any]:
         kinds["adapter"] = spec.adapter.to_dict()
     if spec.sentence is not None:
         kinds["sentence_transformers"] = {"modules": sentence_modules(spec)}
+    if spec.pipeline is not None:
+        kinds["diffusers"] = pipeline_dict(spec, run)
     return kinds
+
+
+def pipeline_dict(spec: ModelSpec, run: PipelineMemory | None) -> dict[str, Any]:
+    """A Diffusers pipeline: each component with weights (exact parameters and bytes as stored in the files read),
+    the variant read, and the memory of a run (every component resident, and with model CPU offload)."""
+    pipeline = spec.pipeline
+    assert pipeline is not None
+    components = []
+    for c in pipeline.components:
+        tensors = pipeline.tensors(c)
+        components.append({
+            "name": c.name, "library": c.library, "class": c.class_name, "variant": c.chosen(pipeline.variant),
+            "files": list(pipeline.files(c)), "parameters": sum(t.numel * t.count for t in tensors),
+            "weights_bytes": sum(t.nbytes * t.count for t in tensors),
+        })  # fmt: skip
+    return {"pipeline": pipeline.class_name, "variant": pipeline.variant, "variants": list(pipeline.variants),
+            "denoiser": pipeline.denoiser.name if pipeline.denoiser else None, "components": components,
+            "without_weights": list(pipeline.others), "memory": run.to_dict() if run else None}  # fmt: skip
 
 
 def sentence_modules(spec: ModelSpec) -> list[dict[str, Any]]:
