@@ -174,7 +174,7 @@ def pipeline_report(snapshot: Snapshot, settings: Settings, gpu: Gpu | None, ima
     activations (not modelled for diffusion). No tables: they sweep a sequence length."""
     pipeline = snapshot.pipeline
     assert pipeline is not None
-    snapshot = replace(snapshot, pipeline=pipeline.choose(image.variant))
+    snapshot = replace(snapshot, pipeline=pipeline.choose(image.variant, snapshot.model))
     spec = build_spec(snapshot)
     assert spec.pipeline is not None
     run = pipeline_memory(spec.pipeline, height=image.height, width=image.width, batch_size=settings.batch_size,

@@ -76,11 +76,13 @@ class Pipeline:
     def variants(self) -> tuple[str, ...]:
         return tuple(sorted({v for c in self.components for v in c.files if v is not None}))
 
-    def choose(self, variant: str | None) -> Pipeline:
-        """The pipeline as diffusers loads it with `variant`: refused when no component has it."""
+    def choose(self, variant: str | None, where: str) -> Pipeline:
+        """The pipeline as diffusers loads it with `variant`: refused when no component has it (`where` names the
+        pipeline in the error)."""
         if variant is not None and variant not in self.variants:
             have = ", ".join(self.variants) or "none"
-            raise NoUsableFiles(f"no component has the weight variant '{one_line(variant)[:40]}' (variants: {have})")
+            raise NoUsableFiles(f"{where}: no component has the weight variant '{one_line(variant)[:40]}' "
+                                f"(variants: {have})")  # fmt: skip
         return replace(self, variant=variant)
 
     def files(self, component: Component) -> tuple[str, ...]:

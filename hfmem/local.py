@@ -39,7 +39,9 @@ def read_snapshot(ref: ModelRef, *, file: str | None = None, quant: str | None =
         gguf = open_repo(files, lambda name: read_gguf_header(inside(name)), file=file, quant=quant)
         return Snapshot(ref.text, None, None, None, "local", files, {}, {}, gguf=gguf)
     if is_pipeline_repo(listed):
-        small = lambda name: read_small(inside(name), MAX_BYTES["config"], ConfigError)  # noqa: E731
+        def small(name: str) -> bytes:
+            return read_small(inside(name), MAX_BYTES["config"], ConfigError)
+
         pipeline = read_pipeline(small(MODEL_INDEX), listed, ref.text, small, lambda name: read_header(inside(name)))
         return Snapshot(ref.text, None, None, None, "local", files, {}, {}, pipeline=pipeline)
     if "config.json" not in listed:

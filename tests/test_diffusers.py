@@ -206,7 +206,7 @@ def test_cli_inspect_check_audit(fake_hub: FakeHub, sdxl: FakeRepo, flux: FakeRe
     out = result.stdout
     assert "Architecture  StableDiffusionXLPipeline (Diffusers pipeline)\n" in out
     assert "denoiser unet (UNet2DConditionModel)\n" in out
-    assert f"unet 842.56K (1.61 MiB, fp16)" in out and "variants: fp16" in out
+    assert "unet 842.56K (1.61 MiB, fp16)" in out and "variants: fp16" in out
     assert "1024x1024 image · batch 1 (denoiser x2: guidance)" in out
     assert "vae                  0.00           3.01  modelled" in out  # (805,306,368 + 3 x 2^20) x 4 B + upcast
     assert "model CPU offload" in out and "device_map" in out and max(map(len, out.splitlines())) <= 80
@@ -238,3 +238,20 @@ def test_local_pipeline(tmp_path: Path, sdxl: FakeRepo):
     report = inspect_model(str(tmp_path), Settings(dtype="float16"), image=ImageSettings(512, 512, "fp16"))
     assert report.spec.parameters.total == UNET_P + CLIP_L_P + CLIP_G_P + VAE_P
     assert report.pipeline is not None and report.pipeline.latent == (64, 64)
+
+
+def test_component_with_only_a_variant_and_pickles(fake_hub: FakeHub):
+    """A component with only fp16 files is read from them, with a warning (diffusers loads it only with that
+    variant); a component with only a .bin is listed without weights and said to be uncounted."""
+    weights = {"unet": {"fp16": [_tensors("F16", UNET)]}, "text_encoder": {None: [_tensors("F32", CLIP_L)]},
+               "vae": {None: [_tensors("F32", VAE)]}}  # fmt: skip
+    files = pipeline_files(LAYOUTS / "sdxl", weights)
+    files["text_encoder_2/pytorch_model.bin"] = LazyFile(b"", 4 * CLIP_G_P)
+    fake_hub.add_repo(FakeRepo(SDXL, files))
+    report = _inspect(fake_hub, SDXL)
+    assert report.spec.parameters.by_dtype == {"F16": UNET_P, "F32": CLIP_L_P + VAE_P}
+    assert report.to_dict()["diffusers"]["without_weights"] == ["scheduler", "text_encoder_2", "tokenizer",
+                                                                "tokenizer_2"]  # fmt: skip
+    assert "unet has no non-variant weights: read its fp16 variant (diffusers loads it only with variant='fp16')" in (
+        report.warnings)
+    assert "text_encoder_2 has only pickled weights: not counted" in report.warnings

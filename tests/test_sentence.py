@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 
 from hfmem.api import inspect_model
-from hfmem.checks import check_model
 from hfmem.cli import cli
 from hfmem.errors import NoUsableFiles
 from hfmem.hub import HubOptions
