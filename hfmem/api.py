@@ -6,11 +6,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import engines
+from .diffusion import ImageSettings, PipelineMemory, denoiser_only, pipeline_memory, spread_gpus
 from .engines import EngineSettings, ServePlan
+from .errors import UnsupportedModel
 from .gpus import Gpu, find_gpu
 from .hub import HubOptions, fetch_snapshot, with_base
 from .local import local_adapter, read_snapshot
-from .diffusion import ImageSettings, PipelineMemory, denoiser_only, pipeline_memory, spread_gpus
 from .memory import (
     Estimate,
     Explanation,
@@ -235,6 +236,8 @@ def serve_model(
     smallest layout of at most `max_gpus` that starts and serves `concurrency` full-length requests (None if none).
     """
     spec = build_spec(open_snapshot(reference, revision=revision, hub=hub))
+    if spec.pipeline is not None:
+        raise UnsupportedModel(f"{spec.model} is a Diffusers pipeline: vLLM and SGLang serve language models")
     if solve:
         return engines.solve(spec, gpu, settings, concurrency=concurrency, max_gpus=max_gpus)
     return engines.plan(spec, gpu, settings)

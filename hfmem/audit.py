@@ -195,7 +195,8 @@ def audit_models(
                 listing = None if revision else model.listing
                 snapshot = fetch_snapshot(parse_ref(model.repo_id, revision), hub, listing, file=file, quant=quant)
             report = report_for(snapshot, settings, gpu, image=image)
-            plan = engines.plan(report.memory.facts, gpu, serving) if serving and gpu else None
+            # engines serve language models, not Diffusers pipelines
+            plan = engines.plan(report.memory.facts, gpu, serving) if serving and gpu and not report.pipeline else None
             return AuditRow.of(name, report, plan)
         except Exception as e:  # every failure is a row, unexpected ones as "internal"
             return AuditRow.failed(name, e)

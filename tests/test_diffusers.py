@@ -255,3 +255,35 @@ def test_component_with_only_a_variant_and_pickles(fake_hub: FakeHub):
     assert "unet has no non-variant weights: read its fp16 variant (diffusers loads it only with variant='fp16')" in (
         report.warnings)
     assert "text_encoder_2 has only pickled weights: not counted" in report.warnings
+
+
+def test_sd3_mmdit_tokens_by_hand():
+    """SD3.5 Large's transformer config (patch_size 2, 38 heads x 64): at 1024x1024 the 128x128 latent gives 64x64
+    = 4,096 image tokens plus 77 CLIP + 256 T5 text tokens (pipeline_stable_diffusion_3.py:463), under guidance
+    (x2), 12 x 2,432 each, in bf16."""
+    from hfmem.diffusers import Component, Pipeline
+    from hfmem.diffusion import pipeline_memory
+
+    transformer = Component("transformer", "diffusers", "SD3Transformer2DModel", {
+        "attention_head_dim": 64, "num_attention_heads": 38, "num_layers": 38, "patch_size": 2, "sample_size": 128,
+        "in_channels": 16, "joint_attention_dim": 4096, "caption_projection_dim": 2432}, {None: ("t.safetensors",)},
+        {None: (Tensor("transformer.proj_out.weight", "BF16", (64, 2432)),)})  # fmt: skip
+    vae = Component("vae", "diffusers", "AutoencoderKL", {"block_out_channels": [128, 256, 512, 512]},
+                    {None: ("v.safetensors",)}, {None: (Tensor("vae.decoder.conv_out.bias", "BF16", (3,)),)})
+    run = pipeline_memory(Pipeline("StableDiffusion3Pipeline", (transformer, vae)), height=None, width=None,
+                          batch_size=1, dtype="auto", attention="sdpa", overhead_bytes=0)  # fmt: skip
+    assert (run.height, run.latent, run.guidance_batch, run.denoiser_tokens) == (1024, (128, 128), 2, 4096 + 333)
+    assert run.components[0].activations_bytes == 2 * 2 * 4429 * 12 * 2432
+    assert run.offload_bytes == max(c.weights_bytes + c.activations_bytes for c in run.components)
+
+
+def test_serving_engines_refuse_a_pipeline(fake_hub: FakeHub, flux: FakeRepo):
+    """vLLM and SGLang serve language models: `serve` says so (exit 2); `audit --engine` gives no verdict."""
+    result = CliRunner().invoke(cli, ["serve", FLUX, "--gpu", "H100"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "hfmem: error: org/tiny-flux is a Diffusers pipeline: vLLM and SGLang serve " \
+                                    "language models"
+    audit = CliRunner().invoke(cli, ["audit", "-", "--format", "jsonl", "--engine", "vllm", "--gpu", "H100"],
+                               input=f"{FLUX}\n", catch_exceptions=False)  # fmt: skip
+    row = json.loads(audit.stdout)
+    assert audit.exit_code == 0 and row["error"] is None and row["kv_cache_tokens"] is None
