@@ -124,16 +124,21 @@ def inspect(
     token: str | None = None,
     tables: bool = False,
     explain: bool = False,
+    height: int | None = None,
+    width: int | None = None,
+    variant: str | None = None,
     **settings: Any,
 ) -> ModelReport:
     """hfmem for a notebook: `hfmem.inspect("Qwen/Qwen2.5-7B", gpu="H100", seq_len=8192, lora_targets="all-linear")`.
 
     `gpu` is a catalogue name or a Gpu; `settings` are Settings fields (batch_size, seq_len, dtype, optimizer,
-    recipe, lora_rank, lora_targets, qlora, gpus, zero, ...), strings accepted as on the command line."""
+    recipe, lora_rank, lora_targets, qlora, gpus, zero, ...), strings accepted as on the command line; `height`,
+    `width` and `variant` are a Diffusers pipeline's image size and weight variant."""
     device = find_gpu(gpu) if isinstance(gpu, str) else gpu
     hub = HubOptions(token=token) if token else None
     return inspect_model(
-        reference, Settings(**settings), gpu=device, revision=revision, hub=hub, tables=tables, explain=explain
+        reference, Settings(**settings), gpu=device, revision=revision, hub=hub, tables=tables, explain=explain,
+        image=ImageSettings(height, width, variant),
     )
 
 

@@ -330,6 +330,7 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
       hfmem inspect Qwen/Qwen3-30B-A3B --seq-len 32768 --tables
       hfmem inspect ./my-model --json
       hfmem inspect Qwen/Qwen2.5-7B@main --gpu RTX-4090 --qlora --html report.html
+      hfmem inspect stabilityai/stable-diffusion-xl-base-1.0 --variant fp16 --dtype float16 --gpu L4
 
     Exit status: 0 when every model resolved, 2 when one could not be resolved.
     """

@@ -287,3 +287,11 @@ def test_serving_engines_refuse_a_pipeline(fake_hub: FakeHub, flux: FakeRepo):
                                input=f"{FLUX}\n", catch_exceptions=False)  # fmt: skip
     row = json.loads(audit.stdout)
     assert audit.exit_code == 0 and row["error"] is None and row["kv_cache_tokens"] is None
+
+
+def test_notebook_api_takes_the_image(fake_hub: FakeHub, flux: FakeRepo, monkeypatch: pytest.MonkeyPatch):
+    import hfmem
+
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    report = hfmem.inspect(FLUX, height=512, width=768, variant=None, batch_size=2)
+    assert report.pipeline is not None and (report.pipeline.latent, report.pipeline.batch_size) == ((64, 96), 2)
