@@ -22,6 +22,8 @@ What is modelled from the architecture (diffusers at 58eb52c) and what is a rule
   (pipeline_stable_diffusion_xl.py:1262), which holds its weights in fp32.
 - Eager attention adds the scores and probabilities (2 x heads x tokens^2) of the largest attention; SDPA none.
 - Text encoders (rule of thumb): one layer's working set, tokens x (2 x hidden + intermediate).
+- Not modelled (0 bytes, with a warning): other denoisers (video transformers, priors), other VAEs (video ones
+  decode frames), other components (ControlNets, image encoders); VAE slicing and tiling.
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ def pipeline_memory(
             elements, tokens = _denoiser(c, latent, prefix, eager, warnings)
             activations = guided * width_bytes * elements
             modelled = elements > 0
-        elif c.name == "vae" and c.class_name.startswith("AutoencoderKL"):
+        elif c.name == "vae" and c.class_name == "AutoencoderKL":  # an image VAE (video VAEs decode frames too)
             upcasts = (prefix.startswith("StableDiffusionXL") and compute == "float16"
                        and c.config.get("force_upcast", True) is True)  # fmt: skip
             upcast = 4 * parameters - loaded if upcasts and 4 * parameters > loaded else 0
@@ -190,7 +192,7 @@ def _denoiser(c: Component, latent: tuple[int, int], prefix: str, eager: bool,
     if c.class_name == "UNet2DConditionModel":
         return _unet(config, latent, eager), None
     heads, head_dim = _int(config.get("num_attention_heads")), _int(config.get("attention_head_dim"))
-    if heads and head_dim:
+    if heads and head_dim and c.class_name.endswith("Transformer2DModel"):  # an image DiT (not a video one)
         patch = 2 if prefix.startswith("Flux") else (_int(config.get("patch_size")) or 1)  # FLUX packs 2x2 latents
         text = next((n for p, n in TEXT_TOKENS.items() if prefix.startswith(p)), 0)
         if not text:

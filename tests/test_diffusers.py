@@ -295,3 +295,19 @@ def test_notebook_api_takes_the_image(fake_hub: FakeHub, flux: FakeRepo, monkeyp
     monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
     report = hfmem.inspect(FLUX, height=512, width=768, variant=None, batch_size=2)
     assert report.pipeline is not None and (report.pipeline.latent, report.pipeline.batch_size) == ((64, 96), 2)
+
+
+def test_video_components_are_not_modelled():
+    """A video VAE and a 3D transformer (Wan's classes) are counted, but their activations are left out, said so."""
+    from hfmem.diffusers import Component, Pipeline
+    from hfmem.diffusion import pipeline_memory
+
+    weights = {None: (Tensor("x.weight", "BF16", (4, 4)),)}
+    transformer = Component("transformer", "diffusers", "WanTransformer3DModel", {
+        "num_attention_heads": 40, "attention_head_dim": 128, "patch_size": [1, 2, 2]}, {None: ("t",)}, weights)
+    vae = Component("vae", "diffusers", "AutoencoderKLWan", {"base_dim": 96}, {None: ("v",)}, weights)
+    run = pipeline_memory(Pipeline("WanPipeline", (transformer, vae)), height=480, width=832, batch_size=1,
+                          dtype="auto", attention="sdpa", overhead_bytes=0)  # fmt: skip
+    assert [(c.activations_bytes, c.modelled) for c in run.components] == [(0, False), (0, False)]
+    assert run.warnings == ("transformer (WanTransformer3DModel): activations not modelled",
+                            "vae (AutoencoderKLWan): activations not modelled")

@@ -211,7 +211,7 @@ def render_pipeline(report: ModelReport, units: str = "gib", width: int = WIDTH)
                   else ""), f"latent {run.latent[0]}x{run.latent[1]}", f"{run.dtype}"]  # fmt: skip
     if run.denoiser_tokens:
         heading.append(f"{run.denoiser_tokens:,} denoiser tokens")
-    rows = [[c.name, size(c.weights_bytes, units), size(c.activations_bytes + c.upcast_bytes, units),
+    rows = [[one_line(c.name), size(c.weights_bytes, units), size(c.activations_bytes + c.upcast_bytes, units),
              "modelled" if c.modelled else "rule of thumb" if c.activations_bytes else "not modelled"]
             for c in run.components]  # fmt: skip
     table = tabulate(rows, headers=["component", "weights", "activations", "activations are"], tablefmt="simple",
