@@ -122,7 +122,7 @@ def test_sdxl_components_exact(fake_hub: FakeHub, sdxl: FakeRepo):
     d = data["diffusers"]
     assert (d["pipeline"], d["variant"], d["variants"], d["denoiser"]) == (
         "StableDiffusionXLPipeline", None, ["fp16"], "unet")
-    assert [(c["name"], c["class"], c["parameters"], c["weights_bytes"], c["files"]) for c in d["components"]] == [
+    assert [(c["name"], c["class"], c["parameters"], c["weights_bytes"], c["files"]) for c in data["components"]] == [
         ("text_encoder", "CLIPTextModel", CLIP_L_P, 4 * CLIP_L_P, ["text_encoder/model.safetensors"]),
         ("text_encoder_2", "CLIPTextModelWithProjection", CLIP_G_P, 4 * CLIP_G_P, ["text_encoder_2/model.safetensors"]),
         ("unet", "UNet2DConditionModel", UNET_P, 4 * UNET_P, ["unet/diffusion_pytorch_model.safetensors"]),
@@ -132,7 +132,8 @@ def test_sdxl_components_exact(fake_hub: FakeHub, sdxl: FakeRepo):
     assert round_trips(fake_hub) == 3  # model_info; model_index.json; every config.json and header at once
     # The download is what from_pretrained fetches: the non-variant weights and the small files, not the .bin.
     small = sum(len(v) for k, v in sdxl.files.items() if isinstance(v, bytes))
-    assert spec.files.download_bytes == small + sum(sdxl.files[f].size for c in d["components"] for f in c["files"])
+    assert spec.files.download_bytes == small + sum(sdxl.files[f].size for c in data["components"] for f in c["files"])
+    assert sum(c["parameters"] for c in data["components"]) == data["parameters"]["total"]  # CONTRACT.md
 
 
 def test_sdxl_memory_by_hand(fake_hub: FakeHub, sdxl: FakeRepo):
@@ -164,8 +165,9 @@ def test_sdxl_memory_by_hand(fake_hub: FakeHub, sdxl: FakeRepo):
                   2 * CLIP_G_P + by_name["text_encoder_2"].activations_bytes,
                   2 * UNET_P + by_name["unet"].activations_bytes, 4 * VAE_P + 4 * (805_306_368 + 3 * 1024 * 1024))
     assert run.offload_bytes == largest + overhead
-    d = report.to_dict()["diffusers"]
-    assert d["variant"] == "fp16" and d["components"][2]["files"] == ["unet/diffusion_pytorch_model.fp16.safetensors"]
+    data = report.to_dict()
+    d = data["diffusers"]
+    assert d["variant"] == "fp16" and data["components"][2]["files"] == ["unet/diffusion_pytorch_model.fp16.safetensors"]
     assert d["memory"]["resident_bytes"] == inference.total_bytes and d["memory"]["cpu_offload_bytes"] == largest + overhead
     # bfloat16 is not upcast (the pipeline checks for float16), and eager attention adds the UNet's scores:
     # 2 x 10 heads x 4,096^2 at the 64x64 level (heads: attention_head_dim [5, 10, 20], diffusers' naming).

@@ -52,7 +52,8 @@ def to_dict(report: ModelReport) -> dict[str, Any]:
 def kind_dict(spec: ModelSpec, run: PipelineMemory | None = None) -> dict[str, Any]:
     """CONTRACT.md's objects for the repo kinds that have one (README lists the keys added): `gguf` (types, parameters per ggml type, only for the
     variant read; the others' bits_per_weight are their size over its parameters; bytes_by_type the read one's) and
-    `adapter`; `sentence_transformers` and `diffusers` (with the pipeline's memory `run`) are hfmem's additions."""
+    `adapter`, and a pipeline's `components`; `sentence_transformers` and `diffusers` (with the pipeline's memory
+    `run`) are hfmem's additions."""
     kinds: dict[str, Any] = {}
     if spec.gguf is not None:
         repo, parameters = spec.gguf, spec.parameters.total
@@ -70,13 +71,14 @@ def kind_dict(spec: ModelSpec, run: PipelineMemory | None = None) -> dict[str, A
     if spec.sentence is not None:
         kinds["sentence_transformers"] = {"modules": sentence_modules(spec)}
     if spec.pipeline is not None:
-        kinds["diffusers"] = pipeline_dict(spec, run)
+        kinds["components"], kinds["diffusers"] = pipeline_dict(spec, run)
     return kinds
 
 
-def pipeline_dict(spec: ModelSpec, run: PipelineMemory | None) -> dict[str, Any]:
-    """A Diffusers pipeline: each component with weights (exact parameters and bytes as stored in the files read),
-    the variant read, and the memory of a run (every component resident, and with model CPU offload)."""
+def pipeline_dict(spec: ModelSpec, run: PipelineMemory | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A Diffusers pipeline: CONTRACT.md's `components` (each with weights: exact parameters and bytes as stored
+    in the files read, plus its library, the variant and files read), and hfmem's `diffusers` object: the
+    pipeline, its variants, and the memory of a run (every component resident, and with model CPU offload)."""
     pipeline = spec.pipeline
     assert pipeline is not None
     components = []
@@ -87,9 +89,10 @@ def pipeline_dict(spec: ModelSpec, run: PipelineMemory | None) -> dict[str, Any]
             "files": list(pipeline.files(c)), "parameters": sum(t.numel * t.count for t in tensors),
             "weights_bytes": sum(t.nbytes * t.count for t in tensors),
         })  # fmt: skip
-    return {"pipeline": pipeline.class_name, "variant": pipeline.variant, "variants": list(pipeline.variants),
-            "denoiser": pipeline.denoiser.name if pipeline.denoiser else None, "components": components,
-            "without_weights": list(pipeline.others), "memory": run.to_dict() if run else None}  # fmt: skip
+    return components, {"pipeline": pipeline.class_name, "variant": pipeline.variant,
+                        "variants": list(pipeline.variants), "denoiser": pipeline.denoiser.name if pipeline.denoiser
+                        else None, "without_weights": list(pipeline.others),
+                        "memory": run.to_dict() if run else None}  # fmt: skip
 
 
 def sentence_modules(spec: ModelSpec) -> list[dict[str, Any]]:
