@@ -143,6 +143,8 @@ def pipeline_memory(
     """The memory of one generation of `batch_size` images of height x width (None: the denoiser's default, its
     sample_size x the VAE's scale factor, as the pipelines default them)."""
     warnings: list[str] = []
+    if dtype in ("int8", "int4"):
+        warnings.append(f"dtype {dtype} is not applied to a Diffusers pipeline: its weights are counted as stored")
     vae = pipeline.component("vae")
     denoiser = pipeline.denoiser
     scale = 2 ** (len(_ints(vae.config.get("block_out_channels"))) - 1) if vae and _ints(

@@ -176,6 +176,9 @@ def test_sdxl_memory_by_hand(fake_hub: FakeHub, sdxl: FakeRepo):
     unet = {c.name: c for c in eager.components}["unet"]
     assert unet.activations_bytes == 2 * 2 * (25_559_040 + 47_185_920 + 2 * 10 * 4096**2)
     assert {c.name: c for c in eager.components}["vae"].upcast_bytes == 0
+    int8 = _inspect(fake_hub, SDXL, Settings(dtype="int8"))
+    assert int8.pipeline is not None and int8.pipeline.weights_bytes == 4 * (UNET_P + CLIP_L_P + CLIP_G_P + VAE_P)
+    assert "dtype int8 is not applied to a Diffusers pipeline: its weights are counted as stored" in int8.warnings
 
 
 def test_flux_sharded_and_tokens(fake_hub: FakeHub, flux: FakeRepo):
