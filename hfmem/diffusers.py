@@ -146,7 +146,7 @@ def read_pipeline(
     where: str,
     read_config: Callable[[str], bytes],
     read_header: Callable[[str], Header],
-    read_all: Callable[[Callable, list[str]], Iterable] = map,
+    read_all: Callable[[Callable[[Any], Any], list[Any]], Iterable[Any]] = map,
 ) -> Pipeline:
     """Every component of model_index.json with weights: its config.json and the header of each of its safetensors
     files, every variant's (a header is one small ranged read; the variant is chosen later, per run)."""

@@ -28,6 +28,7 @@ What is modelled from the architecture (diffusers at 58eb52c) and what is a rule
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from math import ceil
 from typing import Any
@@ -206,10 +207,11 @@ def _denoiser(c: Component, latent: tuple[int, int], prefix: str, eager: bool,
     return 0, None
 
 
-def _unet(config: dict, latent: tuple[int, int], eager: bool) -> int:
+def _unet(config: Mapping[str, Any], latent: tuple[int, int], eager: bool) -> int:
     """Skip connections held plus the largest block's working set (elements per sample)."""
     channels = _ints(config.get("block_out_channels"))
-    kinds = config.get("down_block_types") if isinstance(config.get("down_block_types"), list) else []
+    listed = config.get("down_block_types")
+    kinds: list[Any] = listed if isinstance(listed, list) else []
     per_block = _per_block(config.get("layers_per_block", 2), len(channels))
     heads = _per_block(config.get("num_attention_heads") or config.get("attention_head_dim", 8), len(channels))
     pixels = [ceil(latent[0] / 2**i) * ceil(latent[1] / 2**i) for i in range(len(channels) + 1)]
@@ -243,7 +245,8 @@ def _decode(c: Component, latent: tuple[int, int], height: int, width: int, eage
 def _text_encoder(c: Component, prefix: str) -> int:
     """Rule of thumb: one layer's working set over the prompt's tokens."""
     config = c.config
-    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    nested = config.get("text_config")
+    text: Mapping[str, Any] = nested if isinstance(nested, dict) else config
     hidden = _int(text.get("hidden_size")) or _int(text.get("d_model")) or 0
     inner = _int(text.get("intermediate_size")) or _int(text.get("d_ff")) or 4 * hidden
     t5 = "T5" in c.class_name

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from .errors import ConfigError, NoUsableFiles
 from .header import Header, Tensor
@@ -92,7 +93,7 @@ def read_sentence_model(
     where: str,
     read_config: Callable[[str], bytes],
     read_header: Callable[[str], Header],
-    read_all: Callable[[Callable, list[str]], Iterable] = map,
+    read_all: Callable[[Callable[[str], Any], list[str]], Iterable[Any]] = map,
 ) -> SentenceModel:
     """Every module of modules.json, with its weights from its safetensors header; a Dense module with only pickled
     weights is counted from its config.json (exact: nn.Linear's shape; float32, as torch creates it)."""

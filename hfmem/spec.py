@@ -198,8 +198,8 @@ def _pipeline_spec(snapshot: Snapshot, pipeline: Pipeline) -> ModelSpec:
     parameters = count_parameters(tensors, architecture, None)
     chosen = {f for c in pipeline.components for f in pipeline.files(c)}
     sizes = [f.size for f in snapshot.files if f.path in chosen or f.format is None]
-    files = Files(sum(t.nbytes * t.count for t in tensors), None if None in sizes else sum(sizes),  # type: ignore[misc]
-                  snapshot.formats, len(snapshot.files))  # fmt: skip
+    download = sum(size for size in sizes if size is not None) if None not in sizes else None
+    files = Files(sum(t.nbytes * t.count for t in tensors), download, snapshot.formats, len(snapshot.files))
     return ModelSpec(
         **_identity(snapshot),
         architecture=architecture,
