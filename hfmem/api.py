@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import engines
-from .diffusion import ImageSettings, PipelineMemory, denoiser_only, pipeline_memory, spread_gpus
+from .diffusion import LORA_TARGETS, ImageSettings, PipelineMemory, denoiser_only, pipeline_memory, spread_gpus
 from .engines import EngineSettings, ServePlan
 from .errors import UnsupportedModel
 from .gpus import Gpu, find_gpu
@@ -177,10 +177,12 @@ def report_for(
 def pipeline_report(snapshot: Snapshot, settings: Settings, gpu: Gpu | None, image: ImageSettings) -> ModelReport:
     """A Diffusers pipeline: inference from hfmem.diffusion (every component resident; `pipeline` in the JSON also
     has model CPU offload); training and LoRA from the memory model over the denoiser's weights alone, without
-    activations (not modelled for diffusion). No tables: they sweep a sequence length."""
+    activations (not modelled for diffusion), LoRA on its attention projections unless targets are given. No
+    tables: they sweep a sequence length."""
     pipeline = snapshot.pipeline
     assert pipeline is not None
     snapshot = replace(snapshot, pipeline=pipeline.choose(image.variant, snapshot.model))
+    settings = replace(settings, lora_targets=settings.lora_targets or LORA_TARGETS)
     spec = build_spec(snapshot)
     assert spec.pipeline is not None
     run = pipeline_memory(spec.pipeline, height=image.height, width=image.width, batch_size=settings.batch_size,

@@ -41,6 +41,9 @@ CFG_FREE = ("Flux",)  # pipeline class prefixes without classifier-free guidance
 TEXT_TOKENS = {"Flux": 512, "StableDiffusion3": 77 + 256}  # the denoiser's text tokens, by pipeline class prefix
 T5_TOKENS = {"Flux": 512, "StableDiffusion3": 256}  # max_sequence_length of the T5 encoder, by pipeline prefix
 CLIP_TOKENS = 77
+# LoRA on the denoiser unless --lora-targets says otherwise: diffusers' examples/dreambooth/
+# train_dreambooth_lora_sdxl.py:1225 (the attention projections of every transformer block)
+LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
 UNET_FF, UNET_RESNET, DIT_TOKEN = 18, 6, 12  # working set per token / pixel, in channels or hidden sizes
 FLOAT = {"F64", "F32", "F16", "BF16"}
 

@@ -176,6 +176,10 @@ def test_sdxl_memory_by_hand(fake_hub: FakeHub, sdxl: FakeRepo):
     unet = {c.name: c for c in eager.components}["unet"]
     assert unet.activations_bytes == 2 * 2 * (25_559_040 + 47_185_920 + 2 * 10 * 4096**2)
     assert {c.name: c for c in eager.components}["vae"].upcast_bytes == 0
+    # LoRA adapts the denoiser's attention projections (train_dreambooth_lora_sdxl.py:1225): here to_q, 640 x 640
+    # at r=16 is 16 x 640 + 640 x 16; the text encoders and the VAE are frozen.
+    assert report.memory.lora.trainable_parameters == 2 * 16 * 640
+    assert report.memory.lora.target_modules == ("to_k", "to_q", "to_v", "to_out.0")
     int8 = _inspect(fake_hub, SDXL, Settings(dtype="int8"))
     assert int8.pipeline is not None and int8.pipeline.weights_bytes == 4 * (UNET_P + CLIP_L_P + CLIP_G_P + VAE_P)
     assert "dtype int8 is not applied to a Diffusers pipeline: its weights are counted as stored" in int8.warnings
@@ -215,6 +219,7 @@ def test_cli_inspect_check_audit(fake_hub: FakeHub, sdxl: FakeRepo, flux: FakeRe
     assert "1024x1024 image · batch 1 (denoiser x2: guidance)" in out
     assert "vae                  0.00           3.01  modelled" in out  # (805,306,368 + 3 x 2^20) x 4 B + upcast
     assert "model CPU offload" in out and "device_map" in out and max(map(len, out.splitlines())) <= 80
+    assert "LoRA r=16 on to_k,to_q,to_v,to_out.0" in out
     checked = runner.invoke(cli, ["check", SDXL, "--json"], catch_exceptions=False)
     codes = [(c["code"], c["level"]) for c in json.loads(checked.stdout)["checks"]]
     assert codes == [("download", "warn"), ("weights", "ok"), ("gated", "ok"), ("custom_code", "ok"),

@@ -221,8 +221,9 @@ def render_pipeline(report: ModelReport, units: str = "gib", width: int = WIDTH)
         f"+ the largest phase's activations {size(run.activations_bytes, units)} + overhead "
         f"{size(run.overhead_bytes, units)})",
         f"model CPU offload {size(run.offload_bytes, units)} {label(units)} (one component at a time)",
-        f"training {size(memory.training.total_bytes, units)}, LoRA {size(memory.lora.total_bytes, units)} "
-        f"{label(units)} (the denoiser's states; activations not modelled)",
+        f"training {size(memory.training.total_bytes, units)}, LoRA r={memory.lora.settings['rank']} on "
+        f"{','.join(memory.lora.target_modules)} {size(memory.lora.total_bytes, units)} {label(units)} (the "
+        "denoiser's states; activations not modelled)",
     ]
     return "\n".join([*_joined(heading, width), table, *(line for t in totals for line in _wrapped(t, width))])
 
