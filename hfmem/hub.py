@@ -70,7 +70,7 @@ from .header import Header, header_from_dict, header_length, parse_header
 from .local import read_snapshot
 from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, is_adapter_repo, read_adapter
 from .refs import ModelRef
-from .sentence import MODULES, is_sentence_repo, read_sentence_model
+from .sentence import MODULES, is_sentence_repo, no_root_transformer, read_sentence_model
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
 from .untrusted import MAX_BYTES, MAX_FILES, MAX_LISTED, MAX_TENSORS, decode_json, is_commit, is_repo_path
 
@@ -290,7 +290,8 @@ def _resolve_online(
                 return Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, {}, {}, info.gated,
                                 pipeline=pipeline)  # fmt: skip
             if "config.json" not in names:
-                raise NoUsableFiles(f"{ref.text} has no config.json (hfmem reads transformers-style repos)")
+                raise no_root_transformer(names, ref.text) or NoUsableFiles(
+                    f"{ref.text} has no config.json (hfmem reads transformers-style repos)")
             on_main = ref.revision in (None, constants.DEFAULT_REVISION)
             headers = _read_headers(client, pool, repo_id, commit, names, on_main)
             config_commit, raw_config = early_config.result()

@@ -20,7 +20,7 @@ from .gguf import read_header as read_gguf
 from .header import Header, header_length, parse_header
 from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, is_adapter_repo, read_adapter
 from .refs import ModelRef
-from .sentence import MODULES, is_sentence_repo, read_sentence_model
+from .sentence import MODULES, is_sentence_repo, no_root_transformer, read_sentence_model
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
 from .untrusted import MAX_BYTES, MAX_FILES, decode_json
 
@@ -45,7 +45,7 @@ def read_snapshot(ref: ModelRef, *, file: str | None = None, quant: str | None =
         pipeline = read_pipeline(small(MODEL_INDEX), listed, ref.text, small, lambda name: read_header(inside(name)))
         return Snapshot(ref.text, None, None, None, "local", files, {}, {}, pipeline=pipeline)
     if "config.json" not in listed:
-        raise NoUsableFiles(f"{ref.text} has no config.json")
+        raise no_root_transformer(listed, ref.text) or NoUsableFiles(f"{ref.text} has no config.json")
     raw = read_small(inside("config.json"), MAX_BYTES["config"], ConfigError)
     config = decode_json(raw, f"{ref.text}: config.json", ConfigError)
     if not isinstance(config, dict):

@@ -29,6 +29,15 @@ def is_sentence_repo(names: set[str]) -> bool:
     return MODULES in names and "config.json" in names
 
 
+def no_root_transformer(names: set[str], where: str) -> NoUsableFiles | None:
+    """The error for a sentence-transformers repo whose Transformer module is in a folder (`0_Transformer/`, as
+    sentence-transformers saved them before v2), which hfmem does not read; None for any other repo."""
+    if MODULES not in names or "config.json" in names:
+        return None
+    return NoUsableFiles(f"{where}: a sentence-transformers repo whose Transformer module is in a folder, not at "
+                         "the root: hfmem reads a root config.json")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class SentenceModule:
     """One module of modules.json. `tensors` are its weights' (named `path.name`), empty for the root Transformer

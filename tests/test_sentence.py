@@ -122,3 +122,12 @@ def test_module_path_outside_the_repo_is_refused(fake_hub: FakeHub, hub_repo):
     repo.files["modules.json"] = b'[{"idx": 0, "name": "0", "path": "../x", "type": "sentence_transformers.models.Dense"}]'
     with pytest.raises(NoUsableFiles, match="not a folder inside the repo"):
         inspect_model(TINY, hub=_hub(fake_hub))
+
+
+def test_transformer_in_a_folder_is_named(fake_hub: FakeHub):
+    """sentence-transformers before v2 saved the Transformer module in 0_Transformer/: not read, and said so."""
+    files = sentence_files()
+    files["0_Transformer/config.json"] = b'{"model_type": "bert"}'
+    fake_hub.add_repo(FakeRepo("org/old-sbert", files))
+    with pytest.raises(NoUsableFiles, match="a sentence-transformers repo whose Transformer module is in a folder"):
+        inspect_model("org/old-sbert", hub=_hub(fake_hub))
