@@ -321,3 +321,14 @@ def test_video_components_are_not_modelled():
     assert [(c.activations_bytes, c.modelled) for c in run.components] == [(0, False), (0, False)]
     assert run.warnings == ("transformer (WanTransformer3DModel): activations not modelled",
                             "vae (AutoencoderKLWan): activations not modelled")
+
+
+def test_gpus_needed_places_whole_components(fake_hub: FakeHub, sdxl: FakeRepo):
+    """On 4 GiB GPUs (3.6 usable) the resident SDXL run (3.70 GiB: the fp32 decode's 3.01 GiB of activations) does
+    not fit, but two do: the text encoders and the UNet on one, the VAE and its decode on the other; on 2 GiB GPUs
+    the decode alone is too big for any number of them."""
+    hub, image = HubOptions(endpoint=fake_hub.url, token=False), ImageSettings(variant="fp16")
+    small = inspect_model(SDXL, Settings(dtype="float16"), gpu=Gpu("4G", 4 * 2**30), hub=hub, image=image).gpu
+    assert small is not None and (small.fits["inference"], small.gpus_needed["inference"]) == (False, 2)
+    tiny = inspect_model(SDXL, Settings(dtype="float16"), gpu=Gpu("2G", 2 * 2**30), hub=hub, image=image).gpu
+    assert tiny is not None and tiny.gpus_needed["inference"] is None
