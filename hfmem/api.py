@@ -6,12 +6,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import engines
+from .diffusion import LORA_TARGETS, ImageSettings, PipelineMemory, denoiser_only, pipeline_memory, spread_gpus
 from .engines import EngineSettings, ServePlan
+from .errors import UnsupportedModel
 from .gpus import Gpu, find_gpu
 from .hub import HubOptions, fetch_snapshot, with_base
 from .local import local_adapter, read_snapshot
 from .memory import (
+    Estimate,
     Explanation,
+    Formula,
     GpuFit,
     Limits,
     MemoryReport,
@@ -24,6 +28,7 @@ from .memory import (
     limits,
     seq_curve,
     sweep,
+    usable_bytes,
     what_if,
 )
 from .peft import Adapter
@@ -47,6 +52,7 @@ class ModelReport:
     curve: tuple[SweepRow, ...] = ()  # with tables: totals over powers of two up to the context, at the chosen batch
     what_if: tuple[WhatIfRow, ...] = ()  # with tables: the usual savers, one change at a time
     explanation: Explanation | None = None  # with explain: every formula, and rules of thumb
+    pipeline: PipelineMemory | None = None  # a Diffusers pipeline: its memory per component and with CPU offload
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -101,12 +107,13 @@ def inspect_model(
     explain: bool = False,
     file: str | None = None,
     quant: str | None = None,
+    image: ImageSettings | None = None,
 ) -> ModelReport:
     """Everything hfmem reports about one model: exact spec, memory per mode, and the GPU fit when `gpu` is given;
     with `tables` the largest context/batch, the sweep and the what-if rows; with `explain` every formula. `file`
-    or `quant` chooses a GGUF variant."""
+    or `quant` chooses a GGUF variant; `image` a Diffusers pipeline's image size and weight variant."""
     snapshot = open_snapshot(reference, revision=revision, hub=hub, file=file, quant=quant)
-    return report_for(snapshot, settings or Settings(), gpu, tables=tables, explain=explain)
+    return report_for(snapshot, settings or Settings(), gpu, tables=tables, explain=explain, image=image)
 
 
 def inspect(
@@ -117,22 +124,36 @@ def inspect(
     token: str | None = None,
     tables: bool = False,
     explain: bool = False,
+    height: int | None = None,
+    width: int | None = None,
+    variant: str | None = None,
     **settings: Any,
 ) -> ModelReport:
     """hfmem for a notebook: `hfmem.inspect("Qwen/Qwen2.5-7B", gpu="H100", seq_len=8192, lora_targets="all-linear")`.
 
     `gpu` is a catalogue name or a Gpu; `settings` are Settings fields (batch_size, seq_len, dtype, optimizer,
-    recipe, lora_rank, lora_targets, qlora, gpus, zero, ...), strings accepted as on the command line."""
+    recipe, lora_rank, lora_targets, qlora, gpus, zero, ...), strings accepted as on the command line; `height`,
+    `width` and `variant` are a Diffusers pipeline's image size and weight variant."""
     device = find_gpu(gpu) if isinstance(gpu, str) else gpu
     hub = HubOptions(token=token) if token else None
     return inspect_model(
-        reference, Settings(**settings), gpu=device, revision=revision, hub=hub, tables=tables, explain=explain
+        reference, Settings(**settings), gpu=device, revision=revision, hub=hub, tables=tables, explain=explain,
+        image=ImageSettings(height, width, variant),
     )
 
 
 def report_for(
-    snapshot: Snapshot, settings: Settings, gpu: Gpu | None = None, *, tables: bool = False, explain: bool = False
+    snapshot: Snapshot,
+    settings: Settings,
+    gpu: Gpu | None = None,
+    *,
+    tables: bool = False,
+    explain: bool = False,
+    image: ImageSettings | None = None,
 ) -> ModelReport:
+    """The report of a resolved snapshot; `image` is a Diffusers pipeline's image size and weight variant."""
+    if snapshot.pipeline is not None:
+        return pipeline_report(snapshot, settings, gpu, image or ImageSettings())
     spec = build_spec(snapshot)
     if spec.adapter is not None:
         settings = adapter_settings(settings, spec.adapter)
@@ -151,6 +172,48 @@ def report_for(
         what_if=tuple(what_if(facts, settings, gpu)) if tables else (),
         explanation=explanation(facts, settings) if explain else None,
     )
+
+
+def pipeline_report(snapshot: Snapshot, settings: Settings, gpu: Gpu | None, image: ImageSettings) -> ModelReport:
+    """A Diffusers pipeline: inference from hfmem.diffusion (every component resident; `pipeline` in the JSON also
+    has model CPU offload); training and LoRA from the memory model over the denoiser's weights alone, without
+    activations (not modelled for diffusion), LoRA on its attention projections unless targets are given. No
+    tables: they sweep a sequence length."""
+    pipeline = snapshot.pipeline
+    assert pipeline is not None
+    snapshot = replace(snapshot, pipeline=pipeline.choose(image.variant, snapshot.model))
+    settings = replace(settings, lora_targets=settings.lora_targets or LORA_TARGETS)
+    spec = build_spec(snapshot)
+    assert spec.pipeline is not None
+    run = pipeline_memory(spec.pipeline, height=image.height, width=image.width, batch_size=settings.batch_size,
+                          dtype=settings.dtype, attention=settings.attention,
+                          overhead_bytes=settings.overhead_bytes)  # fmt: skip
+    trainee = replace(spec, tensors=denoiser_only(spec.pipeline))
+    generic = estimate(trainee, settings)
+    shown = {"engine": "diffusers", "batch_size": settings.batch_size, "seq_len": run.denoiser_tokens,
+             "height": run.height, "width": run.width, "dtype": run.dtype, "attention": settings.attention,
+             "variant": spec.pipeline.variant}  # fmt: skip
+    terms = {"weights": run.weights_bytes, "activations": run.activations_bytes}
+    formulas = (
+        Formula("weights", "sum of every component's tensors at the load dtype", {"components": len(run.components)},
+                run.weights_bytes, True),
+        Formula("activations", "the largest phase: text encoders, denoiser (x guidance batch) or VAE decode",
+                {"height": run.height, "width": run.width, "guidance_batch": run.guidance_batch},
+                run.activations_bytes, False),
+    )  # fmt: skip
+    note = ("training and LoRA of a Diffusers pipeline: the denoiser's weights, gradients and optimizer states "
+            "only; its activations are not modelled")
+    memory = replace(
+        generic,
+        inference=Estimate({**terms, "overhead": settings.overhead_bytes}, shown, formulas),
+        cpu=Estimate(terms, {"dtype": run.dtype, "pickle_only": False}, formulas),
+        warnings=tuple(dict.fromkeys(run.warnings + (note,))),
+    )
+    fit = fit_gpus(memory, gpu, settings) if gpu is not None else None
+    if fit is not None:  # spread over GPUs, a pipeline's components go whole (device_map="balanced")
+        usable = usable_bytes(gpu, settings)  # type: ignore[arg-type]
+        fit.gpus_needed["inference"] = spread_gpus(run, usable)
+    return ModelReport(spec, snapshot, settings, memory, fit, pipeline=run)
 
 
 def adapter_settings(settings: Settings, adapter: Adapter) -> Settings:
@@ -180,6 +243,8 @@ def serve_model(
     smallest layout of at most `max_gpus` that starts and serves `concurrency` full-length requests (None if none).
     """
     spec = build_spec(open_snapshot(reference, revision=revision, hub=hub))
+    if spec.pipeline is not None:
+        raise UnsupportedModel(f"{spec.model} is a Diffusers pipeline: vLLM and SGLang serve language models")
     if solve:
         return engines.solve(spec, gpu, settings, concurrency=concurrency, max_gpus=max_gpus)
     return engines.plan(spec, gpu, settings)

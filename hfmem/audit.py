@@ -24,6 +24,7 @@ from .memory import MODES, Mode, Settings
 from .untrusted import without_credentials
 
 if TYPE_CHECKING:
+    from .diffusion import ImageSettings
     from .api import ModelReport
     from .hub import HubOptions, ListedModel
 
@@ -159,6 +160,9 @@ def audit_models(
     jobs: int = DEFAULT_JOBS,
     timeout: float = DEFAULT_TIMEOUT,
     serving: engines.EngineSettings | None = None,
+    file: str | None = None,
+    quant: str | None = None,
+    image: ImageSettings | None = None,
 ) -> Iterator[AuditRow]:
     """One row per model, in input order, each as soon as it and the ones before it are done; never raises for a
     model (a failure is a row with its `error`). `models` are references, or models of a Hub listing (hub.list_models,
@@ -168,7 +172,10 @@ def audit_models(
     Memory stays flat however long the list: at most 2 x `jobs` models are in flight or waiting for an earlier one,
     each reduced to its row. `timeout` is each model's deadline (HubOptions.deadline: requests and bodies, the
     Hub's rate-limit waits aside); a model still running well past every limit its requests keep gets a "timeout"
-    row and is left behind. Closing the iterator, or a signal while it waits, cancels the models not started."""
+    row and is left behind. Closing the iterator, or a signal while it waits, cancels the models not started.
+    `file` or `quant` chooses the variant of every GGUF repo of the list (a repo without GGUF files resolves as
+    always, but not from the metadata cache); `image`, the image size and weight variant of every Diffusers
+    pipeline."""
     from .api import open_snapshot, report_for  # the resolving part of the library: loaded when an audit runs
     from .hub import HubOptions, fetch_snapshot
     from .refs import parse_ref
@@ -183,12 +190,13 @@ def audit_models(
         try:
             if isinstance(model, str):
                 own = parse_ref(model).revision is not None  # a row's own revision wins over --revision
-                snapshot = open_snapshot(model, revision=None if own else revision, hub=hub)
+                snapshot = open_snapshot(model, revision=None if own else revision, hub=hub, file=file, quant=quant)
             else:
                 listing = None if revision else model.listing
-                snapshot = fetch_snapshot(parse_ref(model.repo_id, revision), hub, listing)
-            report = report_for(snapshot, settings, gpu)
-            plan = engines.plan(report.memory.facts, gpu, serving) if serving and gpu else None
+                snapshot = fetch_snapshot(parse_ref(model.repo_id, revision), hub, listing, file=file, quant=quant)
+            report = report_for(snapshot, settings, gpu, image=image)
+            # engines serve language models, not Diffusers pipelines
+            plan = engines.plan(report.memory.facts, gpu, serving) if serving and gpu and not report.pipeline else None
             return AuditRow.of(name, report, plan)
         except Exception as e:  # every failure is a row, unexpected ones as "internal"
             return AuditRow.failed(name, e)

@@ -12,6 +12,7 @@ from enum import Enum
 from . import dtypes, engines
 from .api import ModelReport, open_snapshot, report_for
 from .config import _has_lm_head, read_architecture
+from .diffusion import ImageSettings
 from .engines import ENGINE_NAMES
 from .errors import UnsupportedModel
 from .gpus import Gpu
@@ -73,11 +74,15 @@ def check_model(
     revision: str | None = None,
     hub: HubOptions | None = None,
     serving: engines.EngineSettings | None = None,
+    file: str | None = None,
+    quant: str | None = None,
+    image: ImageSettings | None = None,
 ) -> CheckReport:
     """Resolve `reference` and check it. Raises ResolveError (or ModelRefError) when the model cannot be resolved:
-    then there is nothing to check."""
-    snapshot = open_snapshot(reference, revision=revision, hub=hub)
-    return check_snapshot(snapshot, settings or Settings(), mode=mode, gpu=gpu, serving=serving)
+    then there is nothing to check. `file` or `quant` chooses a GGUF variant; `image` a Diffusers pipeline's image
+    size and weight variant."""
+    snapshot = open_snapshot(reference, revision=revision, hub=hub, file=file, quant=quant)
+    return check_snapshot(snapshot, settings or Settings(), mode=mode, gpu=gpu, serving=serving, image=image)
 
 
 def check_snapshot(
@@ -87,6 +92,7 @@ def check_snapshot(
     mode: Mode = "inference",
     gpu: Gpu | None = None,
     serving: engines.EngineSettings | None = None,
+    image: ImageSettings | None = None,
 ) -> CheckReport:
     """Every check of a resolved snapshot. The checks that read the headers and the fit need a memory estimate:
     without one (a config that lacks what it needs) the fit fails and says why. With `serving` and a GPU, one more
@@ -94,10 +100,13 @@ def check_snapshot(
     findings = [_download(snapshot), _weights(snapshot), _gated(snapshot), _custom_code(snapshot)]
     findings.append(_config(snapshot))
     try:
-        report = report_for(snapshot, settings, gpu)
+        report = report_for(snapshot, settings, gpu, image=image)
     except UnsupportedModel as e:
         findings.append(Finding.of("fit", Level.FAIL, f"no memory estimate: {e}"))
         return CheckReport(snapshot, mode, tuple(findings), None)
+    if snapshot.pipeline is not None:  # no transformer config to check: the fit is the pipeline's
+        findings.append(_fit(report, mode))
+        return CheckReport(snapshot, mode, tuple(findings), report)
     spec = report.spec
     findings += [_config_dtype(spec), _vocab_size(spec), _tied_embeddings(spec), _context(report)]
     findings.append(_fit(report, mode))
@@ -141,7 +150,7 @@ def _download(snapshot: Snapshot) -> Finding:
 
 def _weights(snapshot: Snapshot) -> Finding:
     if snapshot.gguf is not None:
-        return Finding("weights", Level.OK, f"GGUF ({snapshot.gguf.chosen.name}): loading it runs no code")
+        return Finding.of("weights", Level.OK, f"GGUF ({snapshot.gguf.chosen.name}): loading it runs no code")
     formats = set(snapshot.formats)
     if "safetensors" in formats:
         return Finding.of("weights", Level.OK, "safetensors: loading them runs no code")
@@ -173,8 +182,13 @@ def _custom_code(snapshot: Snapshot) -> Finding:
 
 
 def _config(snapshot: Snapshot) -> Finding:
+    if snapshot.pipeline is not None:
+        pipeline = snapshot.pipeline
+        return Finding.of("config", Level.WARN if pipeline.warnings else Level.OK, "; ".join(pipeline.warnings) or
+                          f"model_index.json ({pipeline.class_name}) and the config.json of each of its "
+                          f"{len(pipeline.components)} components with weights")  # fmt: skip
     if snapshot.gguf is not None:
-        return Finding("config", Level.OK, "the architecture comes from the GGUF metadata")
+        return Finding.of("config", Level.OK, "the architecture comes from the GGUF metadata")
     architecture, warnings = read_architecture(snapshot.config)
     missing = [name for name in REQUIRED if getattr(architecture, name) is None]
     if missing:

@@ -24,6 +24,7 @@ import click
 # Only light modules here, so that `hfmem --help` and `--version` never load huggingface_hub: the library's
 # resolving parts are imported by the commands that use them.
 from .audit import DEFAULT_JOBS, DEFAULT_TIMEOUT, MAX_INPUT_BYTES, SORTS, AuditRow, read_models, resume_rows
+from .diffusion import ImageSettings
 from .engines import ENGINES, EngineSettings, engine_settings
 from .engines.sglang import KV_CACHE_DTYPES as SGLANG_KV
 from .engines.vllm import KV_CACHE_DTYPES as VLLM_KV
@@ -124,6 +125,30 @@ def memory_options(f: Callable) -> Callable:
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def gguf_options(f: Callable) -> Callable:
+    """--file / --quant: which variant of a GGUF repo is read (inspect, check, and every GGUF repo of an audit)."""
+    f = click.option("--quant", default=None, metavar="LABEL",
+                     help="GGUF repos: the variant by its quant, e.g. Q4_K_M.  [default: the only one, else "
+                          "Q4_K_M]")(f)
+    return click.option("--file", "gguf_file", metavar="NAME.gguf", default=None,
+                        help="GGUF repos: the variant file to read.")(f)
+
+
+def pipeline_options(f: Callable) -> Callable:
+    """--height / --width / --variant: a Diffusers pipeline's image and weight variant (inspect, check, audit)."""
+    f = click.option("--variant", default=None, metavar="NAME",
+                     help="Diffusers pipelines: the weight variant to load, e.g. fp16.  [default: the non-variant "
+                          "files, as diffusers]")(f)
+    f = click.option("--width", type=click.IntRange(min=8), default=None,
+                     help="Diffusers pipelines: image width in pixels.  [default: the pipeline's]")(f)
+    return click.option("--height", type=click.IntRange(min=8), default=None,
+                        help="Diffusers pipelines: image height in pixels.  [default: the pipeline's]")(f)
+
+
+def image_from(opts: dict[str, Any]) -> ImageSettings:
+    return ImageSettings(opts["height"], opts["width"], opts["variant"])
 
 
 units_option = click.option(
@@ -311,9 +336,8 @@ def cli() -> None:
 @click.option("--engine", type=_choice(INFERENCE_ENGINES), default="transformers", show_default=True,
               help="Whose KV cache rules the inference column follows (transformers 5.24.0, vLLM 0.33.0, SGLang "
                    "0.5.23); `hfmem serve` plans an engine's whole start-up.")
-@click.option("--file", "gguf_file", metavar="NAME.gguf", default=None, help="GGUF repos: the variant file to read.")
-@click.option("--quant", default=None, metavar="LABEL",
-              help="GGUF repos: the variant by its quant, e.g. Q4_K_M.  [default: the only one, else Q4_K_M]")
+@gguf_options
+@pipeline_options
 @click.option("--cache-type-k", type=_choice(CACHE_TYPES), default="f16", show_default=True,
               help="GGUF models (llama.cpp): the K cache type.")
 @click.option("--cache-type-v", type=_choice(CACHE_TYPES), default="f16", show_default=True,
@@ -334,6 +358,7 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
       hfmem inspect google/gemma-3-27b-it --engine vllm --seq-len 32768
       hfmem inspect ./my-model --json
       hfmem inspect Qwen/Qwen2.5-7B@main --gpu RTX-4090 --qlora --html report.html
+      hfmem inspect stabilityai/stable-diffusion-xl-base-1.0 --variant fp16 --dtype float16 --gpu L4
 
     Exit status: 0 when every model resolved, 2 when one could not be resolved.
     """
@@ -349,7 +374,7 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
 
     def run(model: str) -> Any:
         return inspect_model(model, settings, gpu=gpu, revision=opts["revision"], hub=hub, tables=computed,
-                             explain=explain, file=opts["gguf_file"], quant=opts["quant"])
+                             explain=explain, file=opts["gguf_file"], quant=opts["quant"], image=image_from(opts))
 
     outputs, reports, failed = [], [], False
     for model, result in zip(models, for_each(run, models)):
@@ -392,6 +417,8 @@ def write_page(path: str, page: str) -> None:
 @click.option("--max-model-len", type=click.IntRange(min=1), default=None,
               help="With --engine: the context length to serve.  [default: the model's]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@gguf_options
+@pipeline_options
 @units_option
 def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None, max_model_len: int | None,
           **opts: Any) -> None:
@@ -417,7 +444,8 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
     model = without_credentials(model)
 
     def run(model: str) -> tuple[bool, dict[str, Any] | str]:
-        result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, serving=serving)
+        result = check_model(model, settings, mode=mode, gpu=gpu, revision=opts["revision"], hub=hub, serving=serving,
+                             file=opts["gguf_file"], quant=opts["quant"], image=image_from(opts))
         return result.passed, check_to_dict(result) if as_json else text.render_check(result, units, columns, paint)
 
     passed, output = for_one(run, model, as_json)
@@ -457,6 +485,8 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
 @click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
               help="Also write a self-contained HTML page: a sortable table coloured by fit and a chart.")
+@gguf_options
+@pipeline_options
 @units_option
 def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: str, engine: str | None,
           max_model_len: int | None, as_json: bool, html_path: str | None, author: str | None, search: str | None,
@@ -512,7 +542,8 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
     total = len(models) if isinstance(models, list) else limit
     stopped: BaseException | None = None
     rows = audit_models(models, settings, gpu=gpu, revision=opts["revision"], hub=hub,
-                        jobs=jobs, timeout=timeout, serving=serving_from(engine, max_model_len, gpu, opts["gpus"]))
+                        jobs=jobs, timeout=timeout, serving=serving_from(engine, max_model_len, gpu, opts["gpus"]),
+                        file=opts["gguf_file"], quant=opts["quant"], image=image_from(opts))
     errors, kept = 0, []  # the rows, for the HTML page (each a small summary)
     with closing(rows), click.open_file(output, "a" if resume else "w") as out, _Progress(total) as progress:
 

@@ -51,6 +51,7 @@ except ImportError:  # pragma: no cover
     from httpx import Headers, RequestError, Response, TransportError  # type: ignore[no-redef]
 
 from .cache import MetadataCache
+from .diffusers import MODEL_INDEX, is_pipeline_repo, read_pipeline
 from .errors import (
     AccessDenied,
     BadResponse,
@@ -69,6 +70,7 @@ from .header import Header, header_from_dict, header_length, parse_header
 from .local import read_snapshot
 from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, is_adapter_repo, read_adapter
 from .refs import ModelRef
+from .sentence import MODULES, is_sentence_repo, no_root_transformer, read_sentence_model
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
 from .untrusted import MAX_BYTES, MAX_FILES, MAX_LISTED, MAX_TENSORS, decode_json, is_commit, is_repo_path
 
@@ -268,9 +270,11 @@ def _resolve_online(
             commit = info.commit
             cache.save_commit(repo_id, revision, commit)
             chosen = variant != Variant()
-            if not chosen and (hit := cache.load(ref, commit)):
-                return replace(hit, gated=info.gated)
             names = {f.path for f in info.files}
+            # the cache keeps a transformers checkpoint's fields only
+            kept = not (is_sentence_repo(names) or is_pipeline_repo(names))
+            if not chosen and kept and (hit := cache.load(ref, commit)):
+                return replace(hit, gated=info.gated)
             if is_adapter_repo(names):
                 return _resolve_adapter(ref, client, pool, commit, names, as_base)
             if is_gguf_repo(info.files, chosen):
@@ -278,8 +282,16 @@ def _resolve_online(
                                  file=variant.file, quant=variant.quant, read_all=pool.map)  # fmt: skip
                 return Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, {}, {}, info.gated,
                                 gguf=gguf)  # fmt: skip
+            if is_pipeline_repo(names):
+                pipeline = read_pipeline(
+                    client.file(repo_id, MODEL_INDEX, commit, "config")[1], names, ref.text,
+                    lambda name: client.file(repo_id, name, commit, "config")[1],
+                    lambda name: client.header(repo_id, name, commit), pool.map)  # fmt: skip
+                return Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, {}, {}, info.gated,
+                                pipeline=pipeline)  # fmt: skip
             if "config.json" not in names:
-                raise NoUsableFiles(f"{ref.text} has no config.json (hfmem reads transformers-style repos)")
+                raise no_root_transformer(names, ref.text) or NoUsableFiles(
+                    f"{ref.text} has no config.json (hfmem reads transformers-style repos)")
             on_main = ref.revision in (None, constants.DEFAULT_REVISION)
             headers = _read_headers(client, pool, repo_id, commit, names, on_main)
             config_commit, raw_config = early_config.result()
@@ -288,8 +300,14 @@ def _resolve_online(
             config = decode_json(raw_config, f"{ref.text}: config.json", ConfigError)
             if not isinstance(config, dict):
                 raise ConfigError(f"{ref.text}: config.json is not a JSON object")
-    snapshot = Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, config, headers, info.gated)
-    cache.save(snapshot)
+            sentence = None if kept else read_sentence_model(
+                client.file(repo_id, MODULES, commit, "config")[1], names, ref.text,
+                lambda name: client.file(repo_id, name, commit, "config")[1],
+                lambda name: client.header(repo_id, name, commit), pool.map)  # fmt: skip
+    snapshot = Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, config, headers, info.gated,
+                        sentence=sentence)  # fmt: skip
+    if kept:
+        cache.save(snapshot)
     return snapshot
 
 

@@ -13,12 +13,14 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from .diffusers import MODEL_INDEX, is_pipeline_repo, read_pipeline
 from .errors import ConfigError, HeaderError, HfmemError, NoUsableFiles
 from .gguf import GgufHeader, is_gguf_repo, open_repo
 from .gguf import read_header as read_gguf
 from .header import Header, header_length, parse_header
 from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, is_adapter_repo, read_adapter
 from .refs import ModelRef
+from .sentence import MODULES, is_sentence_repo, no_root_transformer, read_sentence_model
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
 from .untrusted import MAX_BYTES, MAX_FILES, decode_json
 
@@ -36,14 +38,24 @@ def read_snapshot(ref: ModelRef, *, file: str | None = None, quant: str | None =
     if is_gguf_repo(files, file is not None or quant is not None):
         gguf = open_repo(files, lambda name: read_gguf_header(inside(name)), file=file, quant=quant)
         return Snapshot(ref.text, None, None, None, "local", files, {}, {}, gguf=gguf)
+    if is_pipeline_repo(listed):
+        def small(name: str) -> bytes:
+            return read_small(inside(name), MAX_BYTES["config"], ConfigError)
+
+        pipeline = read_pipeline(small(MODEL_INDEX), listed, ref.text, small, lambda name: read_header(inside(name)))
+        return Snapshot(ref.text, None, None, None, "local", files, {}, {}, pipeline=pipeline)
     if "config.json" not in listed:
-        raise NoUsableFiles(f"{ref.text} has no config.json")
+        raise no_root_transformer(listed, ref.text) or NoUsableFiles(f"{ref.text} has no config.json")
     raw = read_small(inside("config.json"), MAX_BYTES["config"], ConfigError)
     config = decode_json(raw, f"{ref.text}: config.json", ConfigError)
     if not isinstance(config, dict):
         raise ConfigError(f"{ref.text}: config.json is not a JSON object")
     headers = {name: read_header(inside(name)) for name in _checkpoint_files(inside, listed, ref.text)}
-    return Snapshot(ref.text, None, None, None, "local", files, config, headers)
+    sentence = read_sentence_model(
+        read_small(inside(MODULES), MAX_BYTES["config"], ConfigError), listed, ref.text,
+        lambda name: read_small(inside(name), MAX_BYTES["config"], ConfigError), lambda name: read_header(inside(name)),
+    ) if is_sentence_repo(listed) else None  # fmt: skip
+    return Snapshot(ref.text, None, None, None, "local", files, config, headers, sentence=sentence)
 
 
 def local_adapter(ref: ModelRef) -> Adapter | None:

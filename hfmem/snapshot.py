@@ -10,8 +10,10 @@ from .header import Header
 from .untrusted import MAX_TENSORS, decode_json, is_repo_path, shortened
 
 if TYPE_CHECKING:
+    from .diffusers import Pipeline
     from .gguf import GgufRepo
     from .peft import Adapter
+    from .sentence import SentenceModel
 
 WEIGHT_SUFFIXES = {
     ".safetensors": "safetensors",
@@ -80,6 +82,8 @@ class Snapshot:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     gguf: GgufRepo | None = None  # a GGUF repo: its variants and the chosen one's headers (headers stays empty)
     adapter: Adapter | None = None  # a PEFT adapter repo: the adapter; everything else is its base model's
+    sentence: SentenceModel | None = None  # a sentence-transformers repo: its modules (headers: the root Transformer)
+    pipeline: Pipeline | None = None  # a Diffusers pipeline: its components (config and headers stay empty)
 
     @property
     def shown_revision(self) -> str | None:

@@ -17,7 +17,9 @@ from .untrusted import one_line
 from .vision import VisionTower, is_vision_tensor, read_vision_tower
 
 if TYPE_CHECKING:
+    from .diffusers import Pipeline
     from .peft import Adapter
+    from .sentence import SentenceModel
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class ModelSpec:
     vision: VisionTower | None = None  # a vision-language model's image encoder, as its config describes it
     # Without safetensors headers: the tensors transformers would build from config.json (the count's source).
     layout: Layout | None = field(default=None, repr=False, compare=False)
+    sentence: SentenceModel | None = None  # a sentence-transformers repo: tensors include its modules' weights
+    pipeline: Pipeline | None = None  # a Diffusers pipeline: tensors are every component's (chosen variant)
 
     @property
     def tensor_count(self) -> int:
@@ -117,10 +121,15 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     the chosen GGUF variant's headers."""
     if snapshot.gguf is not None:
         return _gguf_spec(snapshot, snapshot.gguf)
+    if snapshot.pipeline is not None:
+        return _pipeline_spec(snapshot, snapshot.pipeline)
     architecture, config_warnings = read_architecture(snapshot.config)
     architecture = replace(architecture, dropouts=read_dropouts(snapshot.config))
     warnings = list(snapshot.warnings) + config_warnings
     tensors = tuple(t for header in snapshot.headers.values() for t in header.tensors)
+    if snapshot.sentence is not None and tensors:  # the modules beyond the root Transformer (Dense) count too
+        tensors += snapshot.sentence.tensors
+        warnings += snapshot.sentence.warnings
     dtype = _config_dtype(snapshot.config)
     quantization = read_quantization(snapshot.config, warnings)
     vision, vision_warnings = read_vision_tower(snapshot.config)
@@ -159,6 +168,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
         adapter=snapshot.adapter,
         vision=vision,
         layout=layout,
+        sentence=snapshot.sentence,
     )
 
 
@@ -186,6 +196,37 @@ def _gguf_spec(snapshot: Snapshot, repo: GgufRepo) -> ModelSpec:
         tensors=tensors,
         warnings=snapshot.warnings,
         gguf=repo,
+    )
+
+
+def _pipeline_spec(snapshot: Snapshot, pipeline: Pipeline) -> ModelSpec:
+    """A Diffusers pipeline: every component's tensors (named under its folder) from the chosen variant's headers.
+    The architecture names the pipeline and its denoiser only (no transformer dims: hfmem.diffusion models its
+    memory); the download is what from_pretrained fetches: the chosen weight files and every file that is not
+    weights."""
+    tensors = tuple(t for c in pipeline.components for t in pipeline.tensors(c))
+    denoiser = pipeline.denoiser
+    architecture = Architecture(
+        model_type=pipeline.class_name, architectures=(denoiser.class_name,) if denoiser else (), hidden_size=None,
+        num_hidden_layers=None, num_attention_heads=None, num_key_value_heads=None, head_dim=None,
+        intermediate_size=None, vocab_size=None, max_position_embeddings=None, tie_word_embeddings=False,
+        is_encoder_only=True,
+    )  # fmt: skip
+    parameters = count_parameters(tensors, architecture, None)
+    chosen = {f for c in pipeline.components for f in pipeline.files(c)}
+    sizes = [f.size for f in snapshot.files if f.path in chosen or f.format is None]
+    download = sum(size for size in sizes if size is not None) if None not in sizes else None
+    files = Files(sum(t.nbytes * t.count for t in tensors), download, snapshot.formats, len(snapshot.files))
+    return ModelSpec(
+        **_identity(snapshot),
+        architecture=architecture,
+        dtype=_dominant_dtype(parameters.by_dtype),
+        quantization=None,
+        parameters=parameters,
+        files=files,
+        tensors=tensors,
+        warnings=snapshot.warnings + pipeline.warnings,
+        pipeline=pipeline,
     )
 
 

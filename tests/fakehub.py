@@ -216,6 +216,63 @@ def build_repo(
     return FakeRepo(repo_id, repo_files)
 
 
+def sentence_files(dense: Sequence[tuple[int, int, bool]] = (), *, pickled: bool = False) -> dict[str, Content]:
+    """The files sentence-transformers' save() writes beside a Transformer module at the root: modules.json
+    (Transformer, Pooling, each Dense (in, out, bias) of `dense`, Normalize), 1_Pooling/config.json, and each
+    Dense's config.json and nn.Linear weights (`linear.weight`, `linear.bias`; pytorch_model.bin when `pickled`).
+    Normalize saves no file, so its folder is absent from the repo, as on the Hub."""
+    modules = [("", "Transformer"), ("1_Pooling", "Pooling")]
+    modules += [(f"{2 + i}_Dense", "Dense") for i in range(len(dense))] + [(f"{2 + len(dense)}_Normalize", "Normalize")]
+    listed = [{"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+              for i, (path, kind) in enumerate(modules)]  # fmt: skip
+    files: dict[str, Content] = {
+        "modules.json": json.dumps(listed, indent=2).encode(),
+        "1_Pooling/config.json": b'{"word_embedding_dimension": 384, "pooling_mode_mean_tokens": true}',
+    }
+    for i, (ins, outs, bias) in enumerate(dense):
+        folder = f"{2 + i}_Dense"
+        config = {"in_features": ins, "out_features": outs, "bias": bias,
+                  "activation_function": "torch.nn.modules.activation.Tanh"}  # fmt: skip
+        files[f"{folder}/config.json"] = json.dumps(config).encode()
+        tensors = [Tensor("linear.weight", "F32", (outs, ins))] + [Tensor("linear.bias", "F32", (outs,))] * bias
+        if pickled:
+            files[f"{folder}/pytorch_model.bin"] = LazyFile(b"", sum(t.nbytes for t in tensors))
+        else:
+            files[f"{folder}/model.safetensors"] = safetensors_file(tensors)
+    return files
+
+
+def pipeline_files(
+    layout: Path, weights: Mapping[str, Mapping[str | None, Sequence[Sequence[Tensor]]]]
+) -> dict[str, Content]:
+    """A Diffusers pipeline repo: the small files of `layout` (model_index.json, each component's config.json, the
+    scheduler's config) as they are, and per component (folder) and variant (None: non-variant) its safetensors
+    files as diffusers' save_pretrained names them: `diffusion_pytorch_model` for diffusers models, `model` for
+    transformers ones, `.VARIANT` before the suffix, one list of tensors per shard (`-0000i-of-0000N`, with the
+    index `NAME.safetensors.index[.VARIANT].json`)."""
+    files: dict[str, Content] = {
+        p.relative_to(layout).as_posix(): p.read_bytes() for p in sorted(layout.rglob("*")) if p.is_file()
+    }
+    library = {name: value[0] for name, value in json.loads(files["model_index.json"]).items()
+               if isinstance(value, list)}  # fmt: skip
+    for component, variants in weights.items():
+        stem = "diffusion_pytorch_model" if library[component] == "diffusers" else "model"
+        for variant, shards in variants.items():
+            dot = f".{variant}" if variant else ""
+            if len(shards) == 1:
+                files[f"{component}/{stem}{dot}.safetensors"] = safetensors_file(shards[0])
+                continue
+            weight_map = {}
+            for i, shard in enumerate(shards, 1):
+                name = f"{stem}{dot}-{i:05d}-of-{len(shards):05d}.safetensors"
+                files[f"{component}/{name}"] = safetensors_file(shard)
+                weight_map |= {t.name: name for t in shard}
+            total = sum(t.nbytes for shard in shards for t in shard)
+            index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+            files[f"{component}/{stem}.safetensors.index{dot}.json"] = json.dumps(index, indent=2).encode()
+    return files
+
+
 def load_tensors(path: Path) -> list[Tensor]:
     """A dataset-style tensors.json (name -> {"dtype", "shape"}), in file order."""
     return [Tensor(name, info["dtype"], tuple(info["shape"])) for name, info in json.loads(path.read_bytes()).items()]

@@ -236,6 +236,39 @@ def test_check_passes_on_gguf(fake_hub: FakeHub, repo: FakeRepo):
     assert result.passed, result.findings
 
 
+def test_check_and_audit_take_file_and_quant(fake_hub: FakeHub, repo: FakeRepo, folder: Path):
+    """--file / --quant choose the variant on check as on inspect, and for every GGUF repo of an audit; a repo
+    without GGUF files in the same audit resolves as always."""
+    fake_hub.add_repo(FakeRepo("org/plain", {"config.json": json.dumps(_PLAIN_CONFIG).encode(),
+                                             "model.safetensors": _plain_weights()}))  # fmt: skip
+    q8_bytes = _truth(folder / "Tiny-Llama-Q8_0.gguf")[2]
+    checked = check_model(REPO, Settings(seq_len=1000), hub=HubOptions(endpoint=fake_hub.url, token=False),
+                          quant="Q8_0")  # fmt: skip
+    assert checked.report is not None and checked.report.spec.files.weights_bytes == q8_bytes
+    assert checked.findings[1].parts == ("GGUF (Tiny-Llama-Q8_0.gguf): loading it runs no code",)
+    result = CliRunner().invoke(cli, ["check", REPO, "--file", "Tiny-Llama-Q8_0.gguf", "--seq-len", "1000", "--json"],
+                                catch_exceptions=False)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "GGUF (Tiny-Llama-Q8_0.gguf)" in json.loads(result.stdout)["checks"][1]["message"]
+    result = CliRunner().invoke(cli, ["audit", "-", "--quant", "Q8_0", "--format", "jsonl", "--seq-len", "1000"],
+                                input=f"{REPO}\norg/plain\n", catch_exceptions=False)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["model"] for row in rows] == [REPO, "org/plain"] and not any(row["error"] for row in rows)
+    assert rows[0]["weights"] == q8_bytes and rows[1]["params"] == 4 * 4
+    absent = CliRunner().invoke(cli, ["audit", "-", "--quant", "IQ1_S", "--format", "jsonl"], input=f"{REPO}\n")
+    assert absent.exit_code == 1 and "--quant IQ1_S names no GGUF variant" in json.loads(absent.stdout)["error"]["message"]
+
+
+_PLAIN_CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 4,
+                 "num_hidden_layers": 1, "num_attention_heads": 1, "vocab_size": 4, "intermediate_size": 4}
+
+
+def _plain_weights() -> bytes:
+    header = json.dumps({"model.embed_tokens.weight": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]}})
+    return len(header).to_bytes(8, "little") + header.encode() + bytes(64)
+
+
 def test_a_server_that_ignores_range_is_refused(served: dict[str, LazyFile | bytes]):
     """A read past the first one answered from byte 0 (a server ignoring Range) would be parsed as the wrong bytes."""
 

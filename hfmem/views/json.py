@@ -10,6 +10,7 @@ from .units import message
 if TYPE_CHECKING:
     from ..api import ModelReport
     from ..checks import CheckReport
+    from ..diffusion import PipelineMemory
     from ..spec import ModelSpec
 
 
@@ -44,17 +45,18 @@ def to_dict(report: ModelReport) -> dict[str, Any]:
         },
         "memory": report.memory.to_dict(),
         "gpu": report.gpu.to_dict() if report.gpu else None,
-        **kind_dict(spec),
+        **kind_dict(spec, report.pipeline),
         "warnings": list(report.warnings),
         "vision": spec.vision.to_dict() if spec.vision else None,
         **_tables(report),
     }
 
 
-def kind_dict(spec: ModelSpec) -> dict[str, Any]:
-    """CONTRACT.md's objects for the repo kinds that have one: `gguf` (types, parameters per ggml type, only for the
+def kind_dict(spec: ModelSpec, run: PipelineMemory | None = None) -> dict[str, Any]:
+    """CONTRACT.md's objects for the repo kinds that have one (README lists the keys added): `gguf` (types, parameters per ggml type, only for the
     variant read; the others' bits_per_weight are their size over its parameters; bytes_by_type the read one's) and
-    `adapter`."""
+    `adapter`, and a pipeline's `components`; `sentence_transformers` and `diffusers` (with the pipeline's memory
+    `run`) are hfmem's additions."""
     kinds: dict[str, Any] = {}
     if spec.gguf is not None:
         repo, parameters = spec.gguf, spec.parameters.total
@@ -69,7 +71,41 @@ def kind_dict(spec: ModelSpec) -> dict[str, Any]:
         }  # fmt: skip
     if spec.adapter is not None:
         kinds["adapter"] = spec.adapter.to_dict()
+    if spec.sentence is not None:
+        kinds["sentence_transformers"] = {"modules": sentence_modules(spec)}
+    if spec.pipeline is not None:
+        kinds["components"], kinds["diffusers"] = pipeline_dict(spec, run)
     return kinds
+
+
+def pipeline_dict(spec: ModelSpec, run: PipelineMemory | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A Diffusers pipeline: CONTRACT.md's `components` (each with weights: exact parameters and bytes as stored
+    in the files read, plus its library, the variant and files read), and hfmem's `diffusers` object: the
+    pipeline, its variants, and the memory of a run (every component resident, and with model CPU offload)."""
+    pipeline = spec.pipeline
+    assert pipeline is not None
+    components = []
+    for c in pipeline.components:
+        tensors = pipeline.tensors(c)
+        components.append({
+            "name": c.name, "library": c.library, "class": c.class_name, "variant": c.chosen(pipeline.variant),
+            "files": list(pipeline.files(c)), "parameters": sum(t.numel * t.count for t in tensors),
+            "weights_bytes": sum(t.nbytes * t.count for t in tensors),
+        })  # fmt: skip
+    return components, {"pipeline": pipeline.class_name, "variant": pipeline.variant,
+                        "variants": list(pipeline.variants), "denoiser": pipeline.denoiser.name if pipeline.denoiser
+                        else None, "without_weights": list(pipeline.others),
+                        "memory": run.to_dict() if run else None}  # fmt: skip
+
+
+def sentence_modules(spec: ModelSpec) -> list[dict[str, Any]]:
+    """Each module of a sentence-transformers repo, in modules.json's order, with its parameters (the root
+    Transformer's are the checkpoint's; a module without weights has 0) and the file they were read from."""
+    assert spec.sentence is not None
+    extra = sum(m.parameters for m in spec.sentence.modules) if spec.parameters.exact else 0  # else not in total
+    return [{"name": m.name, "path": m.path, "type": m.type,
+             "parameters": m.parameters if m.path else spec.parameters.total - extra,
+             "weights_file": m.weights_file} for m in spec.sentence.modules]  # fmt: skip
 
 
 def _tables(report: ModelReport) -> dict[str, Any]:

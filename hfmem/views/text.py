@@ -18,6 +18,7 @@ from ..memory.settings import MODES
 from ..untrusted import one_line
 from .units import format_bytes, format_count, label, short_count, size
 from .units import message as units_message
+from .json import sentence_modules
 
 if TYPE_CHECKING:
     from ..api import ModelReport
@@ -55,10 +56,12 @@ def render_report(
     report: ModelReport, units: str = "gib", *, width: int = WIDTH, paint: Paint = plain
 ) -> str:
     """Identity, parameters, the memory per mode and the fit; then the tables and formulas the report holds."""
-    parts = [render_spec(report.spec, report.snapshot.shown_revision, units, width), render_breakdown(report.memory,
-                                                                                                      units, width)]
+    memory = render_pipeline(report, units, width) if report.pipeline else render_breakdown(report.memory, units,
+                                                                                                  width)  # fmt: skip
+    parts = [render_spec(report.spec, report.snapshot.shown_revision, units, width), memory]
     if report.gpu is not None:
-        parts.append(render_fit(report.gpu, units, width, paint) + _activation_note(report, units, width))
+        note = PIPELINE_FIT_NOTE if report.pipeline else FIT_NOTE
+        parts.append(render_fit(report.gpu, units, width, paint, note) + _activation_note(report, units, width))
     if report.limits is not None:
         parts.append(render_limits(report.limits))
     if report.sweep:
@@ -89,6 +92,10 @@ def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width
         f"vocab {a.vocab_size}",
         f"context {a.max_position_embeddings}",
     ]
+    if spec.pipeline is not None:
+        denoiser = spec.pipeline.denoiser
+        arch = [f"{spec.pipeline.class_name} (Diffusers pipeline)"]
+        arch += [f"denoiser {denoiser.name} ({denoiser.class_name})"] if denoiser else []
     if a.num_experts:
         arch.append(f"{a.num_experts} experts, {a.num_experts_per_tok} active")
     if a.sliding_window and a.layer_types:
@@ -163,6 +170,18 @@ def _kind_rows(spec: ModelSpec, units: str) -> dict[str, list[str]]:
                            f"({format_bytes(a.weights_bytes, units)})"]  # fmt: skip
         rows["Adapter"] += [f"modules_to_save {','.join(a.modules_to_save)}"] * bool(a.modules_to_save)
         rows["Adapter"].append(f"base {a.base_model}")
+    if spec.pipeline is not None:
+        pipeline = spec.pipeline
+        rows["Components"] = [
+            f"{c.name} {short_count(sum(t.numel * t.count for t in pipeline.tensors(c)))} "
+            f"({format_bytes(sum(t.nbytes * t.count for t in pipeline.tensors(c)), units)}"
+            f"{', ' + str(c.chosen(pipeline.variant)) if c.chosen(pipeline.variant) else ''})"
+            for c in pipeline.components
+        ]  # fmt: skip
+        rows["Components"] += [f"variants: {', '.join(pipeline.variants)}"] * bool(pipeline.variants)
+    if spec.sentence is not None:
+        rows["Modules"] = [f"{m['path'] or '.'} {m['type']}" + (f" {m['parameters']:,}" if m["parameters"] else "")
+                           for m in sentence_modules(spec)]  # fmt: skip
     return rows
 
 
@@ -205,7 +224,39 @@ def render_breakdown(memory: MemoryReport, units: str = "gib", width: int = WIDT
     return "\n".join(lines)
 
 
-def render_fit(fit: GpuFit, units: str = "gib", width: int = WIDTH, paint: Paint = plain) -> str:
+def render_pipeline(report: ModelReport, units: str = "gib", width: int = WIDTH) -> str:
+    """A Diffusers pipeline's run: each component's weights and the activations of its phase, then the totals with
+    every component resident and with model CPU offload, and what training and LoRA hold."""
+    run, memory = report.pipeline, report.memory
+    assert run is not None
+    heading = [f"Memory ({label(units)}, per GPU)", f"{run.height}x{run.width} image", f"batch {run.batch_size}"
+               + (f" (denoiser x{run.guidance_batch // run.batch_size}: guidance)" if run.guidance_batch > run.batch_size
+                  else ""), f"latent {run.latent[0]}x{run.latent[1]}", f"{run.dtype}"]  # fmt: skip
+    if run.denoiser_tokens:
+        heading.append(f"{run.denoiser_tokens:,} denoiser tokens")
+    rows = [[one_line(c.name), size(c.weights_bytes, units), size(c.activations_bytes + c.upcast_bytes, units),
+             "modelled" if c.modelled else "rule of thumb" if c.activations_bytes else "not modelled"]
+            for c in run.components]  # fmt: skip
+    table = tabulate(rows, headers=["component", "weights", "activations", "activations are"], tablefmt="simple",
+                     disable_numparse=True, colalign=("left", "right", "right", "left"))  # fmt: skip
+    totals = [
+        f"all resident {size(run.resident_bytes, units)} {label(units)} (weights {size(run.weights_bytes, units)} "
+        f"+ the largest phase's activations {size(run.activations_bytes, units)} + overhead "
+        f"{size(run.overhead_bytes, units)})",
+        f"model CPU offload {size(run.offload_bytes, units)} {label(units)} (one component at a time)",
+        f"training {size(memory.training.total_bytes, units)}, LoRA r={memory.lora.settings['rank']} on "
+        f"{','.join(memory.lora.target_modules)} {size(memory.lora.total_bytes, units)} {label(units)} (the "
+        "denoiser's states; activations not modelled)",
+    ]
+    return "\n".join([*_joined(heading, width), table, *(line for t in totals for line in _wrapped(t, width))])
+
+
+FIT_NOTE = "GPUs needed: weights and KV heads split for inference; ZeRO-3 sharding of model states for training."
+PIPELINE_FIT_NOTE = ("GPUs needed: for inference each component whole on one GPU (device_map=\"balanced\"); ZeRO-3 "
+                     "sharding of the denoiser's states for training.")
+
+
+def render_fit(fit: GpuFit, units: str = "gib", width: int = WIDTH, paint: Paint = plain, note: str = FIT_NOTE) -> str:
     rows = [
         [mode, size(fit.totals[mode], units), _yes_no(fit.fits[mode], paint),
          fit.gpus_needed[mode] if fit.gpus_needed[mode] is not None else "none suffices"]
@@ -217,7 +268,6 @@ def render_fit(fit: GpuFit, units: str = "gib", width: int = WIDTH, paint: Paint
     )
     table = tabulate(rows, headers=["mode", f"needs ({label(units)})", "fits", "GPUs needed"], tablefmt="simple",
                      disable_numparse=True)  # fmt: skip
-    note = "GPUs needed: weights and KV heads split for inference; ZeRO-3 sharding of model states for training."
     return "\n".join([*_wrapped(one_line(heading), width), table, *_wrapped(note, width)])
 
 
