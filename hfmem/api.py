@@ -7,9 +7,9 @@ from typing import Any
 
 from . import engines
 from .engines import EngineSettings, ServePlan
+from .errors import AccessDenied
 from .gpus import Gpu, find_gpu
-from .hub import HubOptions, fetch_snapshot, with_base
-from .local import local_adapter, read_snapshot
+from .hub import HubOptions, Variant
 from .memory import (
     Explanation,
     GpuFit,
@@ -29,6 +29,7 @@ from .memory import (
 from .peft import Adapter
 from .refs import parse_ref
 from .snapshot import Snapshot
+from .sources import Request, resolve
 from .spec import ModelSpec, build_spec
 
 
@@ -40,7 +41,7 @@ class ModelReport:
     spec: ModelSpec
     snapshot: Snapshot
     settings: Settings
-    memory: MemoryReport
+    memory: MemoryReport | None  # None for a gated repo without access: no config.json, no architecture to size
     gpu: GpuFit | None
     limits: Limits | None = None  # with a GPU and tables: the largest context and batch that fit
     sweep: tuple[SweepRow, ...] = ()  # with tables: totals over sequence lengths x batch sizes
@@ -50,7 +51,7 @@ class ModelReport:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.spec.warnings + self.memory.warnings))
+        return tuple(dict.fromkeys(self.spec.warnings + (self.memory.warnings if self.memory else ())))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON `hfmem inspect --json` prints for this model (CONTRACT.md; sizes in bytes)."""
@@ -79,15 +80,9 @@ def open_snapshot(
     quant: str | None = None,
 ) -> Snapshot:
     """Resolve a model reference (repo id, repo id@revision, URL or local directory) into a Snapshot; `file` or
-    `quant` chooses the GGUF variant of a repo of GGUF files (hfmem.gguf.select_variant)."""
-    ref = parse_ref(reference, revision)
-    if ref.path is None:
-        return fetch_snapshot(ref, hub or HubOptions(), file=file, quant=quant)
-    adapter = local_adapter(ref)
-    if adapter is not None:  # a training run's output directory: its base model is on the Hub
-        return with_base(adapter, hub or HubOptions(), model=ref.text, repo_id=None, revision=None, commit=None,
-                         source="local")  # fmt: skip
-    return read_snapshot(ref, file=file, quant=quant)
+    `quant` chooses the GGUF variant of a repo of GGUF files (hfmem.gguf.select_variant). The sources and the order
+    they are asked in are hfmem.sources'."""
+    return resolve(parse_ref(reference, revision), Request(hub=hub or HubOptions(), variant=Variant(file, quant)))
 
 
 def inspect_model(
@@ -134,6 +129,8 @@ def report_for(
     snapshot: Snapshot, settings: Settings, gpu: Gpu | None = None, *, tables: bool = False, explain: bool = False
 ) -> ModelReport:
     spec = build_spec(snapshot)
+    if snapshot.public is not None:  # only the public metadata: nothing to estimate memory from (views say so)
+        return ModelReport(spec, snapshot, settings, None, None)
     if spec.adapter is not None:
         settings = adapter_settings(settings, spec.adapter)
     memory = estimate(spec, settings)
@@ -179,7 +176,10 @@ def serve_model(
     """How the engine of `settings` (VllmSettings or SglangSettings) starts the model on `gpu`; with `solve`, the
     smallest layout of at most `max_gpus` that starts and serves `concurrency` full-length requests (None if none).
     """
-    spec = build_spec(open_snapshot(reference, revision=revision, hub=hub))
+    snapshot = open_snapshot(reference, revision=revision, hub=hub)
+    if snapshot.public is not None:
+        raise AccessDenied(snapshot.warnings[0], hint="token")  # an engine's plan needs the architecture
+    spec = build_spec(snapshot)
     if solve:
         return engines.solve(spec, gpu, settings, concurrency=concurrency, max_gpus=max_gpus)
     return engines.plan(spec, gpu, settings)

@@ -35,7 +35,8 @@ MAX_INPUT_BYTES = 16 * 2**20  # an input list: some 400,000 references
 SORTS = {"downloads": "downloads", "likes": "likes", "created": "createdAt", "modified": "lastModified"}
 MAX_ROW_BYTES = 64 * 2**10  # one JSON line of an audit (rows are under 1 KiB, an error message included)
 # CONTRACT.md's row, then additions. Sizes are bytes.
-COLUMNS = ("model", "params", "dtype", "weights", *MODES, "fits", "error", "error_type", "commit", *engines.VERDICT)
+COLUMNS = ("model", "params", "dtype", "weights", *MODES, "fits", "error", "error_type", "commit", *engines.VERDICT,
+           "access")
 _INLINE_COMMENT = re.compile(r"\s+#.*$")
 # CSV; what Excel writes as "CSV" where the decimal mark is a comma; tab-separated values
 _DELIMITERS = (",", ";", "\t")
@@ -76,6 +77,7 @@ class AuditRow:
     fits: dict[Mode, bool] | None = None  # with a GPU
     serve: Verdict | None = None  # with an engine and a GPU
     error: RowError | None = None
+    access: str | None = None  # CONTRACT's access; "gated": public metadata only, so no totals
 
     @classmethod
     def of(cls, model: str, report: ModelReport, plan: engines.ServePlan | None = None) -> AuditRow:
@@ -86,9 +88,10 @@ class AuditRow:
             params=spec.parameters.total,
             dtype=spec.dtype,
             weights=spec.files.weights_bytes,
-            totals={mode: estimate.total_bytes for mode, estimate in report.memory.by_mode().items()},
+            totals={mode: est.total_bytes for mode, est in report.memory.by_mode().items()} if report.memory else None,
             fits=dict(report.gpu.fits) if report.gpu else None,
             serve=Verdict(plan.kv_cache_tokens, round(plan.max_concurrency, 2), plan.starts) if plan else None,
+            access=spec.access,
         )
 
     @classmethod
@@ -108,6 +111,7 @@ class AuditRow:
             "error": self.error.to_dict() if self.error else None,
             "commit": self.commit,
             **{key: getattr(serve, key) if serve else None for key in engines.VERDICT},
+            "access": self.access,
         }
 
 
@@ -170,8 +174,9 @@ def audit_models(
     Hub's rate-limit waits aside); a model still running well past every limit its requests keep gets a "timeout"
     row and is left behind. Closing the iterator, or a signal while it waits, cancels the models not started."""
     from .api import open_snapshot, report_for  # the resolving part of the library: loaded when an audit runs
-    from .hub import HubOptions, fetch_snapshot
+    from .hub import HubOptions
     from .refs import parse_ref
+    from .sources import Request, resolve
 
     settings = settings or Settings()
     hub = replace(hub or HubOptions(), deadline=timeout)
@@ -186,9 +191,9 @@ def audit_models(
                 snapshot = open_snapshot(model, revision=None if own else revision, hub=hub)
             else:
                 listing = None if revision else model.listing
-                snapshot = fetch_snapshot(parse_ref(model.repo_id, revision), hub, listing)
+                snapshot = resolve(parse_ref(model.repo_id, revision), Request(hub=hub, listed=listing))
             report = report_for(snapshot, settings, gpu)
-            plan = engines.plan(report.memory.facts, gpu, serving) if serving and gpu else None
+            plan = engines.plan(report.memory.facts, gpu, serving) if serving and gpu and report.memory else None
             return AuditRow.of(name, report, plan)
         except Exception as e:  # every failure is a row, unexpected ones as "internal"
             return AuditRow.failed(name, e)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import dtypes
@@ -10,7 +10,7 @@ from .architecture import Architecture
 from .config import checked_int, config_parameters, read_architecture
 from .gguf import GgufArchitecture, GgufRepo, GgufTensor, torch_name
 from .header import Tensor
-from .snapshot import PICKLE_FORMATS, Snapshot
+from .snapshot import PICKLE_FORMATS, PublicInfo, Snapshot
 from .untrusted import one_line
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class Parameters:
     by_dtype: dict[str, int]
     embedding: int  # input embedding + other embedding tables + an untied output projection
     active: int | None  # MoE: parameters used per token (routed experts counted k/E); None for dense models
-    exact: bool = True  # False when derived from config.json (no safetensors headers)
+    exact: bool = True  # False when derived from config.json or the Hub's public counts (no safetensors headers)
     # What a quantized checkpoint stands for: packed weights unpacked, scales and zero points left out.
     logical: int | None = None  # None: the same as total
 
@@ -57,6 +57,7 @@ class ModelSpec:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     gguf: GgufRepo | None = None  # a GGUF repo: tensors are the chosen variant's, renamed as transformers names them
     adapter: Adapter | None = None  # a PEFT adapter repo: everything else describes its base model
+    access: str = "public"  # Snapshot.access: "gated" when only the Hub's public metadata could be read
 
     @property
     def tensor_count(self) -> int:
@@ -108,6 +109,8 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     the chosen GGUF variant's headers."""
     if snapshot.gguf is not None:
         return _gguf_spec(snapshot, snapshot.gguf)
+    if snapshot.public is not None:
+        return _public_spec(snapshot, snapshot.public)
     architecture, config_warnings = read_architecture(snapshot.config)
     warnings = list(snapshot.warnings) + config_warnings
     tensors = tuple(t for header in snapshot.headers.values() for t in header.tensors)
@@ -148,7 +151,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
 def _identity(snapshot: Snapshot) -> dict[str, Any]:
     """The fields a spec takes from the snapshot as they are."""
     return {"model": snapshot.model, "revision": snapshot.revision, "commit": snapshot.commit,
-            "source": snapshot.source}  # fmt: skip
+            "source": snapshot.source, "access": snapshot.access}  # fmt: skip
 
 
 def _gguf_spec(snapshot: Snapshot, repo: GgufRepo) -> ModelSpec:
@@ -169,6 +172,31 @@ def _gguf_spec(snapshot: Snapshot, repo: GgufRepo) -> ModelSpec:
         tensors=tensors,
         warnings=snapshot.warnings,
         gguf=repo,
+    )
+
+
+def _public_spec(snapshot: Snapshot, public: PublicInfo) -> ModelSpec:
+    """A gated repo without access: what the Hub's public metadata proves. Parameters per dtype are the Hub's own
+    count of the safetensors headers (model_info's `safetensors`), and the weight bytes follow from them when every
+    dtype's width is known; the architecture is config.json's model_type and architectures as model_info summarises
+    them, nothing more. What is not known is None: the total without counts, the embedding, the weight bytes."""
+    by_dtype = dict(sorted(public.parameters.items()))
+    widths = [dtypes.bits(dtype) for dtype in by_dtype]
+    weights = sum(dtypes.nbytes(d, n) for d, n in by_dtype.items()) if by_dtype and None not in widths else None
+    architecture = replace(read_architecture({})[0], model_type=public.model_type,
+                           architectures=public.architectures)  # fmt: skip
+    warnings = list(snapshot.warnings)
+    if not by_dtype:
+        warnings.append("the Hub's public metadata gives no parameter counts for this repo")
+    return ModelSpec(
+        **_identity(snapshot),
+        architecture=architecture,
+        dtype=_dominant_dtype(by_dtype),
+        quantization=None,
+        parameters=Parameters(sum(by_dtype.values()) if by_dtype else None, by_dtype, None, None, exact=False),  # type: ignore[arg-type]
+        files=Files(weights, snapshot.download_bytes, snapshot.formats, len(snapshot.files)),  # type: ignore[arg-type]
+        tensors=(),
+        warnings=tuple(warnings),
     )
 
 
