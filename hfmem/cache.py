@@ -46,7 +46,16 @@ from .local import read_small
 from .peft import ADAPTER_WEIGHTS, adapter_snapshot
 from .refs import ModelRef
 from .snapshot import RepoFile, Snapshot
-from .untrusted import MAX_BYTES, MAX_FILES, MAX_GGUF_DIMS, MAX_GGUF_PAIRS, MAX_TENSORS, decode_json, is_commit, is_repo_path
+from .untrusted import (
+    MAX_BYTES,
+    MAX_FILES,
+    MAX_GGUF_DIMS,
+    MAX_GGUF_PAIRS,
+    MAX_TENSORS,
+    decode_json,
+    is_commit,
+    is_repo_path,
+)
 
 FORMAT = 3  # bump when the entry layout changes; entries of another format are misses
 # What an entry holds. `checkpoint`: config and headers are the repo's (a transformers checkpoint, or with `adapter`
@@ -229,15 +238,17 @@ def _encode_value(value: Value) -> Any:
 
 
 def _decode_gguf(encoded: Any, files: tuple[str, ...]) -> GgufModel:
-    """A stored GGUF variant: the files the variant is made of, metadata of GGUF's value kinds, and tensors of known
-    ggml types whose sizes agree with their shapes (gguf.read_header's rules), each name once."""
-    _require(isinstance(encoded, dict) and encoded.get("files") == list(files))
+    """A stored GGUF variant: one file name per file of the variant (as read_header named them), metadata of GGUF's
+    value kinds, and tensors of known ggml types whose sizes agree with their shapes (read_header's rules), each
+    name once."""
+    _require(isinstance(encoded, dict) and isinstance(encoded.get("files"), list))
+    _require(len(encoded["files"]) == len(files) and all(isinstance(name, str) for name in encoded["files"]))
     metadata, tensors = encoded.get("metadata"), encoded.get("tensors")
     _require(isinstance(metadata, dict) and len(metadata) <= MAX_GGUF_PAIRS)
     _require(isinstance(tensors, list) and len(tensors) <= MAX_TENSORS)
     decoded = tuple(map(_decode_gguf_tensor, tensors))
     _require(len({t.name for t in decoded}) == len(decoded))
-    return GgufModel(files, {key: _decode_value(value) for key, value in metadata.items()}, decoded)
+    return GgufModel(tuple(encoded["files"]), {key: _decode_value(v) for key, v in metadata.items()}, decoded)
 
 
 def _decode_value(value: Any) -> Value:

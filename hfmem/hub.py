@@ -7,7 +7,9 @@ config.json (the commit it is served from names the cached snapshot), in the Hub
 the scarcer API one. A sharded repo on main has all its shard headers in
 one request (the endpoint behind `get_sharded_safetensors_metadata`); elsewhere each shard header is a ranged
 read (100 kB, plus one more only for a longer header). Weights are never downloaded. Resolved snapshots are kept
-in the metadata cache (cache.py), keyed by commit.
+in the metadata cache (cache.py), keyed by commit. A gated repo whose files the token does not open resolves to what
+model_info tells anyone (files, sizes, the Hub's parameter counts), and nothing cached is shown in its place. Where
+a reference is resolved from (this module, the cache, huggingface_hub's downloads) is hfmem.sources' policy.
 
 Every answer is untrusted (see untrusted.py): bodies are streamed and refused past their cap, a ranged read never
 takes more than it asked for even from a server that ignores Range, commit ids and file names are checked before
@@ -207,7 +209,8 @@ def _resolve_online(
     if listed is not None and not any(f.format == "safetensors" for f in listed.files):
         listed = None
     with _translated_errors(ref, client.options):
-        if known is not None and not ref.pinned and listed is None and (hit := _still_cached(ref, client, cache, variant)):
+        resolved_before = known is not None and not ref.pinned and listed is None
+        if resolved_before and (hit := _still_cached(ref, client, cache, variant)):
             return hit
         with ThreadPoolExecutor(max_workers=16) as pool:
             # config.json travels beside the file listing; its X-Repo-Commit says whether it is that commit's.
@@ -365,8 +368,8 @@ class _Client:
         if not is_commit(info.get("sha")):
             raise BadResponse(f"{repo_id}: the Hub's model info names no valid commit id")
         gated = info.get("gated")
-        return Listing(info["sha"], _files(repo_id, info.get("siblings")), gated if gated in ("auto", "manual") else None,
-                       _public_info(info))  # fmt: skip
+        gated = gated if gated in ("auto", "manual") else None
+        return Listing(info["sha"], _files(repo_id, info.get("siblings")), gated, _public_info(info))
 
     def file(self, repo_id: str, filename: str, revision: str | None, kind: str) -> tuple[str | None, bytes]:
         """(the commit the Hub served it from, its bytes): a small file of the repo, whole."""

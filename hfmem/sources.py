@@ -67,7 +67,9 @@ class CacheSource:
         assert ref.repo_id is not None
         if request.listed is not None:
             return request.listed.commit
-        return ref.revision if ref.pinned else self.cache.commit(ref.repo_id, ref.revision or constants.DEFAULT_REVISION)
+        if ref.pinned:
+            return ref.revision
+        return self.cache.commit(ref.repo_id, ref.revision or constants.DEFAULT_REVISION)
 
     def resolve(self, ref: ModelRef, request: Request) -> Snapshot | None:
         variant = request.variant

@@ -193,7 +193,8 @@ def _public_spec(snapshot: Snapshot, public: PublicInfo) -> ModelSpec:
         architecture=architecture,
         dtype=_dominant_dtype(by_dtype),
         quantization=None,
-        parameters=Parameters(sum(by_dtype.values()) if by_dtype else None, by_dtype, None, None, exact=False),  # type: ignore[arg-type]
+        parameters=Parameters(sum(by_dtype.values()) if by_dtype else None,  # type: ignore[arg-type]
+                              by_dtype, None, None, exact=False),  # type: ignore[arg-type]
         files=Files(weights, snapshot.download_bytes, snapshot.formats, len(snapshot.files)),  # type: ignore[arg-type]
         tensors=(),
         warnings=tuple(warnings),
