@@ -298,6 +298,9 @@ def _still_cached(ref: ModelRef, client: _Client, cache: MetadataCache, variant:
         commit, _ = client.file(ref.repo_id, "config.json", ref.revision, "config")
     except GatedRepoError:
         return None  # what was cached with a token is not shown to a run without one: model_info decides
+    except RemoteEntryNotFoundError as e:  # a GGUF or adapter repo: the Hub's 404 names the commit all the same
+        # (huggingface_hub's file_download.py reads it there to cache a file's absence)
+        commit = e.response.headers.get(constants.HUGGINGFACE_HEADER_X_REPO_COMMIT) if e.response is not None else None
     except HfHubHTTPError:
         return None  # the file moved or went: resolve in full
     hit = cache.load(ref, commit, file=variant.file, quant=variant.quant) if is_commit(commit) else None

@@ -178,7 +178,9 @@ def test_a_warm_run_reads_no_header_of_the_adapter_or_its_base(fake_hub: FakeHub
     assert (warm.snapshot.source, warm.snapshot.commit) == ("cache", repo.sha)
     assert (warm.spec.adapter, warm.spec.parameters, warm.memory) == (cold.spec.adapter, cold.spec.parameters,
                                                                     cold.memory)  # fmt: skip
-    assert not [r for r in fake_hub.log if r.file and r.file.endswith(".safetensors")]
+    # one request each, on config.json: the adapter repo's 404 and the base's answer name the commits cached
+    assert sorted((r.repo_id, r.file, r.status) for r in fake_hub.log) == [(BASE, "config.json", 200),
+                                                                           (ADAPTER, "config.json", 404)]
     fake_hub.reset_log()
     pinned = inspect_model(f"{ADAPTER}@{repo.sha}", hub=HubOptions(endpoint=fake_hub.url, token=False))
     assert pinned.spec.adapter == cold.spec.adapter

@@ -121,7 +121,7 @@ def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width
         params.append(f"embedding {p.embedding:,}")
     if p.active is not None:
         params.append(f"active per token {format_count(p.active)}")
-    dtype = [str(spec.dtype)]
+    dtype = [str(spec.dtype) if spec.dtype or not public else "unknown"]
     if spec.quantization:
         bits = f" ({spec.quantization.bits:g}-bit)" if spec.quantization.bits else ""
         dtype.append(f"quantized: {spec.quantization.method}{bits}")
