@@ -198,6 +198,7 @@ def _public_spec(snapshot: Snapshot, public: PublicInfo) -> ModelSpec:
         files=Files(weights, snapshot.download_bytes, snapshot.formats, len(snapshot.files)),  # type: ignore[arg-type]
         tensors=(),
         warnings=tuple(warnings),
+        adapter=snapshot.adapter,
     )
 
 

@@ -118,3 +118,16 @@ def test_only_well_formed_public_metadata_is_kept():
         assert _public_info({"safetensors": {"parameters": counts}}).parameters == {}
     odd = _public_info({"config": {"model_type": "llama\n" * 20, "architectures": ["Llama", "rm -rf /"]}})
     assert (odd.model_type, odd.architectures) == (None, ())
+
+
+def test_an_adapter_of_a_gated_base_reports_the_adapter_and_the_bases_public_facts(hub_repo, fake_hub):
+    from tests.test_peft import adapter_config, adapter_weights
+
+    hub_repo(TINY, gated=True)
+    fake_hub.add_repo(FakeRepo("org/lora", {"adapter_config.json": adapter_config(),
+                                            "adapter_model.safetensors": adapter_weights()}))  # fmt: skip
+    data = json.loads(run("inspect", "org/lora", "--json").stdout)
+    assert (data["model"], data["access"], data["memory"], data["parameters"]["total"]) == ("org/lora", "gated",
+                                                                                            None, PARAMETERS)
+    assert data["adapter"]["base_model"] == TINY and data["adapter"]["rank"] == 8
+    assert f"{fake_hub.url}/{TINY}" in data["warnings"][0]  # the base's terms are the ones to accept
