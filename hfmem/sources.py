@@ -8,8 +8,9 @@
 `resolve` is the chain. A local path goes to the local reader. A repo id: a commit known to the cache answers from
 it without a request when the commit is pinned (by the reference, or by a listing that says the repo is ungated)
 and the repo was not gated when cached; offline (HF_HUB_OFFLINE) the cache answers, then the downloads; otherwise
-the Hub, and when the Hub is down, unreachable or keeps failing, the cache and then the downloads answer with a
-warning naming the fault. An adapter's base model resolves through the same chain.
+the Hub, and when the Hub is down, unreachable or keeps failing, the cache (a gated repo's entry only to a run with a
+token) and then the downloads answer with a warning naming the fault. An adapter's base model resolves through the
+same chain.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from huggingface_hub import constants, try_to_load_from_cache
+from huggingface_hub import constants, get_token, try_to_load_from_cache
 
 from .cache import MetadataCache
 from .errors import HfmemError, HubUnavailable, ModelNotFound, UnsupportedModel
@@ -135,13 +136,21 @@ def _repo(ref: ModelRef, request: Request) -> Snapshot:
         return found
     except HubUnavailable as e:  # down, unreachable or rate-limiting: an answer from disk beats an error
         try:
-            kept = cache.resolve(ref, request) or downloads.resolve(ref, request)
+            kept = cache.resolve(ref, request)
+            if kept is not None and kept.gated and not _has_token(request.hub):
+                kept = None  # cached with a token: no run without one sees it while the Hub cannot say
+            kept = kept or downloads.resolve(ref, request)
         except HfmemError:  # an incomplete download: the Hub's fault is the one to report
             kept = None
         if kept is None:
             raise e
         warning = f"{e}: showing what was resolved before (commit {kept.commit and kept.commit[:12]})"
         return replace(kept, warnings=(*kept.warnings, warning))
+
+
+def _has_token(options: HubOptions) -> bool:
+    """Whether requests carry a token: the one given, else huggingface_hub's (HF_TOKEN, the token file)."""
+    return options.token is not False and bool(options.token or get_token())
 
 
 def _ungated(hit: Snapshot, request: Request) -> bool:

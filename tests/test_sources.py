@@ -3,6 +3,8 @@ the answering source is Snapshot.source."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from huggingface_hub import constants, hf_hub_download
 
@@ -105,3 +107,12 @@ def test_a_listing_pins_the_commit_of_an_ungated_repo(hub_repo, fake_hub):
     fake_hub.reset_log()
     snapshot = resolve(parse_ref(TINY), Request(listed=listed.listing))
     assert snapshot.source == "cache" and fake_hub.log == []
+
+
+def test_with_the_hub_down_a_gated_repo_cached_with_a_token_is_shown_to_a_tokened_run_only(hub_repo, fake_hub):
+    repo = hub_repo(TINY, gated="manual")
+    resolve(parse_ref(TINY), Request(hub=HubOptions(token=FakeHub.valid_token)))
+    with pytest.raises(errors.HubUnavailable, match="cannot reach the Hub"):
+        resolve(parse_ref(TINY), Request(hub=DOWN))
+    kept = resolve(parse_ref(TINY), Request(hub=dataclasses.replace(DOWN, token=FakeHub.valid_token)))
+    assert (kept.source, kept.commit, kept.access) == ("cache", repo.sha, "granted")
