@@ -101,10 +101,12 @@ class MetadataCache:
         """Keep a snapshot resolved on the Hub (its commit is what the entry is keyed by). A GGUF variant joins the
         entry's other variants and checkpoint; a checkpoint joins its variants."""
         assert snapshot.repo_id is not None and snapshot.commit is not None
-        try:
-            kept = self._entry(snapshot.repo_id, snapshot.commit)
-        except (HfmemError, ValueError):
-            kept = None
+        kept = None
+        if "gguf" in snapshot.formats:  # only then is there anything to join (a checkpoint's entry is not reread)
+            try:
+                kept = self._entry(snapshot.repo_id, snapshot.commit)
+            except (HfmemError, ValueError):
+                pass
         checkpoint = snapshot.gguf is None
         entry = {
             "format": FORMAT,

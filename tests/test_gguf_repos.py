@@ -396,3 +396,16 @@ def test_a_cached_gguf_variant_is_checked_as_a_fresh_header(fake_hub: FakeHub, r
     again = _inspect(fake_hub)
     assert again.snapshot.source == "hub" and again.spec.parameters == cold.spec.parameters
     assert any(r.file.endswith(".gguf") for r in fake_hub.log if r.file), "refused, and read from the Hub again"
+
+
+def test_a_checkpoint_and_its_gguf_variants_share_the_commits_entry(fake_hub: FakeHub, hub_repo, served):
+    tiny = hub_repo("hfmem-test/tiny-llama")
+    tiny.files["Tiny-Llama-Q8_0.gguf"] = served["Tiny-Llama-Q8_0.gguf"]  # a transformers repo with a GGUF beside it
+    hub = HubOptions(endpoint=fake_hub.url, token=False)
+    checkpoint, q8 = inspect_model(tiny.repo_id, hub=hub), inspect_model(tiny.repo_id, hub=hub, quant="Q8_0")
+    assert (checkpoint.spec.gguf, q8.spec.gguf.chosen.quant) == (None, "Q8_0")
+    fake_hub.reset_log()
+    warm, warm_q8 = inspect_model(tiny.repo_id, hub=hub), inspect_model(tiny.repo_id, hub=hub, quant="Q8_0")
+    assert (warm.snapshot.source, warm_q8.snapshot.source) == ("cache", "cache")
+    assert (warm.spec.parameters, warm_q8.spec.parameters) == (checkpoint.spec.parameters, q8.spec.parameters)
+    assert [r.file for r in fake_hub.log] == ["config.json"] * 2, "one request each, no header read"
