@@ -8,10 +8,9 @@ from typing import Any
 from . import engines
 from .diffusion import LORA_TARGETS, ImageSettings, PipelineMemory, denoiser_only, pipeline_memory, spread_gpus
 from .engines import EngineSettings, ServePlan
-from .errors import UnsupportedModel
+from .errors import AccessDenied, UnsupportedModel
 from .gpus import Gpu, find_gpu
-from .hub import HubOptions, fetch_snapshot, with_base
-from .local import local_adapter, read_snapshot
+from .hub import HubOptions, Variant
 from .memory import (
     Estimate,
     Explanation,
@@ -34,6 +33,7 @@ from .memory import (
 from .peft import Adapter
 from .refs import parse_ref
 from .snapshot import Snapshot
+from .sources import Request, resolve
 from .spec import ModelSpec, build_spec
 
 
@@ -45,7 +45,7 @@ class ModelReport:
     spec: ModelSpec
     snapshot: Snapshot
     settings: Settings
-    memory: MemoryReport
+    memory: MemoryReport | None  # None for a gated repo without access: no config.json, no architecture to size
     gpu: GpuFit | None
     limits: Limits | None = None  # with a GPU and tables: the largest context and batch that fit
     sweep: tuple[SweepRow, ...] = ()  # with tables: totals over sequence lengths x batch sizes
@@ -56,7 +56,7 @@ class ModelReport:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.spec.warnings + self.memory.warnings))
+        return tuple(dict.fromkeys(self.spec.warnings + (self.memory.warnings if self.memory else ())))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON `hfmem inspect --json` prints for this model (CONTRACT.md; sizes in bytes)."""
@@ -85,15 +85,9 @@ def open_snapshot(
     quant: str | None = None,
 ) -> Snapshot:
     """Resolve a model reference (repo id, repo id@revision, URL or local directory) into a Snapshot; `file` or
-    `quant` chooses the GGUF variant of a repo of GGUF files (hfmem.gguf.select_variant)."""
-    ref = parse_ref(reference, revision)
-    if ref.path is None:
-        return fetch_snapshot(ref, hub or HubOptions(), file=file, quant=quant)
-    adapter = local_adapter(ref)
-    if adapter is not None:  # a training run's output directory: its base model is on the Hub
-        return with_base(adapter, hub or HubOptions(), model=ref.text, repo_id=None, revision=None, commit=None,
-                         source="local")  # fmt: skip
-    return read_snapshot(ref, file=file, quant=quant)
+    `quant` chooses the GGUF variant of a repo of GGUF files (hfmem.gguf.select_variant). The sources and the order
+    they are asked in are hfmem.sources'."""
+    return resolve(parse_ref(reference, revision), Request(hub=hub or HubOptions(), variant=Variant(file, quant)))
 
 
 def inspect_model(
@@ -155,6 +149,8 @@ def report_for(
     if snapshot.pipeline is not None:
         return pipeline_report(snapshot, settings, gpu, image or ImageSettings())
     spec = build_spec(snapshot)
+    if snapshot.public is not None:  # only the public metadata: nothing to estimate memory from (views say so)
+        return ModelReport(spec, snapshot, settings, None, None)
     if spec.adapter is not None:
         settings = adapter_settings(settings, spec.adapter)
     memory = estimate(spec, settings)
@@ -242,7 +238,10 @@ def serve_model(
     """How the engine of `settings` (VllmSettings or SglangSettings) starts the model on `gpu`; with `solve`, the
     smallest layout of at most `max_gpus` that starts and serves `concurrency` full-length requests (None if none).
     """
-    spec = build_spec(open_snapshot(reference, revision=revision, hub=hub))
+    snapshot = open_snapshot(reference, revision=revision, hub=hub)
+    if snapshot.public is not None:
+        raise AccessDenied(snapshot.warnings[0], hint="token")  # an engine's plan needs the architecture
+    spec = build_spec(snapshot)
     if spec.pipeline is not None:
         raise UnsupportedModel(f"{spec.model} is a Diffusers pipeline: vLLM and SGLang serve language models")
     if solve:

@@ -36,7 +36,8 @@ MAX_INPUT_BYTES = 16 * 2**20  # an input list: some 400,000 references
 SORTS = {"downloads": "downloads", "likes": "likes", "created": "createdAt", "modified": "lastModified"}
 MAX_ROW_BYTES = 64 * 2**10  # one JSON line of an audit (rows are under 1 KiB, an error message included)
 # CONTRACT.md's row, then additions. Sizes are bytes.
-COLUMNS = ("model", "params", "dtype", "weights", *MODES, "fits", "error", "error_type", "commit", *engines.VERDICT)
+COLUMNS = ("model", "params", "dtype", "weights", *MODES, "fits", "error", "error_type", "commit", *engines.VERDICT,
+           "access")
 _INLINE_COMMENT = re.compile(r"\s+#.*$")
 # CSV; what Excel writes as "CSV" where the decimal mark is a comma; tab-separated values
 _DELIMITERS = (",", ";", "\t")
@@ -77,6 +78,7 @@ class AuditRow:
     fits: dict[Mode, bool] | None = None  # with a GPU
     serve: Verdict | None = None  # with an engine and a GPU
     error: RowError | None = None
+    access: str | None = None  # CONTRACT's access; "gated": public metadata only, so no totals
 
     @classmethod
     def of(cls, model: str, report: ModelReport, plan: engines.ServePlan | None = None) -> AuditRow:
@@ -87,9 +89,10 @@ class AuditRow:
             params=spec.parameters.total,
             dtype=spec.dtype,
             weights=spec.files.weights_bytes,
-            totals={mode: estimate.total_bytes for mode, estimate in report.memory.by_mode().items()},
+            totals={mode: est.total_bytes for mode, est in report.memory.by_mode().items()} if report.memory else None,
             fits=dict(report.gpu.fits) if report.gpu else None,
             serve=Verdict(plan.kv_cache_tokens, round(plan.max_concurrency, 2), plan.starts) if plan else None,
+            access=spec.access,
         )
 
     @classmethod
@@ -109,6 +112,7 @@ class AuditRow:
             "error": self.error.to_dict() if self.error else None,
             "commit": self.commit,
             **{key: getattr(serve, key) if serve else None for key in engines.VERDICT},
+            "access": self.access,
         }
 
 
@@ -177,8 +181,9 @@ def audit_models(
     always, but not from the metadata cache); `image`, the image size and weight variant of every Diffusers
     pipeline."""
     from .api import open_snapshot, report_for  # the resolving part of the library: loaded when an audit runs
-    from .hub import HubOptions, fetch_snapshot
+    from .hub import HubOptions, Variant
     from .refs import parse_ref
+    from .sources import Request, resolve
 
     settings = settings or Settings()
     hub = replace(hub or HubOptions(), deadline=timeout)
@@ -193,10 +198,12 @@ def audit_models(
                 snapshot = open_snapshot(model, revision=None if own else revision, hub=hub, file=file, quant=quant)
             else:
                 listing = None if revision else model.listing
-                snapshot = fetch_snapshot(parse_ref(model.repo_id, revision), hub, listing, file=file, quant=quant)
+                request = Request(hub=hub, listed=listing, variant=Variant(file, quant))
+                snapshot = resolve(parse_ref(model.repo_id, revision), request)
             report = report_for(snapshot, settings, gpu, image=image)
             # engines serve language models, not Diffusers pipelines
-            plan = engines.plan(report.memory.facts, gpu, serving) if serving and gpu and not report.pipeline else None
+            serves = serving and gpu and report.memory and not report.pipeline
+            plan = engines.plan(report.memory.facts, gpu, serving) if serves else None
             return AuditRow.of(name, report, plan)
         except Exception as e:  # every failure is a row, unexpected ones as "internal"
             return AuditRow.failed(name, e)

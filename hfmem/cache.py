@@ -2,7 +2,8 @@
 
 Layout, beside huggingface_hub's own `hub/` folder and in its naming style:
 
-    <HF_HOME>/hfmem/models--ORG--NAME/snapshots/<commit>.json    files, config.json, safetensors headers, gated
+    <HF_HOME>/hfmem/models--ORG--NAME/snapshots/<commit>.json    files, config.json, safetensors headers, gated;
+                                                                  GGUF headers per variant read; adapter or not
     <HF_HOME>/hfmem/models--ORG--NAME/refs/<revision>             the commit a branch or tag last resolved to
 
 Files are written atomically (a temporary file, then a rename). A missing, unreadable or corrupt entry reads as a
@@ -19,7 +20,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,14 +29,38 @@ from huggingface_hub import constants
 
 from . import dtypes
 from .errors import BadResponse, HfmemError
+from .gguf import (
+    GGML_TYPES,
+    GgufArray,
+    GgufModel,
+    GgufRepo,
+    GgufTensor,
+    Value,
+    architecture_facts,
+    group_variants,
+    is_gguf_repo,
+    select_variant,
+)
 from .header import Header, Tensor
 from .local import read_small
+from .peft import ADAPTER_WEIGHTS, adapter_snapshot
 from .refs import ModelRef
 from .snapshot import RepoFile, Snapshot
-from .untrusted import MAX_BYTES, MAX_FILES, MAX_TENSORS, decode_json, is_commit, is_repo_path
+from .untrusted import (
+    MAX_BYTES,
+    MAX_FILES,
+    MAX_GGUF_DIMS,
+    MAX_GGUF_PAIRS,
+    MAX_TENSORS,
+    decode_json,
+    is_commit,
+    is_repo_path,
+)
 
-FORMAT = 2  # bump when the entry layout changes; entries of another format are misses
-FIELDS = {"format", "repo_id", "commit", "files", "config", "headers", "gated"}  # what an entry holds
+FORMAT = 3  # bump when the entry layout changes; entries of another format are misses
+# What an entry holds. `checkpoint`: config and headers are the repo's (a transformers checkpoint, or with `adapter`
+# a PEFT adapter's config and header); `gguf`: the joined headers of each GGUF variant read, by variant name.
+FIELDS = {"format", "repo_id", "commit", "files", "config", "headers", "gated", "checkpoint", "adapter", "gguf"}
 MAX_ENTRY_BYTES = MAX_BYTES["listing"] + MAX_BYTES["metadata"] + MAX_BYTES["config"]
 
 
@@ -61,18 +86,28 @@ class MetadataCache:
         if is_commit(commit):
             self._write(self._ref_path(repo_id, revision), commit)
 
-    def load(self, ref: ModelRef, commit: str) -> Snapshot | None:
-        """The snapshot of `ref`'s repo at `commit`, as `ref` asked for it, or None on a miss or a corrupt entry."""
+    def load(self, ref: ModelRef, commit: str, *, file: str | None = None, quant: str | None = None
+             ) -> Snapshot | None:  # fmt: skip
+        """The snapshot of `ref`'s repo at `commit`, as `ref` asked for it (`file`/`quant`: the GGUF variant, as the
+        Hub's resolver chooses it), or None on a miss or a corrupt entry."""
         assert ref.repo_id is not None
-        raw = self._read(self._snapshot_path(ref.repo_id, commit), MAX_ENTRY_BYTES)
         try:
-            return _decode(decode_json(raw, "cache entry", BadResponse), ref, commit) if raw is not None else None
+            entry = self._entry(ref.repo_id, commit)
+            return _decode(entry, ref, commit, file, quant) if entry is not None else None
         except (HfmemError, ValueError):
             return None
 
     def save(self, snapshot: Snapshot) -> None:
-        """Keep a snapshot resolved on the Hub (its commit is what the entry is keyed by)."""
+        """Keep a snapshot resolved on the Hub (its commit is what the entry is keyed by). A GGUF variant joins the
+        entry's other variants and checkpoint; a checkpoint joins its variants."""
         assert snapshot.repo_id is not None and snapshot.commit is not None
+        kept = None
+        if "gguf" in snapshot.formats:  # only then is there anything to join (a checkpoint's entry is not reread)
+            try:
+                kept = self._entry(snapshot.repo_id, snapshot.commit)
+            except (HfmemError, ValueError):
+                pass
+        checkpoint = snapshot.gguf is None
         entry = {
             "format": FORMAT,
             "repo_id": snapshot.repo_id,
@@ -81,12 +116,30 @@ class MetadataCache:
             "config": snapshot.config,
             "headers": {name: _encode_header(h) for name, h in snapshot.headers.items()},
             "gated": snapshot.gated,
+            "checkpoint": checkpoint,
+            "adapter": snapshot.adapter is not None,
+            "gguf": dict(kept["gguf"]) if kept is not None and isinstance(kept.get("gguf"), dict) else {},
         }
+        if snapshot.gguf is not None:
+            entry["gguf"][snapshot.gguf.chosen.name] = _encode_gguf(snapshot.gguf.model)
+            if kept is not None and kept.get("checkpoint") is True:
+                entry |= {key: kept[key] for key in ("config", "headers", "checkpoint", "adapter")}
         try:
-            text = json.dumps(entry, separators=(",", ":"))
+            text = json.dumps(entry, separators=(",", ":"), allow_nan=False)
         except (ValueError, RecursionError):  # a config nested deeper than json.dumps goes, here and now
             return
         self._write(self._snapshot_path(snapshot.repo_id, snapshot.commit), text)
+
+    def _entry(self, repo_id: str, commit: str) -> dict[str, Any] | None:
+        """The entry kept for `repo_id` at `commit`, a JSON object of this format and this repo and commit, unchecked
+        beyond that (_decode checks the rest); None on a miss."""
+        raw = self._read(self._snapshot_path(repo_id, commit), MAX_ENTRY_BYTES)
+        if raw is None:
+            return None
+        entry = decode_json(raw, "cache entry", BadResponse)
+        _require(isinstance(entry, dict) and entry.keys() >= FIELDS)
+        _require((entry["format"], entry["repo_id"], entry["commit"]) == (FORMAT, repo_id, commit))
+        return entry  # type: ignore[no-any-return]
 
     def _path(self, repo_id: str, folder: str, name: str) -> Path | None:
         """<root>/models--ORG--NAME/<folder>/<name>, or None when that would not be a file inside the root."""
@@ -135,24 +188,94 @@ def _encode_header(header: Header) -> dict[str, Any]:
     }
 
 
-def _decode(entry: Any, ref: ModelRef, commit: str) -> Snapshot:
-    """The snapshot an entry holds, every field checked as a fresh answer's would be; ValueError when one is off."""
-    _require(isinstance(entry, dict) and entry.keys() >= FIELDS)
-    _require((entry["format"], entry["repo_id"], entry["commit"]) == (FORMAT, ref.repo_id, commit))
+def _decode(entry: dict[str, Any], ref: ModelRef, commit: str, file: str | None, quant: str | None) -> Snapshot:
+    """The snapshot an entry holds for the variant asked for, every field checked as a fresh answer's would be:
+    ValueError when one is off or the entry lacks what was asked for (a GGUF variant not read before); an HfmemError
+    when what it holds is refused as the Hub's answer would be."""
     files, config, headers, gated = entry["files"], entry["config"], entry["headers"], entry["gated"]
     _require(isinstance(files, list) and len(files) <= MAX_FILES and all(map(_is_file, files)))
     _require(isinstance(config, dict) and isinstance(headers, dict) and (gated is None or isinstance(gated, str)))
-    return Snapshot(
+    _require(all(type(entry[key]) is bool for key in ("checkpoint", "adapter")) and isinstance(entry["gguf"], dict))
+    repo = Snapshot(
         model=ref.name,
         repo_id=ref.repo_id,
         revision=ref.revision,
         commit=commit,
         source="cache",
         files=tuple(RepoFile(path, size) for path, size in files),
-        config=config,
-        headers={name: _decode_header(name, h) for name, h in headers.items()},
+        config={},
+        headers={},
         gated=gated,
     )
+    chosen = file is not None or quant is not None
+    if is_gguf_repo(repo.files, chosen):  # the variant the Hub's resolver would choose, if it was read before
+        kept = entry["gguf"]
+        variants = group_variants(repo.files)
+        variant = select_variant(variants, file=file, quant=quant)
+        _require(variant.name in kept)
+        model = _decode_gguf(kept[variant.name], variant.files)
+        return replace(repo, gguf=GgufRepo(variants, variant, model, architecture_facts(model.metadata)))
+    _require(entry["checkpoint"])
+    decoded = {name: _decode_header(name, h) for name, h in headers.items()}
+    if entry["adapter"]:  # read again as the Hub's answer is: the same config and header, the same checks
+        _require(list(decoded) == [ADAPTER_WEIGHTS])
+        raw = json.dumps(config).encode()
+        return adapter_snapshot(raw, decoded[ADAPTER_WEIGHTS], ref.text, repo)
+    return replace(repo, config=config, headers=decoded)
+
+
+def _encode_gguf(model: GgufModel) -> dict[str, Any]:
+    return {
+        "files": list(model.files),
+        "metadata": {key: _encode_value(value) for key, value in model.metadata.items()},
+        "tensors": [[t.name, t.ggml_type, list(t.shape), t.offset, t.nbytes] for t in model.tensors],
+    }
+
+
+def _encode_value(value: Value) -> Any:
+    """A GGUF metadata value as JSON: arrays kept as lists, long ones as {"type", "length"}."""
+    if isinstance(value, GgufArray):
+        return {"type": value.type, "length": value.length}
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _decode_gguf(encoded: Any, files: tuple[str, ...]) -> GgufModel:
+    """A stored GGUF variant: one file name per file of the variant (as read_header named them), metadata of GGUF's
+    value kinds, and tensors of known ggml types whose sizes agree with their shapes (read_header's rules), each
+    name once."""
+    _require(isinstance(encoded, dict) and isinstance(encoded.get("files"), list))
+    _require(len(encoded["files"]) == len(files) and all(isinstance(name, str) for name in encoded["files"]))
+    metadata, tensors = encoded.get("metadata"), encoded.get("tensors")
+    _require(isinstance(metadata, dict) and len(metadata) <= MAX_GGUF_PAIRS)
+    _require(isinstance(tensors, list) and len(tensors) <= MAX_TENSORS)
+    decoded = tuple(map(_decode_gguf_tensor, tensors))
+    _require(len({t.name for t in decoded}) == len(decoded))
+    return GgufModel(tuple(encoded["files"]), {key: _decode_value(v) for key, v in metadata.items()}, decoded)
+
+
+def _decode_value(value: Any) -> Value:
+    if isinstance(value, dict):
+        _require(value.keys() == {"type", "length"} and isinstance(value["type"], str) and _is_int(value["length"]))
+        return GgufArray(value["type"], value["length"])
+    if isinstance(value, list):
+        _require(len(value) <= MAX_HELD_ARRAY and all(isinstance(v, (int, float, str)) for v in value))
+        return tuple(value)
+    _require(isinstance(value, (int, float, str)))  # bool is an int
+    return value  # type: ignore[no-any-return]
+
+
+def _decode_gguf_tensor(item: Any) -> GgufTensor:
+    _require(isinstance(item, list) and len(item) == 5)
+    name, ggml_type, shape, offset, nbytes = item
+    _require(isinstance(name, str) and ggml_type in GGML_SIZES and isinstance(shape, list))
+    _require(len(shape) <= MAX_GGUF_DIMS and all(map(_is_int, shape)) and _is_int(offset) and _is_int(nbytes))
+    block, block_bytes = GGML_SIZES[ggml_type]
+    _require((shape[0] if shape else 1) % block == 0 and math.prod(shape) // block * block_bytes == nbytes)
+    return GgufTensor(name, ggml_type, tuple(shape), offset, nbytes)
+
+
+GGML_SIZES = {name: (block, block_bytes) for name, block, block_bytes in GGML_TYPES.values()}
+MAX_HELD_ARRAY = 1024  # the longest metadata array gguf.read_header keeps whole
 
 
 def _is_file(item: Any) -> bool:

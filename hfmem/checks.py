@@ -24,6 +24,8 @@ from .spec import ModelSpec
 TOKEN_EMBEDDINGS = {"embed_tokens", "wte", "word_embeddings", "tok_embeddings", "embed_in", "shared"}
 OUTPUT_HEADS = {"lm_head", "embed_out"}
 REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+# The checks that read config.json or the headers, in the order check_snapshot runs them.
+NEEDS_ACCESS = ("config", "config_dtype", "vocab_size", "tied_embeddings", "context")
 
 
 class Level(str, Enum):
@@ -98,6 +100,11 @@ def check_snapshot(
     without one (a config that lacks what it needs) the fit fails and says why. With `serving` and a GPU, one more
     check: whether that engine starts (hfmem serve's plan)."""
     findings = [_download(snapshot), _weights(snapshot), _gated(snapshot), _custom_code(snapshot)]
+    if snapshot.public is not None:  # a gated repo without access: what needs config.json and headers is not run
+        not_run = "not checked: config.json and the headers are gated"
+        findings += [Finding.of(code, Level.SKIP, not_run) for code in NEEDS_ACCESS]
+        findings.append(Finding.of("fit", Level.SKIP, "no memory estimate without config.json"))
+        return CheckReport(snapshot, mode, tuple(findings), None)
     findings.append(_config(snapshot))
     try:
         report = report_for(snapshot, settings, gpu, image=image)
@@ -165,6 +172,9 @@ def _weights(snapshot: Snapshot) -> Finding:
 def _gated(snapshot: Snapshot) -> Finding:
     if snapshot.source == "local":
         return Finding.of("gated", Level.SKIP, "a local directory")
+    if snapshot.public is not None:
+        return Finding.of("gated", Level.FAIL, f"gated ({snapshot.gated} approval): its files are closed to this run",
+                          hint="token")
     if snapshot.gated:
         return Finding.of("gated", Level.WARN, f"gated ({snapshot.gated} approval): downloading needs accepted terms and "
                           "a token", hint="token")

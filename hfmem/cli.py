@@ -318,7 +318,7 @@ def cli() -> None:
     none for a pinned commit. With HF_HUB_OFFLINE=1, or when the Hub cannot answer, the answers come from that
     cache, else from the files huggingface_hub downloaded before. HF_ENDPOINT and HF_TOKEN work as in every Hub
     tool; gated models (Llama, Gemma, ...) need their terms accepted and a token (`hf auth login`, HF_TOKEN or
-    --token).
+    --token) for more than their public metadata (size, formats, parameters per dtype).
     """
 
 

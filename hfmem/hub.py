@@ -7,7 +7,9 @@ config.json (the commit it is served from names the cached snapshot), in the Hub
 the scarcer API one. A sharded repo on main has all its shard headers in
 one request (the endpoint behind `get_sharded_safetensors_metadata`); elsewhere each shard header is a ranged
 read (100 kB, plus one more only for a longer header). Weights are never downloaded. Resolved snapshots are kept
-in the metadata cache (cache.py), keyed by commit.
+in the metadata cache (cache.py), keyed by commit. A gated repo whose files the token does not open resolves to what
+model_info tells anyone (files, sizes, the Hub's parameter counts), and nothing cached is shown in its place. Where
+a reference is resolved from (this module, the cache, huggingface_hub's downloads) is hfmem.sources' policy.
 
 Every answer is untrusted (see untrusted.py): bodies are streamed and refused past their cap, a ranged read never
 takes more than it asked for even from a server that ignores Range, commit ids and file names are checked before
@@ -17,17 +19,17 @@ included. huggingface_hub provides the session, the headers (token, user agent) 
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
-from huggingface_hub import constants, hf_hub_url, try_to_load_from_cache
+from huggingface_hub import constants, hf_hub_url
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -57,7 +59,6 @@ from .errors import (
     BadResponse,
     ConfigError,
     HeaderError,
-    HfmemError,
     HubUnavailable,
     ModelNotFound,
     NoUsableFiles,
@@ -67,11 +68,10 @@ from .errors import (
 )
 from .gguf import GgufHeader, is_gguf_repo, open_repo, read_header
 from .header import Header, header_from_dict, header_length, parse_header
-from .local import read_snapshot
-from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, is_adapter_repo, read_adapter
+from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapter_snapshot, is_adapter_repo
 from .refs import ModelRef
 from .sentence import MODULES, is_sentence_repo, no_root_transformer, read_sentence_model
-from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
+from .snapshot import INDEX, SINGLE, PublicInfo, RepoFile, Snapshot, shard_names
 from .untrusted import MAX_BYTES, MAX_FILES, MAX_LISTED, MAX_TENSORS, decode_json, is_commit, is_repo_path
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -102,63 +102,14 @@ class HubOptions:
         return self.endpoint or constants.ENDPOINT
 
 
-def fetch_snapshot(
-    ref: ModelRef,
-    options: HubOptions,
-    listed: _Listing | None = None,
-    *,
-    file: str | None = None,
-    quant: str | None = None,
-    as_base: bool = False,
-) -> Snapshot:
-    """Resolve `ref` on the Hub, or from the metadata cache. Raises an HfmemError subclass for every failure.
-
-    A pinned commit found in the cache needs no request; a branch or tag resolved before costs one small sha lookup
-    when its commit is cached; in offline mode (HF_HUB_OFFLINE) there is the cache, then what huggingface_hub
-    downloaded before. When the Hub cannot be reached or keeps failing, the same two answer, with a warning.
-    `listed` is what a Hub listing said of the repo's main branch (list_models): it pins the commit, so a cached
-    ungated model needs no request, and stands in for model_info otherwise.
-
-    A repo of GGUF files resolves through the headers of the variant `file` or `quant` chooses (hfmem.gguf); a PEFT
-    adapter repo through its base model's (`as_base`: resolving that base, which may not be an adapter again).
-    GGUF and adapter repos are not kept in the metadata cache (their base models are).
-    """
-    assert ref.repo_id is not None
-    cache = MetadataCache.default()
-    known = ref.revision if ref.pinned else cache.commit(ref.repo_id, ref.revision or constants.DEFAULT_REVISION)
-    if listed is not None:
-        known = listed.commit
-    if file is not None or quant is not None:
-        known = None  # a cached transformers snapshot does not answer for a GGUF variant
-    trusted = ref.pinned or (listed is not None and listed.gated is None)  # a gated repo's access is checked
-    if known is not None and (trusted or constants.HF_HUB_OFFLINE) and (hit := cache.load(ref, known)):
-        return hit
-    if constants.HF_HUB_OFFLINE:
-        if downloaded := _downloaded(ref):
-            return downloaded
-        raise HubUnavailable(
-            f"{ref.text}: HF_HUB_OFFLINE is set and the model is neither in hfmem's cache nor downloaded"
-        )
-    try:
-        return _resolve_online(ref, _Client(options, ref), cache, known, listed, Variant(file, quant), as_base)
-    except HubUnavailable as e:  # down, unreachable or rate-limiting: an answer from disk beats an error
-        try:
-            kept = (cache.load(ref, known) if known is not None else None) or _downloaded(ref)
-        except HfmemError:  # an incomplete download: the Hub's fault is the one to report
-            kept = None
-        if kept is None:
-            raise e
-        warning = f"{e}: showing what was resolved before (commit {kept.commit and kept.commit[:12]})"
-        return replace(kept, warnings=(*kept.warnings, warning))
-
-
 @dataclass(frozen=True)
-class _Listing:
+class Listing:
     """What model_info says about a repo at a revision, validated."""
 
     commit: str
     files: tuple[RepoFile, ...]
     gated: str | None  # "auto" / "manual"
+    public: PublicInfo | None = None  # model_info's parameter counts and config summary (listings have none)
 
 
 @dataclass(frozen=True)
@@ -166,7 +117,7 @@ class ListedModel:
     """A model of a Hub listing: its id, and what the listing says of its main branch (None when too little)."""
 
     repo_id: str
-    listing: _Listing | None
+    listing: Listing | None
 
 
 def list_models(
@@ -212,7 +163,7 @@ def _listed(item: Any) -> ListedModel:
     except BadResponse:
         files = None
     gated = gated if gated in ("auto", "manual") else None
-    return ListedModel(repo_id, _Listing(sha, files, gated) if files is not None else None)
+    return ListedModel(repo_id, Listing(sha, files, gated) if files is not None else None)
 
 
 def _is_repo_id(value: Any) -> bool:
@@ -247,7 +198,7 @@ def _resolve_online(
     client: _Client,
     cache: MetadataCache,
     known: str | None,
-    listed: _Listing | None,
+    listed: Listing | None,
     variant: Variant,
     as_base: bool,
 ) -> Snapshot:
@@ -260,7 +211,8 @@ def _resolve_online(
     if listed is not None and not any(f.format == "safetensors" for f in listed.files):
         listed = None
     with _translated_errors(ref, client.options):
-        if known is not None and not ref.pinned and listed is None and (hit := _still_cached(ref, client, cache)):
+        resolved_before = known is not None and not ref.pinned and listed is None
+        if resolved_before and (hit := _still_cached(ref, client, cache, variant)):
             return hit
         with ThreadPoolExecutor(max_workers=16) as pool:
             # config.json travels beside the file listing; its X-Repo-Commit says whether it is that commit's.
@@ -269,19 +221,21 @@ def _resolve_online(
             info = listed or client.listing(repo_id, ref.revision)
             commit = info.commit
             cache.save_commit(repo_id, revision, commit)
+            if info.gated is not None and not _opens(early_config):  # a gated repo the token does not open
+                return _public_only(ref, client, info if listed is None else client.listing(repo_id, commit))
             chosen = variant != Variant()
             names = {f.path for f in info.files}
-            # the cache keeps a transformers checkpoint's fields only
+            # the cache keeps neither a sentence-transformers repo's modules nor a pipeline's components
             kept = not (is_sentence_repo(names) or is_pipeline_repo(names))
-            if not chosen and kept and (hit := cache.load(ref, commit)):
+            if kept and (hit := cache.load(ref, commit, file=variant.file, quant=variant.quant)):
                 return replace(hit, gated=info.gated)
             if is_adapter_repo(names):
-                return _resolve_adapter(ref, client, pool, commit, names, as_base)
+                return _kept(cache, _resolve_adapter(ref, client, pool, info, names, as_base))
             if is_gguf_repo(info.files, chosen):
                 gguf = open_repo(info.files, lambda name: client.gguf_header(repo_id, name, commit),
                                  file=variant.file, quant=variant.quant, read_all=pool.map)  # fmt: skip
-                return Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, {}, {}, info.gated,
-                                gguf=gguf)  # fmt: skip
+                return _kept(cache, Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, {}, {},
+                                             info.gated, gguf=gguf))  # fmt: skip
             if is_pipeline_repo(names):
                 pipeline = read_pipeline(
                     client.file(repo_id, MODEL_INDEX, commit, "config")[1], names, ref.text,
@@ -306,50 +260,67 @@ def _resolve_online(
                 lambda name: client.header(repo_id, name, commit), pool.map)  # fmt: skip
     snapshot = Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, config, headers, info.gated,
                         sentence=sentence)  # fmt: skip
-    if kept:
-        cache.save(snapshot)
+    return _kept(cache, snapshot) if kept else snapshot
+
+
+def _kept(cache: MetadataCache, snapshot: Snapshot) -> Snapshot:
+    cache.save(snapshot)
     return snapshot
 
 
+def _opens(config: Future[Any]) -> bool:
+    """Whether the token opens the repo's files: config.json was not refused as gated (another fault is raised where
+    config.json is read, or does not matter: an adapter or GGUF repo may have none)."""
+    try:
+        config.result()
+    except GatedRepoError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+def _public_only(ref: ModelRef, client: _Client, info: Listing) -> Snapshot:
+    """A gated repo the token does not open: what model_info tells anyone (files and sizes, the Hub's parameter
+    counts, config.json's model_type), read no further and not cached."""
+    note = (f"gated, and {'this token has no access' if client.options.token else 'no token was given'}: shown "
+            "from the Hub's public metadata only; with access (accept its terms at "
+            f"{client.options.url}/{ref.repo_id}, then use a token) hfmem adds the architecture, exact headers and "
+            "the memory estimate")  # fmt: skip
+    return Snapshot(ref.name, ref.repo_id, ref.revision, info.commit, "hub", info.files, {}, {}, info.gated,
+                    warnings=(note,), public=info.public or PublicInfo({}))  # fmt: skip
+
+
 def _resolve_adapter(
-    ref: ModelRef, client: _Client, pool: ThreadPoolExecutor, commit: str, names: set[str], as_base: bool
+    ref: ModelRef, client: _Client, pool: ThreadPoolExecutor, info: Listing, names: set[str], as_base: bool
 ) -> Snapshot:
-    """A PEFT adapter repo: its config and weights header, then its base model resolved as any model is."""
+    """A PEFT adapter repo: its config and weights header (the resolve chain adds its base model, hfmem.sources)."""
     repo_id = ref.repo_id
     assert repo_id is not None
     if as_base:
         raise UnsupportedModel(f"{ref.text}: the base model is itself an adapter (hfmem follows one level)")
     if ADAPTER_WEIGHTS not in names:
         raise NoUsableFiles(f"{ref.text}: an adapter repo without {ADAPTER_WEIGHTS}")
-    config = pool.submit(client.file, repo_id, ADAPTER_CONFIG, commit, "config")
-    header = client.header(repo_id, ADAPTER_WEIGHTS, commit)
-    adapter = read_adapter(config.result()[1], header, ref.text, repo_id)
-    return with_base(adapter, client.options, model=ref.text, repo_id=repo_id, revision=ref.revision, commit=commit,
-                     source="hub")  # fmt: skip
+    config = pool.submit(client.file, repo_id, ADAPTER_CONFIG, info.commit, "config")
+    header = client.header(repo_id, ADAPTER_WEIGHTS, info.commit)
+    repo = Snapshot(ref.name, repo_id, ref.revision, info.commit, "hub", info.files, {}, {}, info.gated)
+    return adapter_snapshot(config.result()[1], header, ref.text, repo)
 
 
-def with_base(adapter: Adapter, options: HubOptions, **identity: Any) -> Snapshot:
-    """An adapter's snapshot: its base model's, resolved on the Hub, with the adapter's identity (`identity`:
-    Snapshot fields) and the adapter."""
-    base = ModelRef(adapter.base_model, adapter.base_model, adapter.base_revision)
-    try:
-        snapshot = fetch_snapshot(base, options, as_base=True)
-    except ModelNotFound as e:  # say whose base it is: a name like "llama-base" may be a folder on another machine
-        raise type(e)(f"{identity['model']}: the adapter's base model: {e}") from e
-    return replace(snapshot, adapter=adapter, **identity)
-
-
-def _still_cached(ref: ModelRef, client: _Client, cache: MetadataCache) -> Snapshot | None:
+def _still_cached(ref: ModelRef, client: _Client, cache: MetadataCache, variant: Variant) -> Snapshot | None:
     """A reference resolved before: the commit that config.json is served from now (a request in the Hub's
     resolvers bucket, not the scarcer API one), and that commit's snapshot if it is cached."""
     assert ref.repo_id is not None
     try:
         commit, _ = client.file(ref.repo_id, "config.json", ref.revision, "config")
     except GatedRepoError:
-        raise  # what was cached with a token is not shown to a run without one
+        return None  # what was cached with a token is not shown to a run without one: model_info decides
+    except RemoteEntryNotFoundError as e:  # a GGUF or adapter repo: the Hub's 404 names the commit all the same
+        # (huggingface_hub's file_download.py reads it there to cache a file's absence)
+        commit = e.response.headers.get(constants.HUGGINGFACE_HEADER_X_REPO_COMMIT) if e.response is not None else None
     except HfHubHTTPError:
         return None  # the file moved or went: resolve in full
-    hit = cache.load(ref, commit) if is_commit(commit) else None
+    hit = cache.load(ref, commit, file=variant.file, quant=variant.quant) if is_commit(commit) else None
     if hit is not None:
         cache.save_commit(ref.repo_id, ref.revision or constants.DEFAULT_REVISION, commit)
     return hit
@@ -405,7 +376,7 @@ class _Client:
         self.deadline = time.monotonic() + options.deadline
         self.waited = 0.0  # seconds spent waiting for retries and rate limits
 
-    def listing(self, repo_id: str, revision: str | None) -> _Listing:
+    def listing(self, repo_id: str, revision: str | None) -> Listing:
         """model_info with file metadata: the commit, every file with its size, and the gated flag."""
         url = f"{self.options.url}/api/models/{repo_id}"
         if revision is not None:
@@ -417,7 +388,8 @@ class _Client:
         if not is_commit(info.get("sha")):
             raise BadResponse(f"{repo_id}: the Hub's model info names no valid commit id")
         gated = info.get("gated")
-        return _Listing(info["sha"], _files(repo_id, info.get("siblings")), gated if gated in ("auto", "manual") else None)
+        gated = gated if gated in ("auto", "manual") else None
+        return Listing(info["sha"], _files(repo_id, info.get("siblings")), gated, _public_info(info))
 
     def file(self, repo_id: str, filename: str, revision: str | None, kind: str) -> tuple[str | None, bytes]:
         """(the commit the Hub served it from, its bytes): a small file of the repo, whole."""
@@ -647,19 +619,30 @@ def _files(repo_id: str, siblings: Any) -> tuple[RepoFile, ...]:
     return tuple(files)
 
 
-def _downloaded(ref: ModelRef) -> Snapshot | None:
-    """The model as huggingface_hub downloaded it before (from_pretrained, `hf download`), read from its snapshot
-    folder in the hub cache; None when its config.json was never downloaded."""
-    assert ref.repo_id is not None
-    config = try_to_load_from_cache(ref.repo_id, "config.json", revision=ref.revision)
-    if not isinstance(config, str):
-        return None
-    folder = Path(config).parent
-    snapshot = read_snapshot(replace(ref, path=folder))
-    note = "offline: read from huggingface_hub's downloads, which list only the files downloaded"
-    commit = folder.name if is_commit(folder.name) else None
-    return replace(snapshot, model=ref.name, repo_id=ref.repo_id, revision=ref.revision, commit=commit,
-                   source="hub-cache", warnings=(note,))  # fmt: skip
+def _public_info(info: dict[str, Any]) -> PublicInfo:
+    """model_info's `safetensors.parameters` (dtype -> count) and `config` summary, each kept only when well formed:
+    they are shown as they are for a repo nothing else can be read of."""
+    counted = info.get("safetensors")
+    parameters = counted.get("parameters") if isinstance(counted, dict) else None
+    if not (isinstance(parameters, dict) and len(parameters) <= MAX_DTYPES
+            and all(_is_dtype(k) and type(v) is int and v >= 0 for k, v in parameters.items())):  # fmt: skip
+        parameters = {}
+    config = info.get("config") if isinstance(info.get("config"), dict) else {}
+    model_type, architectures = config.get("model_type"), config.get("architectures")
+    if not (isinstance(architectures, list) and len(architectures) <= MAX_DTYPES
+            and all(isinstance(a, str) and a.isidentifier() for a in architectures)):  # fmt: skip
+        architectures = []
+    model_type = model_type if isinstance(model_type, str) and _MODEL_TYPE.fullmatch(model_type) else None
+    return PublicInfo(dict(parameters), model_type, tuple(architectures))
+
+
+def _is_dtype(name: Any) -> bool:
+    return isinstance(name, str) and _DTYPE.fullmatch(name) is not None
+
+
+_DTYPE = re.compile(r"[A-Z0-9_]{1,16}")  # safetensors dtype names: BF16, F8_E4M3, ...
+_MODEL_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_DTYPES = 64  # entries of model_info's per-dtype counts or architectures list kept
 
 
 def _retry_after(response: Response) -> float | None:

@@ -18,7 +18,7 @@ from .errors import ConfigError, HeaderError, HfmemError, NoUsableFiles
 from .gguf import GgufHeader, is_gguf_repo, open_repo
 from .gguf import read_header as read_gguf
 from .header import Header, header_length, parse_header
-from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, is_adapter_repo, read_adapter
+from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapter_snapshot, is_adapter_repo
 from .refs import ModelRef
 from .sentence import MODULES, is_sentence_repo, no_root_transformer, read_sentence_model
 from .snapshot import INDEX, SINGLE, RepoFile, Snapshot, shard_names
@@ -58,18 +58,21 @@ def read_snapshot(ref: ModelRef, *, file: str | None = None, quant: str | None =
     return Snapshot(ref.text, None, None, None, "local", files, config, headers, sentence=sentence)
 
 
-def local_adapter(ref: ModelRef) -> Adapter | None:
-    """The PEFT adapter a directory holds (adapter_config.json, adapter_model.safetensors), or None."""
+def local_adapter(ref: ModelRef) -> Snapshot | None:
+    """The PEFT adapter a directory holds (adapter_config.json, adapter_model.safetensors), as a snapshot whose base
+    model is still to be resolved (hfmem.peft.adapter_snapshot), or None."""
     root = ref.path
     assert root is not None
-    listed = {f.path for f in listing(root, ref.text)}
+    files = listing(root, ref.text)
+    listed = {f.path for f in files}
     if not is_adapter_repo(listed):
         return None
     if ADAPTER_WEIGHTS not in listed:
         raise NoUsableFiles(f"{ref.text}: an adapter directory without {ADAPTER_WEIGHTS}")
     inside = _confined(root, ref.text)
     raw = read_small(inside(ADAPTER_CONFIG), MAX_BYTES["config"], ConfigError)
-    return read_adapter(raw, read_header(inside(ADAPTER_WEIGHTS)), ref.text, None)
+    repo = Snapshot(ref.text, None, None, None, "local", files, {}, {})
+    return adapter_snapshot(raw, read_header(inside(ADAPTER_WEIGHTS)), ref.text, repo)
 
 
 def _confined(root: Path, shown: str) -> Callable[[str], Path]:

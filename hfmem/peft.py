@@ -7,7 +7,8 @@ r, lora_alpha, target_modules (a list of names, or one regex string), modules_to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
@@ -15,6 +16,9 @@ from huggingface_hub.utils import validate_repo_id
 from .errors import ConfigError, UnsupportedModel
 from .header import Header
 from .untrusted import decode_json, one_line
+
+if TYPE_CHECKING:
+    from .snapshot import Snapshot
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -98,3 +102,12 @@ def _names(value: object, where: str, regex: bool = False) -> tuple[str, ...] | 
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise ConfigError(f"{where}: {ADAPTER_CONFIG} has target_modules or modules_to_save that are not module names")
+
+
+def adapter_snapshot(raw_config: bytes, header: Header, where: str, repo: Snapshot) -> Snapshot:
+    """An adapter repo as a source answers it, before its base model is resolved (hfmem.sources): `repo` (its
+    identity and files) with adapter_config.json as its config, the adapter's header as its headers, and the adapter
+    they describe."""
+    adapter = read_adapter(raw_config, header, where, repo.repo_id)
+    config = decode_json(raw_config, f"{where}: {ADAPTER_CONFIG}", ConfigError)  # an object: read_adapter checked
+    return replace(repo, config=config, headers={ADAPTER_WEIGHTS: header}, adapter=adapter)

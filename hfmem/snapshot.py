@@ -69,6 +69,17 @@ class RepoFile:
 
 
 @dataclass(frozen=True)
+class PublicInfo:
+    """What the Hub tells anyone about a gated repo in model_info: the parameters per safetensors dtype it counted in
+    the headers (`safetensors.parameters`; empty when it gives none) and the model_type and architectures of
+    config.json (`config`)."""
+
+    parameters: dict[str, int]
+    model_type: str | None = None
+    architectures: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Snapshot:
     model: str  # how reports name it (ModelRef.name): the repo id, or the directory as given
     repo_id: str | None
@@ -84,6 +95,15 @@ class Snapshot:
     adapter: Adapter | None = None  # a PEFT adapter repo: the adapter; everything else is its base model's
     sentence: SentenceModel | None = None  # a sentence-transformers repo: its modules (headers: the root Transformer)
     pipeline: Pipeline | None = None  # a Diffusers pipeline: its components (config and headers stay empty)
+    # A gated repo the token cannot open: only the public metadata (files with sizes, gated, this); no config.json or
+    # headers were read.
+    public: PublicInfo | None = None
+
+    @property
+    def access(self) -> str:
+        """"gated" when only the public metadata could be read, "granted" for a gated repo that was read, else
+        "public" (CONTRACT.md's `access`)."""
+        return "gated" if self.public is not None else "granted" if self.gated else "public"
 
     @property
     def shown_revision(self) -> str | None:

@@ -12,7 +12,7 @@ from .config import checked_int, read_architecture
 from .gguf import GgufArchitecture, GgufRepo, GgufTensor, torch_name
 from .header import Tensor
 from .layouts import Layout, config_layout
-from .snapshot import PICKLE_FORMATS, Snapshot
+from .snapshot import PICKLE_FORMATS, PublicInfo, Snapshot
 from .untrusted import one_line
 from .vision import VisionTower, is_vision_tensor, read_vision_tower
 
@@ -34,7 +34,7 @@ class Parameters:
     by_dtype: dict[str, int]
     embedding: int  # input embedding + other embedding tables + an untied output projection
     active: int | None  # MoE: parameters used per token (routed experts counted k/E); None for dense models
-    exact: bool = True  # False when derived from config.json (no safetensors headers)
+    exact: bool = True  # False when derived from config.json or the Hub's public counts (no safetensors headers)
     # What a quantized checkpoint stands for: packed weights unpacked, scales and zero points left out.
     logical: int | None = None  # None: the same as total
     vision: int | None = None  # a vision-language model's vision tower and projector (hfmem.vision); else None
@@ -69,6 +69,7 @@ class ModelSpec:
     layout: Layout | None = field(default=None, repr=False, compare=False)
     sentence: SentenceModel | None = None  # a sentence-transformers repo: tensors include its modules' weights
     pipeline: Pipeline | None = None  # a Diffusers pipeline: tensors are every component's (chosen variant)
+    access: str = "public"  # Snapshot.access: "gated" when only the Hub's public metadata could be read
 
     @property
     def tensor_count(self) -> int:
@@ -123,6 +124,8 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
         return _gguf_spec(snapshot, snapshot.gguf)
     if snapshot.pipeline is not None:
         return _pipeline_spec(snapshot, snapshot.pipeline)
+    if snapshot.public is not None:
+        return _public_spec(snapshot, snapshot.public)
     architecture, config_warnings = read_architecture(snapshot.config)
     architecture = replace(architecture, dropouts=read_dropouts(snapshot.config))
     warnings = list(snapshot.warnings) + config_warnings
@@ -175,7 +178,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
 def _identity(snapshot: Snapshot) -> dict[str, Any]:
     """The fields a spec takes from the snapshot as they are."""
     return {"model": snapshot.model, "revision": snapshot.revision, "commit": snapshot.commit,
-            "source": snapshot.source}  # fmt: skip
+            "source": snapshot.source, "access": snapshot.access}  # fmt: skip
 
 
 def _gguf_spec(snapshot: Snapshot, repo: GgufRepo) -> ModelSpec:
@@ -227,6 +230,33 @@ def _pipeline_spec(snapshot: Snapshot, pipeline: Pipeline) -> ModelSpec:
         tensors=tensors,
         warnings=snapshot.warnings + pipeline.warnings,
         pipeline=pipeline,
+    )
+
+
+def _public_spec(snapshot: Snapshot, public: PublicInfo) -> ModelSpec:
+    """A gated repo without access: what the Hub's public metadata proves. Parameters per dtype are the Hub's own
+    count of the safetensors headers (model_info's `safetensors`), and the weight bytes follow from them when every
+    dtype's width is known; the architecture is config.json's model_type and architectures as model_info summarises
+    them, nothing more. What is not known is None: the total without counts, the embedding, the weight bytes."""
+    by_dtype = dict(sorted(public.parameters.items()))
+    widths = [dtypes.bits(dtype) for dtype in by_dtype]
+    weights = sum(dtypes.nbytes(d, n) for d, n in by_dtype.items()) if by_dtype and None not in widths else None
+    architecture = replace(read_architecture({})[0], model_type=public.model_type,
+                           architectures=public.architectures)  # fmt: skip
+    warnings = list(snapshot.warnings)
+    if not by_dtype:
+        warnings.append("the Hub's public metadata gives no parameter counts for this repo")
+    return ModelSpec(
+        **_identity(snapshot),
+        architecture=architecture,
+        dtype=_dominant_dtype(by_dtype),
+        quantization=None,
+        parameters=Parameters(sum(by_dtype.values()) if by_dtype else None,  # type: ignore[arg-type]
+                              by_dtype, None, None, exact=False),  # type: ignore[arg-type]
+        files=Files(weights, snapshot.download_bytes, snapshot.formats, len(snapshot.files)),  # type: ignore[arg-type]
+        tensors=(),
+        warnings=tuple(warnings),
+        adapter=snapshot.adapter,
     )
 
 

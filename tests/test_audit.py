@@ -106,7 +106,8 @@ def test_faults_become_rows_and_input_order_is_kept(hub_repo, fake_hub):
     rows = list(audit_models(models, jobs=3))
     assert [row.model for row in rows] == models
     assert [row.error.type if row.error else None for row in rows] == [
-        "not_found", None, "gated", "bad_reference", "revision_not_found", None]
+        "not_found", None, None, "bad_reference", "revision_not_found", None]
+    assert (rows[2].access, rows[2].totals) == ("gated", None)  # public metadata only
 
 
 def test_retries_honour_retry_after(hub_repo, fake_hub):

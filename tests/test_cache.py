@@ -325,6 +325,18 @@ def test_what_was_cached_is_not_shown_once_the_repo_is_gated_and_no_token_is_giv
     repo = hub_repo(TINY)
     open_snapshot(TINY)
     repo.gated = "auto"  # gating is a repo setting, not part of a commit
-    with pytest.raises(errors.AccessDenied, match="gated"):
-        open_snapshot(TINY)
+    public = open_snapshot(TINY)  # only what the Hub shows anyone
+    assert (public.source, public.access, public.config, public.headers) == ("hub", "gated", {}, {})
     assert open_snapshot(TINY, hub=HubOptions(token=FakeHub.valid_token)).source == "cache"
+
+
+def test_a_pinned_commit_of_a_gated_repo_is_not_shown_from_the_cache_without_a_token(hub_repo, fake_hub):
+    repo = hub_repo(TINY, gated="manual")
+    pinned = f"{TINY}@{repo.sha}"
+    token = HubOptions(token=FakeHub.valid_token)
+    assert open_snapshot(pinned, hub=token).source == "hub"
+    public = open_snapshot(pinned)  # pinned and cached, but cached with a token: the Hub decides
+    assert (public.source, public.access, public.headers) == ("hub", "gated", {})
+    fake_hub.reset_log()
+    assert open_snapshot(pinned, hub=token).source == "cache"  # the token proves access with one round trip
+    assert sorted(r.route for r in fake_hub.log) == ["info", "resolve"]

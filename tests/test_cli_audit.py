@@ -45,7 +45,7 @@ def faults(fake_hub: FakeHub, hub_repo) -> list[tuple[str, str | None]]:
     """(reference, expected error type) for a good repo and every kind of fault repo."""
     hub_repo(TINY)
     cases: dict[str, tuple[str | None, dict]] = {
-        "gated/tiny": ("gated", {"gated": True}),
+        "gated/tiny": (None, {"gated": True}),  # public metadata only: a row without totals
         "private/tiny": ("not_found", {"private": True}),
         "limited/tiny": (None, {"fail_first": {429: 2}, "retry_after": 0}),
         "broken/tiny": ("network", {"fail_first": {500: 100}, "retry_after": 0}),

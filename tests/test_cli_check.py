@@ -94,12 +94,24 @@ def test_pickle_only_warns(hub_repo):
     assert verdicts(result)["weights"] == "warn"
 
 
-def test_gated_without_a_token_is_unresolved_and_says_how_to_get_access(hub_repo, fake_hub):
-    hub_repo(TINY, gated=True)
-    assert_one_line_error(run(TINY), "gated", f"{fake_hub.url}/{TINY}", "hf auth login", "--token")
-    result = run(TINY, "--json")
-    assert result.exit_code == 2
-    assert json.loads(result.stdout)["error"]["type"] == "gated"
+def test_gated_without_a_token_fails_the_gated_check_and_keeps_the_public_rows(hub_repo, fake_hub):
+    repo = hub_repo(TINY, gated=True)
+    result = run(TINY, "--gpu", "H100", "--json")
+    assert result.exit_code == 1  # a failed check, not an unresolved model
+    data = json.loads(result.stdout)
+    assert (data["access"], data["passed"], data["memory_bytes"], data["gpu"]) == ("gated", False, None, None)
+    assert verdicts(result) == {"download": "ok", "weights": "ok", "gated": "fail", "custom_code": "ok",
+                                "config": "skip", "config_dtype": "skip", "vocab_size": "skip",
+                                "tied_embeddings": "skip", "context": "skip", "fit": "skip"}  # fmt: skip
+    sizes = {path: len(c) if isinstance(c, bytes) else c.size for path, c in repo.files.items()}
+    assert data["download"] == {"bytes": sum(sizes.values()), "by_format": {
+        "safetensors": sizes["model.safetensors"], "other": sizes["config.json"]}}  # fmt: skip
+    assert f"{fake_hub.url}/{TINY}" in data["warnings"][0]
+    text = run(TINY)
+    assert text.exit_code == 1
+    gated = next(line for line in text.stdout.splitlines() if line.startswith("fail"))
+    assert gated.split()[:3] == ["fail", "gated", "gated"] and "hf auth login" in text.stdout
+    assert text.stdout.splitlines()[-1] == "result: failed (1 of 10 checks)"
 
 
 def test_gated_with_a_token(hub_repo):

@@ -103,7 +103,6 @@ def test_llama_3_1_8b_spec(hub_repo):
     "setup, args, error_type, message",
     [
         (None, ["nobody/nothing"], "not_found", "was not found"),
-        ({"gated": True}, [TINY], "gated", "is gated"),
         (None, ["bad//ref"], "bad_reference", "not a Hub repo id"),
         ({}, [TINY + "@nope"], "revision_not_found", "no revision"),
     ],

@@ -387,3 +387,58 @@ def test_options_of_the_other_engine_warn(fake_hub: FakeHub, repo: FakeRepo, hub
 ])  # fmt: skip
 def test_which_side_of_a_repo_resolves(paths, chosen, gguf_side):
     assert is_gguf_repo([RepoFile(p, 1) for p in paths], chosen) is gguf_side
+
+
+def test_a_warm_run_reads_no_gguf_header(fake_hub: FakeHub, repo: FakeRepo):
+    cold = _inspect(fake_hub)
+    q8_cold = _inspect(fake_hub, quant="Q8_0")  # a second variant joins the first in the commit's entry
+    fake_hub.reset_log()
+    warm, q8 = _inspect(fake_hub), _inspect(fake_hub, quant="Q8_0")
+    assert (warm.snapshot.source, q8.snapshot.source) == ("cache", "cache")
+    # one request each: config.json, whose 404 names the commit whose entry holds the variant
+    assert [(r.route, r.file, r.status) for r in fake_hub.log] == [("resolve", "config.json", 404)] * 2
+    assert (warm.spec.gguf, warm.spec.parameters, warm.memory) == (cold.spec.gguf, cold.spec.parameters, cold.memory)
+    assert (q8.spec.gguf.chosen.quant, q8.spec.parameters) == ("Q8_0", q8_cold.spec.parameters)
+    fake_hub.reset_log()
+    pinned = inspect_model(f"{REPO}@{repo.sha}", hub=HubOptions(endpoint=fake_hub.url, token=False), quant="Q6_K")
+    assert pinned.snapshot.source == "hub" and any(r.file.endswith(".gguf") for r in fake_hub.log if r.file)
+    fake_hub.reset_log()
+    pinned = inspect_model(f"{REPO}@{repo.sha}", hub=HubOptions(endpoint=fake_hub.url, token=False), quant="Q6_K")
+    assert pinned.snapshot.source == "cache" and fake_hub.log == [], "a pinned, cached variant costs no request"
+
+
+@pytest.mark.parametrize("corrupt", ["nbytes", "type", "files", "metadata"])
+def test_a_cached_gguf_variant_is_checked_as_a_fresh_header(fake_hub: FakeHub, repo: FakeRepo, corrupt: str):
+    from hfmem.cache import MetadataCache
+
+    cold = _inspect(fake_hub)
+    entry = MetadataCache.default().root / f"models--{REPO.replace('/', '--')}" / "snapshots" / f"{repo.sha}.json"
+    data = json.loads(entry.read_text())
+    (variant,) = data["gguf"].values()
+    tensor = variant["tensors"][0]
+    if corrupt == "nbytes":
+        tensor[4] += 1  # bytes that do not follow from the shape and ggml type
+    elif corrupt == "type":
+        tensor[1] = "Q9_Z"
+    elif corrupt == "files":
+        variant["files"] = []  # not the variant's one file
+    else:
+        variant["metadata"]["llama.block_count"] = "2"  # architecture_facts refuses a count that is a string
+    entry.write_text(json.dumps(data))
+    fake_hub.reset_log()
+    again = _inspect(fake_hub)
+    assert again.snapshot.source == "hub" and again.spec.parameters == cold.spec.parameters
+    assert any(r.file.endswith(".gguf") for r in fake_hub.log if r.file), "refused, and read from the Hub again"
+
+
+def test_a_checkpoint_and_its_gguf_variants_share_the_commits_entry(fake_hub: FakeHub, hub_repo, served):
+    tiny = hub_repo("hfmem-test/tiny-llama")
+    tiny.files["Tiny-Llama-Q8_0.gguf"] = served["Tiny-Llama-Q8_0.gguf"]  # a transformers repo with a GGUF beside it
+    hub = HubOptions(endpoint=fake_hub.url, token=False)
+    checkpoint, q8 = inspect_model(tiny.repo_id, hub=hub), inspect_model(tiny.repo_id, hub=hub, quant="Q8_0")
+    assert (checkpoint.spec.gguf, q8.spec.gguf.chosen.quant) == (None, "Q8_0")
+    fake_hub.reset_log()
+    warm, warm_q8 = inspect_model(tiny.repo_id, hub=hub), inspect_model(tiny.repo_id, hub=hub, quant="Q8_0")
+    assert (warm.snapshot.source, warm_q8.snapshot.source) == ("cache", "cache")
+    assert (warm.spec.parameters, warm_q8.spec.parameters) == (checkpoint.spec.parameters, q8.spec.parameters)
+    assert [r.file for r in fake_hub.log] == ["config.json"] * 2, "one request each, no header read"

@@ -100,13 +100,29 @@ def test_long_header_gets_a_second_ranged_read(fake_hub):
     assert_headers_only(fake_hub, "org/long-header")
 
 
-def test_gated_repo_needs_a_token(hub_repo):
-    hub_repo(TINY, gated=True)
-    with pytest.raises(errors.AccessDenied, match="gated: accept its terms.*then use a token") as caught:
-        open_snapshot(TINY)
-    assert caught.value.hint == "token"
+def test_a_gated_repo_without_a_token_gives_its_public_metadata_only(hub_repo, fake_hub):
+    repo = hub_repo(TINY, gated=True)
+    snapshot = open_snapshot(TINY)
+    # model_info is public: files with sizes, the gated flag, the Hub's own counts per dtype and config summary
+    assert (snapshot.access, snapshot.gated, snapshot.commit) == ("gated", "manual", repo.sha)
+    assert snapshot.config == {} and snapshot.headers == {}
+    assert snapshot.public.parameters == repo.files["model.safetensors"].parameters
+    assert snapshot.public.model_type == "llama" and snapshot.public.architectures == ("LlamaForCausalLM",)
+    assert snapshot.download_bytes == sum(len(c) if isinstance(c, bytes) else c.size for c in repo.files.values())
+    assert "gated, and no token was given" in snapshot.warnings[0]
+    assert f"{fake_hub.url}/{TINY}" in snapshot.warnings[0]
+    # config.json was refused (401) and no header was asked for
+    refused = fake_hub.requests_for(TINY, "resolve")
+    assert [(r.file, r.status) for r in refused] == [("config.json", 401)]
     snapshot = open_snapshot(TINY, hub=HubOptions(token=FakeHub.valid_token))
-    assert snapshot.gated == "manual"
+    assert (snapshot.access, snapshot.public) == ("granted", None) and snapshot.headers
+
+
+def test_a_token_without_access_gets_the_public_metadata_too(hub_repo, fake_hub):
+    hub_repo(TINY, gated="auto")
+    snapshot = open_snapshot(TINY, hub=HubOptions(token="hf_no_access"))
+    assert snapshot.access == "gated" and "this token has no access" in snapshot.warnings[0]
+    assert [r.status for r in fake_hub.requests_for(TINY, "resolve")] == [403]
 
 
 def test_private_and_missing_repos_are_not_found(hub_repo):

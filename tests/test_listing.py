@@ -66,9 +66,17 @@ def test_search_filter_sort_and_limit_reach_the_query(fake_hub):
 
 def test_a_listed_gated_model_still_proves_access(fake_hub, tmp_path):
     organisation(fake_hub, 1)
-    fake_hub.repos["acme/tiny-00"].gated = "manual"
-    (row,) = CliRunner().invoke(cli, ["audit", "--author", "acme", "--format", "jsonl"]).stdout.splitlines()
-    assert json.loads(row)["error"]["type"] == "gated"
+    repo = fake_hub.repos["acme/tiny-00"]
+    repo.gated = "manual"
+    (full,) = audit("--author", "acme", "--token", FakeHub.valid_token)  # cached with a token
+    assert full["access"] == "granted" and full["inference"] > 0
+    fake_hub.reset_log()
+    (row,) = audit("--author", "acme")  # the listing pins the commit, yet the cached entry is not shown
+    assert (row["access"], row["error"], row["inference"], row["training"], row["lora"]) == ("gated", None, None,
+                                                                                                 None, None)
+    # the public metadata: the Hub's count of the headers, and its bytes at BF16
+    assert (row["params"], row["dtype"], row["weights"]) == (full["params"], "bfloat16", 2 * full["params"])
+    assert [(r.file, r.status) for r in fake_hub.requests_for("acme/tiny-00", "resolve")] == [("config.json", 401)]
 
 
 def test_a_file_and_a_listing_are_exclusive(fake_hub, tmp_path):

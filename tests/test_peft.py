@@ -166,3 +166,37 @@ def test_a_local_adapter_directory_resolves_its_base_on_the_hub(fake_hub: FakeHu
     (run / "adapter_config.json").write_bytes(adapter_config(base_model_name_or_path="/srv/me/llama-base"))
     with pytest.raises(ConfigError, match="is not a Hub repo id"):
         _inspect(fake_hub, model=str(run))
+
+
+def test_a_warm_run_reads_no_header_of_the_adapter_or_its_base(fake_hub: FakeHub, adapter_repo):
+    repo = adapter_repo()
+    cold = _inspect(fake_hub)
+    assert cold.snapshot.source == "hub"
+    fake_hub.reset_log()
+    warm = _inspect(fake_hub)
+    # the adapter's entry in hfmem's cache (its config and header, checked again by peft.read_adapter), then the base's
+    assert (warm.snapshot.source, warm.snapshot.commit) == ("cache", repo.sha)
+    assert (warm.spec.adapter, warm.spec.parameters, warm.memory) == (cold.spec.adapter, cold.spec.parameters,
+                                                                    cold.memory)  # fmt: skip
+    # one request each, on config.json: the adapter repo's 404 and the base's answer name the commits cached
+    assert sorted((r.repo_id, r.file, r.status) for r in fake_hub.log) == [(BASE, "config.json", 200),
+                                                                           (ADAPTER, "config.json", 404)]
+    fake_hub.reset_log()
+    pinned = inspect_model(f"{ADAPTER}@{repo.sha}", hub=HubOptions(endpoint=fake_hub.url, token=False))
+    assert pinned.spec.adapter == cold.spec.adapter
+    assert [r.repo_id for r in fake_hub.log] == [BASE], "the pinned adapter costs no request; its base one"
+
+
+def test_a_cached_adapter_is_checked_as_a_fresh_one(fake_hub: FakeHub, adapter_repo):
+    from hfmem.cache import MetadataCache
+
+    repo = adapter_repo()
+    _inspect(fake_hub)
+    entry = MetadataCache.default().root / f"models--{ADAPTER.replace('/', '--')}" / "snapshots" / f"{repo.sha}.json"
+    data = json.loads(entry.read_text())
+    assert (data["adapter"], data["checkpoint"], list(data["headers"])) == (True, True, ["adapter_model.safetensors"])
+    data["config"]["r"] = 0  # what read_adapter refuses from the Hub, it refuses from the cache
+    entry.write_text(json.dumps(data))
+    fake_hub.reset_log()
+    assert _inspect(fake_hub).spec.adapter.rank == R
+    assert "adapter_model.safetensors" in {r.file for r in fake_hub.log}, "the entry was refused and read again"

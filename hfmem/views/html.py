@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..engines import ENGINE_NAMES
 from ..gpus import Gpu
 from ..memory.settings import MODES, Settings, usable_bytes
-from .text import COMPONENT_ORDER
+from .text import COMPONENT_ORDER, not_estimated
 from .units import format_bytes, format_count
 
 if TYPE_CHECKING:
@@ -149,6 +149,11 @@ def _document(title: str, body: str) -> str:
 
 def _model_section(report: ModelReport) -> str:
     spec, memory = report.spec, report.memory
+    warnings = "".join(f"<li>{escape(w)}</li>" for w in report.warnings)
+    if memory is None:  # a gated repo without access
+        return (f"<section><h2>{escape(spec.model)}</h2>{_identity(report)}"
+                f'<h3>Memory per mode</h3><p class="note">{escape(not_estimated(spec))}</p>'
+                f'<h3>Warnings</h3><ul class="warnings">{warnings}</ul></section>')  # fmt: skip
     s, lora = memory.inference.settings, memory.lora
     engine = f" · KV as {ENGINE_NAMES[s['engine']]} {s['engine_version']}" if s.get("engine") in ENGINE_NAMES else ""
     settings = (
@@ -159,7 +164,6 @@ def _model_section(report: ModelReport) -> str:
     curve = ""
     if report.curve:
         curve = f"<h3>Memory against sequence length (batch {s['batch_size']})</h3>{_curve_chart(report)}"
-    warnings = "".join(f"<li>{escape(w)}</li>" for w in report.warnings)
     return (
         f"<section><h2>{escape(spec.model)}</h2>{_identity(report)}"
         f'<h3>Memory per mode</h3><p class="note">{escape(settings)}</p>{_breakdown_chart(report)}'
@@ -178,7 +182,11 @@ def _identity(report: ModelReport) -> str:
         f"hidden {a.hidden_size}",
         f"context {a.max_position_embeddings}",
     ]
-    params = f"{p.total:,}" + (" (exact)" if p.exact else " (from config.json, approximate)")
+    if spec.access == "gated":
+        arch[1:] = ["the rest is in config.json, which is gated"]
+        params = "unknown" if p.total is None else f"{p.total:,} (the Hub's count of the safetensors headers)"
+    else:
+        params = f"{p.total:,}" + (" (exact)" if p.exact else " (from config.json, approximate)")
     if p.active is not None:
         params += f" · active per token {format_count(p.active)}"
     if p.vision is not None:

@@ -43,11 +43,12 @@ def to_dict(report: ModelReport) -> dict[str, Any]:
             "count": spec.files.count,
             "vision_bytes": spec.files.vision_bytes,
         },
-        "memory": report.memory.to_dict(),
+        "memory": report.memory.to_dict() if report.memory is not None else None,  # a gated repo without access
         "gpu": report.gpu.to_dict() if report.gpu else None,
         **kind_dict(spec, report.pipeline),
         "warnings": list(report.warnings),
         "vision": spec.vision.to_dict() if spec.vision else None,
+        "access": spec.access,
         **_tables(report),
     }
 
@@ -139,7 +140,8 @@ def check_to_dict(check: CheckReport) -> dict[str, Any]:
         "passed": check.passed,
         "checks": [{"code": f.code, "level": f.level.value, "message": message(f.parts)} for f in check.findings],
         "download": {"bytes": s.download_bytes, "by_format": check.bytes_by_format},
-        "memory_bytes": report.memory.by_mode()[check.mode].total_bytes if report else None,
+        "memory_bytes": report.memory.by_mode()[check.mode].total_bytes if report and report.memory else None,
         "gpu": report.gpu.to_dict() if report and report.gpu else None,
         "warnings": list(report.warnings if report else s.warnings),
+        "access": s.access,
     }

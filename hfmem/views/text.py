@@ -56,9 +56,13 @@ def render_report(
     report: ModelReport, units: str = "gib", *, width: int = WIDTH, paint: Paint = plain
 ) -> str:
     """Identity, parameters, the memory per mode and the fit; then the tables and formulas the report holds."""
-    memory = render_pipeline(report, units, width) if report.pipeline else render_breakdown(report.memory, units,
-                                                                                                  width)  # fmt: skip
-    parts = [render_spec(report.spec, report.snapshot.shown_revision, units, width), memory]
+    parts = [render_spec(report.spec, report.snapshot.shown_revision, units, width)]
+    if report.memory is None:
+        parts.append("\n".join(_wrapped(not_estimated(report.spec, units), width)))
+    elif report.pipeline:
+        parts.append(render_pipeline(report, units, width))
+    else:
+        parts.append(render_breakdown(report.memory, units, width))
     if report.gpu is not None:
         note = PIPELINE_FIT_NOTE if report.pipeline else FIT_NOTE
         parts.append(render_fit(report.gpu, units, width, paint, note) + _activation_note(report, units, width))
@@ -70,6 +74,15 @@ def render_report(
     if report.explanation is not None:
         parts.append(render_explain(report.explanation, units, width))
     return "\n\n".join(parts)
+
+
+def not_estimated(spec: ModelSpec, units: str = "gib") -> str:
+    """Why a gated repo without access has no memory estimate, and the one size the public metadata proves."""
+    weights = spec.files.weights_bytes
+    proves = (f"the weights alone are {format_bytes(weights, units)} as stored (from the Hub's parameter counts)"
+              if weights is not None else "the public metadata gives no weight size")  # fmt: skip
+    return (f"Memory: not estimated. config.json is gated, so there is no architecture to size the KV cache, "
+            f"activations or training from; {proves}.")
 
 
 def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width: int = WIDTH) -> str:
@@ -96,6 +109,9 @@ def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width
         denoiser = spec.pipeline.denoiser
         arch = [f"{spec.pipeline.class_name} (Diffusers pipeline)"]
         arch += [f"denoiser {denoiser.name} ({denoiser.class_name})"] if denoiser else []
+    public = spec.access == "gated"  # a gated repo without access: the Hub's public metadata only
+    if public:
+        arch[1:] = ["the rest is in config.json, which is gated"]
     if a.num_experts:
         arch.append(f"{a.num_experts} experts, {a.num_experts_per_tok} active")
     if a.sliding_window and a.layer_types:
@@ -106,19 +122,21 @@ def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width
         arch.append(f"{recurrent}/{len(a.layer_types)} layers {a.recurrent.mixer} state")
     arch = [part for part in arch if "None" not in part]  # an attention-free model has no heads
     p = spec.parameters
-    params = [format_count(p.total) + ("" if p.exact else " (from config.json, approximate)")]
+    params = [format_count(p.total) + ("" if p.exact else " (from config.json, approximate)")] if not public else [
+        f"{format_count(p.total)} (the Hub's count of the safetensors headers)" if p.total is not None else "unknown"]
     if len(p.by_dtype) == 1:
         params.append(f"all {next(iter(p.by_dtype))}")
     else:
         params += [f"{dtype} {n:,}" for dtype, n in p.by_dtype.items()]
     if p.logical is not None:
         params.append(f"unpacked {format_count(p.logical)} (quantized weights, without scales)")
-    params.append(f"embedding {p.embedding:,}")
+    if p.embedding is not None:
+        params.append(f"embedding {p.embedding:,}")
     if p.active is not None:
         params.append(f"active per token {format_count(p.active)}")
     if p.vision is not None:
         params.append(f"vision {p.vision:,}")
-    dtype = [str(spec.dtype)]
+    dtype = [str(spec.dtype) if spec.dtype or not public else "unknown"]
     if spec.quantization:
         bits = f" ({spec.quantization.bits:g}-bit)" if spec.quantization.bits else ""
         dtype.append(f"quantized: {spec.quantization.method}{bits}")
@@ -354,6 +372,9 @@ def render_audit_table(rows: Iterable[AuditRow], units: str = "gib", width: int 
         if row.error is None and row.totals is not None:
             cells += [short_count(row.params or 0), one_line(row.dtype or "")]  # exact in CSV and JSON
             cells += [size(row.weights or 0, units), *(size(row.totals[m], units) for m in MODES)]
+        elif row.error is None:  # a gated repo without access: what the public metadata proves
+            cells += [short_count(row.params) if row.params is not None else "?", one_line(row.dtype or "")]
+            cells += [size(row.weights, units) if row.weights is not None else "?", *["gated"] * len(MODES)]
         else:
             cells += [paint("error", "fail"), one_line(row.error.type if row.error else "")] + [""] * 4
         cells += [fits_text(row.fits, short=True)] * show_fits
@@ -471,10 +492,12 @@ def render_gpus(gpus: Iterable[Gpu], units: str = "gib") -> str:
 def one_line_summary(report: ModelReport) -> str:
     """A report in one line (its repr): the model, parameters, each mode's total, what fits."""
     spec, memory = report.spec, report.memory
-    totals = ", ".join(f"{mode}={format_bytes(est.total_bytes)}" for mode, est in memory.by_mode().items())
+    totals = (", ".join(f"{mode}={format_bytes(est.total_bytes)}" for mode, est in memory.by_mode().items())
+              if memory is not None else f"{report.snapshot.access}: memory not estimated")  # fmt: skip
     fit = ""
     if report.gpu is not None:
         fits = [mode for mode, ok in report.gpu.fits.items() if ok]
         fit = f", gpu={report.gpu.gpu.name!r} fits {'/'.join(fits) or 'nothing'}"
     commit = f"@{spec.commit[:12]}" if spec.commit else ""
-    return f"{one_line(spec.model)}{commit}: {spec.parameters.total:,} parameters, {totals}{fit}"
+    count = f"{spec.parameters.total:,}" if spec.parameters.total is not None else "unknown"
+    return f"{one_line(spec.model)}{commit}: {count} parameters, {totals}{fit}"
