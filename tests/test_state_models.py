@@ -10,7 +10,13 @@ Expected values are derived by hand below from transformers' modelling and cache
   MambaMixer / JambaMambaMixer conv (intermediate, conv_kernel), ssm (intermediate, state_size);
   Qwen3NextGatedDeltaNet conv_dim = 2 x key_dim + value_dim, recurrent (num_v_heads, head_k_dim, head_v_dim);
   Lfm2ShortConv conv (hidden, conv_L_cache).
-The configs in fixtures/configs/ are the repos' config.json files.
+The configs in fixtures/configs/ are the repos' config.json files, except two transcriptions (no complete
+config.json of either family was found by code search): falcon-h1-0.5b.json is tiiuae/Falcon-H1-0.5B's config as
+NVIDIA-NeMo/Megatron-Bridge's Falcon-H1 bridge test gives it (FALCON_H1_500M_CONFIG), plus mamba_d_ssm 1,536 = 24
+heads x 64, which FalconH1Config's validation demands (its default, 1,024, would fail); granite-4.0-h-1b.json is
+ibm-granite/granite-4.0-h-1b's as a third-party importer test transcribes it ("verbatim from the published
+config.json, minus the fields the importer does not read"): the flags it omits (attention_bias, mamba_conv_bias,
+mamba_proj_bias) take GraniteMoeHybridConfig's defaults.
 """
 
 from __future__ import annotations
@@ -75,6 +81,24 @@ EXPECTED = {
     # Parameters: conv layer 16,783,360 (in_proj 2,048 x 6,144, conv 2,048 x 3, out_proj 2,048 x 2,048); attention
     # 10,485,888 (q/o 2 x 2,048^2, k/v 2 x 2,048 x 512, q/k norms 2 x 64); MLP 3 x 2,048 x 8,192 (block_ff_dim
     # 12,288 x 2/3, rounded to 256) in all 16; 2 norms per layer; tied embeddings 65,536 x 2,048; final norm.
+    # Falcon-H1-0.5B: every layer runs Mamba-2 beside attention (FalconH1DecoderLayer). State: conv (1,536 +
+    # 2 x 1 x 128 = 1,792) x 4 x 2 B = 14,336, ssm 24 x 64 x 128 x 4 B = 786,432. KV: 36 x 2 x 2 x 64 x 2 B.
+    # Parameters per layer: in_proj 1,024 x (1,536 + 1,792 + 24) = 3,432,448, conv1d 1,792 x 4 + 1,792,
+    # dt_bias/A_log/D 3 x 24, no gated norm (mamba_rms_norm false), out_proj 1,536 x 1,024 = 1,572,864;
+    # attention q/o 2 x 1,024 x 512, k/v 2 x 1,024 x 128; MLP 3 x 1,024 x 2,048; 2 norms. Untied embeddings
+    # 2 x 32,784 x 1,024 and the final norm: 521,411,104 (published as 0.5B).
+    "falcon-h1-0.5b": (36 * (14_336 + 786_432), 36 * 2 * 2 * 64 * 2,
+                       36 * (3_432_448 + 8_960 + 72 + 1_572_864 + 2 * 1_024 * 512 + 2 * 1_024 * 128
+                             + 3 * 1_024 * 2_048 + 2 * 1_024) + 2 * 32_784 * 1_024 + 1_024),
+    # Granite-4.0-H-1B: layer_types gives 4 attention layers, 36 Mamba-2. State: conv (3,072 + 2 x 128 = 3,328)
+    # x 4 x 2 B = 26,624, ssm 48 x 64 x 128 x 4 B = 1,572,864. KV: 4 x 2 x 4 x 128 x 2 B.
+    # Parameters: mamba layer in_proj 1,536 x (3,072 + 3,328 + 48) = 9,904,128, conv1d 3,328 x 4 + 3,328,
+    # 3 x 48, gated norm 3,072, out_proj 3,072 x 1,536 = 4,718,592; attention q/o 2 x 1,536^2, k/v 2 x 1,536 x
+    # 512; no experts (num_local_experts 0), so only the shared MLP 3 x 1,536 x 4,096 in all 40 layers;
+    # 2 norms per layer; tied embeddings 100,352 x 1,536; final norm: 1,461,538,368 (published as 1.5B).
+    "granite-4.0-h-1b": (36 * (26_624 + 1_572_864), 4 * 2 * 4 * 128 * 2,
+                         36 * (9_904_128 + 16_640 + 144 + 3_072 + 4_718_592) + 4 * (2 * 1_536**2 + 2 * 1_536 * 512)
+                         + 40 * (3 * 1_536 * 4_096 + 2 * 1_536) + 100_352 * 1_536 + 1_536),
     "lfm2-1.2b": (10 * 2_048 * 3 * 2, 6 * 2 * 8 * 64 * 2,
                   10 * 16_783_360 + 6 * 10_485_888 + 16 * 3 * 2_048 * 8_192 + 16 * 2 * 2_048 + 65_536 * 2_048
                   + 2_048),
