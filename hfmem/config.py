@@ -344,10 +344,11 @@ _FAMILIES: dict[str, _Family] = {
         defaults={
             "vocab_size": 32000, "hidden_size": 2560, "num_hidden_layers": 54, "num_attention_heads": 32,
             "max_position_embeddings": 4096, "hidden_act": "gelu", "tie_word_embeddings": True,
-            "mamba_d_state": 64, "mamba_d_conv": 4, "mamba_expand": 2, "mamba_ngroups": 1, "mamba_headdim": 64,
-            "n_mamba_heads": 8, "use_conv_bias": True, "add_bias_linear": False,
+            "mamba_d_state": 64, "mamba_d_conv": 4, "mamba_expand": 2, "mamba_ngroups": 1, "n_mamba_heads": 8,
+            "use_conv_bias": True, "add_bias_linear": False, "num_mem_blocks": 1, "adapter_rank": 128,
+            "use_shared_attention_adapter": False,
         },
-        mixer="mamba2", layers="zamba2",
+        ffn_multiple=4, mixer="mamba2", layers="zamba2",
     ),
     "qwen3_next": _Family(
         defaults={
@@ -491,7 +492,7 @@ def read_architecture(config: Any) -> tuple[Architecture, list[str]]:
     kv_heads = r.int("num_key_value_heads") or heads
     head_dim = r.int(family.head_dim_key)
     if family.layers == "zamba2" and hidden and heads:  # the shared block attends over [hidden, embeddings]
-        head_dim = r.int("attention_head_dim") or 2 * hidden // heads
+        head_dim = 2 * hidden // heads  # Zamba2Config sets attention_head_dim so, whatever the file says
     if head_dim is None and hidden and heads:
         head_dim = hidden // heads
         if hidden % heads:
@@ -584,8 +585,7 @@ def _recurrent(r: _Reader, hidden: int | None) -> Recurrent | None:
         return Recurrent(mixer, inner, width, inner * (state or 0), (inner, state or 0), state_fp32=True)
     if mixer == "mamba2":  # Mamba2Mixer and its hybrids: conv (inner + 2 G N, K), ssm (heads, head_dim, N)
         if r.family.layers == "zamba2":
-            names = ("mamba_expand", "mamba_d_state", "mamba_d_conv", "mamba_ngroups", "n_mamba_heads",
-                     "mamba_headdim")  # fmt: skip
+            names = ("mamba_expand", "mamba_d_state", "mamba_d_conv", "mamba_ngroups", "n_mamba_heads", "")
         elif p:
             names = ("mamba_expand", "mamba_d_state", "mamba_d_conv", "mamba_n_groups", "mamba_n_heads",
                      "mamba_d_head")  # fmt: skip
@@ -594,7 +594,8 @@ def _recurrent(r: _Reader, hidden: int | None) -> Recurrent | None:
         expand, state, width, groups, heads = (r.int(n) or 0 for n in names[:5])
         inner = r.int("mamba_d_ssm") if r.family.layers == "parallel" else None
         inner = inner or expand * h
-        head_dim = _ssm_int(r, names[5], inner // heads if heads else None) or 0
+        auto = inner // heads if heads else None  # Zamba2Config always sets mamba_headdim so
+        head_dim = (_ssm_int(r, names[5], auto) if names[5] else auto) or 0
         return Recurrent(
             mixer, inner + 2 * groups * state, width, heads * head_dim * state, (heads, head_dim, state), True
         )
@@ -607,6 +608,10 @@ def _recurrent(r: _Reader, hidden: int | None) -> Recurrent | None:
     if mixer == "short_conv":  # Lfm2ShortConv: conv (hidden, conv_L_cache), no recurrent state
         return Recurrent(mixer, h, r.int("conv_L_cache") or 0, 0, (), state_fp32=False)
     return None
+
+
+# Zamba2Config's default layers_block_type: 54 layers, "hybrid" at these indices.
+_ZAMBA2_LAYERS, _ZAMBA2_HYBRID = 54, frozenset((6, 12, 18, 24, 30, 36, 42, 47, 51))
 
 
 def _recurrent_layer_types(r: _Reader, layers: int) -> tuple[str, ...] | None:
@@ -625,6 +630,8 @@ def _recurrent_layer_types(r: _Reader, layers: int) -> tuple[str, ...] | None:
         return tuple(names.get(t, "recurrent") for t in listed)
     if listed is not None:
         r.warnings.append(f"config.json layer types do not list {layers} layers: the family's default layout used")
+    if rule == "zamba2" and listed is None and layers <= _ZAMBA2_LAYERS:  # the class default's first
+        return tuple("hybrid" if i in _ZAMBA2_HYBRID else "recurrent" for i in range(layers))
     if rule == "zamba2":
         r.warnings.append("config.json has no layers_block_type: every layer counted as Mamba (no KV cache)")
         return ("recurrent",) * layers

@@ -72,8 +72,6 @@ def config_layout(arch: Architecture, config: Any = None) -> Layout:
     cfg: Mapping[str, Any] = config if isinstance(config, Mapping) else {}
     r, _ = _reader(cfg, [])
     family = r.family
-    if family.layers == "zamba2":  # shared attention blocks with per-use LoRA adapters: not modelled
-        raise UnsupportedModel("zamba2's shared transformer blocks are not modelled: no parameter count from config.json")
     needed = ["hidden_size", "num_hidden_layers", "vocab_size"]
     if family.layers != "all":
         needed += ["num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size"]
@@ -83,6 +81,8 @@ def config_layout(arch: Architecture, config: Any = None) -> Layout:
     t = _Tensors()
     if family.stack == "t5":
         _t5(t, arch, r)
+    elif family.layers == "zamba2":
+        _zamba2(t, arch, r)
     elif family.stack == "bert":
         _bert(t, arch, r)
     else:
@@ -113,6 +113,51 @@ def _decoder(t: _Tensors, arch: Architecture, r: _Reader) -> None:
             t.layers[key] = (layer.out, [])
         t.layers[key][1].append(f"{base}.layers.{i}")
     t.norm(f"{base}.{'norm_f' if ssm_only else 'norm'}", h, family.norm_bias)
+
+
+def _zamba2(t: _Tensors, arch: Architecture, r: _Reader) -> None:
+    """Zamba2Model (transformers modeling_zamba2.py): every layer a Zamba2MambaDecoderLayer (mixer, input norm); a
+    hybrid layer adds its own hidden x hidden `linear` and runs shared transformer block j % num_mem_blocks (j: its
+    rank among the hybrid layers). A block is one set of weights, counted once, stored under the first hybrid layer
+    that uses it: attention over [hidden, embeddings] (2 x hidden wide), its norm, pre_ff norm and the gated MLP
+    (gate_up_proj, down_proj). Each use j owns a rank-`adapter_rank` adapter pair in its block: always on
+    gate_up_proj (Zamba2MLP), on q/k/v too with use_shared_attention_adapter (Zamba2Attention). Only blocks some
+    hybrid layer uses are modules of the model (the rest of Zamba2Model's `blocks` list is dropped)."""
+    h, vocab, inner = arch.hidden_size or 0, arch.vocab_size or 0, arch.intermediate_size or 0
+    kinds = arch.layer_types or ("recurrent",) * (arch.num_hidden_layers or 0)
+    t.add("model.embed_tokens.weight", vocab, h)
+    for i, kind in enumerate(kinds):
+        key = ("zamba2", kind)
+        if key not in t.layers:
+            layer, p = _Tensors(), ".mamba_decoder" if kind == "hybrid" else ""
+            _mixer(layer, f"{p}.mamba", arch, r)
+            layer.norm(f"{p}.input_layernorm", h)
+            if kind == "hybrid":
+                layer.linear(".linear", h, h)
+            t.layers[key] = (layer.out, [])
+        t.layers[key][1].append(f"model.layers.{i}")
+    hybrid = [i for i, kind in enumerate(kinds) if kind == "hybrid"]
+    blocks, rank = r.int("num_mem_blocks") or 1, r.int("adapter_rank") or 0
+    bias, qkv_adapters = r.flag("add_bias_linear"), r.flag("use_shared_attention_adapter")
+    wide, d = 2 * h, arch.head_dim or 0
+    q_width, kv_width = (arch.num_attention_heads or 0) * d, (arch.num_key_value_heads or 0) * d
+    for k in range(min(blocks, len(hybrid))):
+        p = f"model.layers.{hybrid[k]}.shared_transformer"
+        t.linear(f"{p}.self_attn.q_proj", q_width, wide)
+        t.linear(f"{p}.self_attn.k_proj", kv_width, wide)
+        t.linear(f"{p}.self_attn.v_proj", kv_width, wide)
+        t.linear(f"{p}.self_attn.o_proj", h, q_width)
+        t.norm(f"{p}.input_layernorm", wide)
+        t.norm(f"{p}.pre_ff_layernorm", h)
+        t.linear(f"{p}.feed_forward.gate_up_proj", 2 * inner, h, bias)
+        t.linear(f"{p}.feed_forward.down_proj", h, inner, bias)
+        for j in range(k, len(hybrid), blocks):  # the uses of block k
+            t.linear(f"{p}.feed_forward.gate_up_proj_adapter_list.{j}.0", rank, h)
+            t.linear(f"{p}.feed_forward.gate_up_proj_adapter_list.{j}.1", 2 * inner, rank)
+            for name in ("q", "k", "v") if qkv_adapters else ():
+                t.linear(f"{p}.self_attn.linear_{name}_adapter_list.{j}.0", rank, wide)
+                t.linear(f"{p}.self_attn.linear_{name}_adapter_list.{j}.1", wide, rank)
+    t.norm("model.final_layernorm", h)
 
 
 def _layer(t: _Tensors, kind: str, moe: bool, arch: Architecture, r: _Reader) -> None:
@@ -244,7 +289,8 @@ def _mixer(t: _Tensors, p: str, arch: Architecture, r: _Reader) -> None:
     prefixed = family.prefix == "mamba_"
     proj_bias = r.flag("mamba_proj_bias" if prefixed else ("add_bias_linear" if family.layers == "zamba2"
                                                              else "use_bias"))  # fmt: skip
-    conv_bias = r.flag("mamba_conv_bias" if prefixed else "use_conv_bias")
+    # Zamba2MambaMixer builds conv1d with bias=True whatever use_conv_bias says
+    conv_bias = family.layers == "zamba2" or r.flag("mamba_conv_bias" if prefixed else "use_conv_bias")
     out_bias = r.flag("projectors_bias") if family.layers == "parallel" else proj_bias
     if rec.mixer == "mamba":  # MambaMixer; Jamba adds RMSNorms on dt, B and C
         inner, state = rec.state_shape

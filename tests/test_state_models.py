@@ -27,7 +27,6 @@ from pathlib import Path
 import pytest
 
 from hfmem.config import read_architecture
-from hfmem.errors import UnsupportedModel
 from hfmem.memory import Settings, estimate, explain, kv_bytes_per_token
 from hfmem.memory.facts import analyse
 from hfmem.snapshot import Snapshot
@@ -194,28 +193,63 @@ def test_granite_hybrid_mamba_and_attention_layers_with_a_shared_mlp() -> None:
 
 def test_zamba2_hybrid_layers_attend_over_twice_the_hidden_size() -> None:
     """Zamba2: every layer keeps Mamba-2 state, conv (64 + 2 x 8 = 80) x 4 x 2 B = 640 and ssm 8 x 8 x 8 x 4 B
-    = 2,048; the hybrid layer's shared block attends with head_dim 2 x 32 / 4 = 16 over 4 K/V heads. Its
-    parameters need the checkpoint's headers (the shared blocks' adapters are not modelled)."""
+    = 2,048 (mamba_headdim is 2 x 32 / 8 whatever the file says: Zamba2Config computes it); the hybrid layer's
+    shared block attends with head_dim 2 x 32 / 4 = 16 over 4 K/V heads."""
     raw = {"model_type": "zamba2", "hidden_size": 32, "vocab_size": 100, "num_hidden_layers": 3,
            "num_attention_heads": 4, "layers_block_type": ["mamba", "hybrid", "mamba"], "mamba_d_state": 8,
-           "mamba_d_conv": 4, "mamba_expand": 2, "mamba_ngroups": 1, "mamba_headdim": 8, "n_mamba_heads": 8,
+           "mamba_d_conv": 4, "mamba_expand": 2, "mamba_ngroups": 1, "mamba_headdim": 99, "n_mamba_heads": 8,
            "torch_dtype": "bfloat16"}  # fmt: skip
     arch, warnings = read_architecture(raw)
     assert arch.head_dim == 16 and arch.layer_types == ("recurrent", "hybrid", "recurrent") and warnings == []
-    with pytest.raises(UnsupportedModel, match="zamba2"):
-        config_parameters(arch, raw)
+    assert arch.recurrent is not None and arch.recurrent.state_shape == (8, 8, 8)
+    report = estimate(build_spec(Snapshot("z", "z", None, None, "local", (), raw, {})), Settings(seq_len=10))
+    assert report.inference.components["kv_cache"] == 3 * (640 + 2_048) + 10 * 2 * 4 * 16 * 2
+
+
+# Zamba2Config's class defaults (the 2.7B-style configuration of its docstring): 54 layers, hidden 2,560, 32 heads
+# of 2 x 2,560 / 32 = 160, intermediate 4 x 2,560, Mamba-2 with 8 heads of 5,120 / 8 = 640, d_state 64, 1 group;
+# layers 6, 12, 18, 24, 30, 36, 42, 47 and 51 hybrid; one shared block; adapter_rank 128 on the MLP only.
+ZAMBA2_MAMBA_LAYER = (2_560 * (5_120 + 5_248 + 8) + 5_248 * 4 + 5_248 + 3 * 8 + 5_120 + 5_120 * 2_560
+                      + 2_560)  # in_proj, conv1d (+ bias, always), dt_bias/A_log/D, gated norm, out_proj, norm
+ZAMBA2_BLOCK = (3 * 5_120 * 5_120 + 5_120 * 2_560  # q/k/v over 2 x hidden, o_proj
+                + 5_120 + 2_560  # input_layernorm (2 x hidden), pre_ff_layernorm
+                + 2_560 * 2 * 10_240 + 10_240 * 2_560)  # gate_up_proj, down_proj
+ZAMBA2_ADAPTER = 2_560 * 128 + 128 * 2 * 10_240  # gate_up_proj_adapter_list[j]: hidden -> rank -> 2 x intermediate
+
+
+def test_zamba2_counts_each_shared_block_once_and_each_use_its_adapters() -> None:
+    """modeling_zamba2.py: Zamba2Model builds num_mem_blocks Zamba2AttentionDecoderLayer and cycles them over the
+    hybrid layers; each hybrid layer adds a bias-free hidden x hidden `linear`; Zamba2MLP gives use j its own
+    adapter pair in block j % num_mem_blocks; Zamba2Attention adds q/k/v adapter pairs only with
+    use_shared_attention_adapter. Tied embeddings 32,000 x 2,560; final norm."""
+    raw = {"model_type": "zamba2"}
+    arch, warnings = read_architecture(raw)
+    assert warnings == [] and [i for i, k in enumerate(arch.layer_types or ()) if k == "hybrid"] == [
+        6, 12, 18, 24, 30, 36, 42, 47, 51]  # fmt: skip
+    rest = 9 * 2_560 * 2_560 + 32_000 * 2_560 + 2_560
+    total = 54 * ZAMBA2_MAMBA_LAYER + ZAMBA2_BLOCK + 9 * ZAMBA2_ADAPTER + rest
+    assert total == 2_481_848_336
+    assert config_parameters(arch, raw)[0] == total
+    # Two blocks: the second's weights join once; every use still has its own adapters. With attention adapters
+    # each use also gets 3 x (5,120 x 128 + 128 x 5,120).
+    two = {"model_type": "zamba2", "num_mem_blocks": 2, "use_shared_attention_adapter": True}
+    assert config_parameters(read_architecture(two)[0], two)[0] == total + ZAMBA2_BLOCK + 9 * 3 * 2 * 5_120 * 128
+    # More blocks than hybrid layers: Zamba2Model drops the unused ones.
+    many = {"model_type": "zamba2", "num_mem_blocks": 20}
+    assert config_parameters(read_architecture(many)[0], many)[0] == total + 8 * ZAMBA2_BLOCK
+    names = {t.name for t in analyse(build_spec(Snapshot("z", "z", None, None, "local", (), raw, {}))).tensors}
+    assert "model.layers.6.shared_transformer.feed_forward.gate_up_proj_adapter_list.8.1.weight" in names
+    assert "model.layers.51.mamba_decoder.mamba.in_proj.weight" in names and "model.layers.51.linear.weight" in names
 
 
 def test_every_family_entry_builds_its_model_from_the_class_defaults() -> None:
-    """A family is one _FAMILIES entry: its class defaults alone read and count (zamba2 needs headers)."""
+    """A family is one _FAMILIES entry: its class defaults alone read and count."""
     from hfmem.config import _FAMILIES
 
     for model_type in _FAMILIES:
         raw = {"model_type": model_type}
         arch, warnings = read_architecture(raw)
         assert not [w for w in warnings if "not one hfmem knows" in w], model_type
-        if model_type == "zamba2":
-            continue
         total, embedding = config_parameters(arch, raw)
         assert total > embedding > 0, model_type
 
