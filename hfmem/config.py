@@ -596,8 +596,10 @@ def _recurrent(r: _Reader, hidden: int | None) -> Recurrent | None:
         inner = inner or expand * h
         auto = inner // heads if heads else None  # Zamba2Config always sets mamba_headdim so
         head_dim = (_ssm_int(r, names[5], auto) if names[5] else auto) or 0
+        # Zamba2HybridDynamicCache allocates ssm_states in the model's dtype and copies the scan's state into it
+        fp32 = r.family.layers != "zamba2"
         return Recurrent(
-            mixer, inner + 2 * groups * state, width, heads * head_dim * state, (heads, head_dim, state), True
+            mixer, inner + 2 * groups * state, width, heads * head_dim * state, (heads, head_dim, state), fp32
         )
     if mixer == "gated_deltanet":  # Qwen3NextGatedDeltaNet: conv (2 key_dim + value_dim, K), (v_heads, d_k, d_v)
         k_heads, v_heads = r.int("linear_num_key_heads") or 0, r.int("linear_num_value_heads") or 0

@@ -192,9 +192,10 @@ def test_granite_hybrid_mamba_and_attention_layers_with_a_shared_mlp() -> None:
 
 
 def test_zamba2_hybrid_layers_attend_over_twice_the_hidden_size() -> None:
-    """Zamba2: every layer keeps Mamba-2 state, conv (64 + 2 x 8 = 80) x 4 x 2 B = 640 and ssm 8 x 8 x 8 x 4 B
-    = 2,048 (mamba_headdim is 2 x 32 / 8 whatever the file says: Zamba2Config computes it); the hybrid layer's
-    shared block attends with head_dim 2 x 32 / 4 = 16 over 4 K/V heads."""
+    """Zamba2: every layer keeps Mamba-2 state, conv (64 + 2 x 8 = 80) x 4 x 2 B = 640 and ssm 8 x 8 x 8 x 2 B
+    = 1,024 (mamba_headdim is 2 x 32 / 8 whatever the file says: Zamba2Config computes it; Zamba2HybridDynamicCache
+    allocates ssm_states in the model's dtype, not float32); the hybrid layer's shared block attends with head_dim
+    2 x 32 / 4 = 16 over 4 K/V heads."""
     raw = {"model_type": "zamba2", "hidden_size": 32, "vocab_size": 100, "num_hidden_layers": 3,
            "num_attention_heads": 4, "layers_block_type": ["mamba", "hybrid", "mamba"], "mamba_d_state": 8,
            "mamba_d_conv": 4, "mamba_expand": 2, "mamba_ngroups": 1, "mamba_headdim": 99, "n_mamba_heads": 8,
@@ -203,7 +204,7 @@ def test_zamba2_hybrid_layers_attend_over_twice_the_hidden_size() -> None:
     assert arch.head_dim == 16 and arch.layer_types == ("recurrent", "hybrid", "recurrent") and warnings == []
     assert arch.recurrent is not None and arch.recurrent.state_shape == (8, 8, 8)
     report = estimate(build_spec(Snapshot("z", "z", None, None, "local", (), raw, {})), Settings(seq_len=10))
-    assert report.inference.components["kv_cache"] == 3 * (640 + 2_048) + 10 * 2 * 4 * 16 * 2
+    assert report.inference.components["kv_cache"] == 3 * (640 + 1_024) + 10 * 2 * 4 * 16 * 2
 
 
 # Zamba2Config's class defaults (the 2.7B-style configuration of its docstring): 54 layers, hidden 2,560, 32 heads

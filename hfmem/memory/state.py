@@ -12,7 +12,8 @@ shaped and typed like what the mixer hands it:
   keeps last_recurrent_state in float32; fla's chunk kernel returns an fp32 final state).
 This is transformers' main branch (2026). Older releases preallocated the state in the model dtype
 (Mamba2Cache, HybridMambaAttentionDynamicCache): half these recurrent bytes in 16-bit, though MambaCache's
-update_ssm_state already kept the kernel's fp32 state.
+update_ssm_state already kept the kernel's fp32 state. Zamba2 still has its own Zamba2HybridDynamicCache
+(modeling_zamba2.py), preallocated in the model dtype and copied into: its ssm state is compute-dtype.
 Shapes per mixer (hfmem.architecture.Recurrent holds them per config):
 - mamba (MambaMixer, JambaMambaMixer): conv (intermediate, conv_kernel), ssm (intermediate, state_size);
 - mamba2 (Mamba2Mixer; Bamba/Falcon-H1/GraniteMoeHybrid/Zamba2 mixers): conv (intermediate + 2 x n_groups x
