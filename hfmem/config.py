@@ -113,7 +113,19 @@ _LLAMA = _Family(
 )  # fmt: skip
 _QWEN_SLIDING = {"use_sliding_window": False, "sliding_window": 4096, "max_window_layers": 28}
 
+# Qwen2VLTextConfig / Qwen2_5_VLTextConfig (the 72B's defaults): Qwen2's decoder (q/k/v bias, no o bias). Older
+# config.json files keep these keys at the top level under model_type qwen2_vl / qwen2_5_vl.
+_QWEN2_VL_TEXT = _Family(
+    defaults={
+        "vocab_size": 152064, "hidden_size": 8192, "intermediate_size": 29568, "num_hidden_layers": 80,
+        "num_attention_heads": 64, "num_key_value_heads": 8, "max_position_embeddings": 32768,
+        "hidden_act": "silu", "tie_word_embeddings": False, **_QWEN_SLIDING, "max_window_layers": 80,
+    },
+    qkv_bias=True, sliding="qwen",
+)  # fmt: skip
+
 _FAMILIES: dict[str, _Family] = {
+    **dict.fromkeys(("qwen2_vl_text", "qwen2_5_vl_text", "qwen2_vl", "qwen2_5_vl"), _QWEN2_VL_TEXT),
     "llama": _LLAMA,
     "mistral": _Family(
         defaults={
@@ -392,7 +404,10 @@ _ENCODER_ONLY_TYPES = {
     "mpnet", "modernbert", "nomic_bert", "xlm", "ernie", "megatron-bert", "data2vec-text",
 }  # fmt: skip
 # Composite configs whose text_config may omit model_type: the class transformers builds by default.
-_DEFAULT_TEXT_TYPE = {"llava": "llama", "llava_next": "llama", "gemma3": "gemma3_text", "qwen3_5": "qwen3_5_text"}
+_DEFAULT_TEXT_TYPE = {
+    "llava": "llama", "llava_next": "llama", "gemma3": "gemma3_text", "qwen3_5": "qwen3_5_text",
+    "qwen2_vl": "qwen2_vl_text", "qwen2_5_vl": "qwen2_5_vl_text",
+}  # fmt: skip
 # Architecture class names that carry an output projection over the vocabulary.
 _LM_HEAD_MARKERS = ("ForCausalLM", "LMHead", "ForConditionalGeneration", "ForMaskedLM", "ForPreTraining")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from hfmem.errors import ConfigError, UnsupportedModel
 from hfmem.spec import config_parameters
 from tests.dataset import DATASET, config, expected, model_dirs, needs_dataset, repo_id
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 WITH_TRUTH = model_dirs(with_ground_truth=True)
 CONFIG_ONLY = sorted(set(model_dirs()) - set(WITH_TRUTH))
 
@@ -329,3 +331,23 @@ def test_mlp_only_layers_is_read_once_not_per_layer() -> None:
     difference = config_parameters(arch, moe_only)[0] - total
     per_layer_moe, per_layer_dense = 4 * 8 + 4 * 3 * 8 * 4, 3 * 8 * 16  # router + experts; dense gated MLP
     assert difference == dense_layers * (per_layer_moe - per_layer_dense)
+
+
+def test_qwen2_5_vl_text_config_is_a_known_family() -> None:
+    """Qwen2.5-VL-3B-Instruct's config.json as transformers 4.52 saves it (fixtures/configs/: a parameter-counting
+    test in a public repository keeps it whole): the language model sits in text_config with model_type
+    qwen2_5_vl_text, tie_word_embeddings only there. Qwen2_5_VLTextModel's decoder layer is Qwen2's: q/k/v with
+    bias, o without (modeling_qwen2_5_vl.py Qwen2_5_VLAttention). Per layer q 2,048^2 + 2,048, k/v 2 x (2,048 x 256
+    + 256), o 2,048^2, MLP 3 x 2,048 x 11,008, 2 norms: 77,076,992; 36 layers, tied embeddings 151,936 x 2,048 and
+    the final norm. (The published 3.75B adds the vision tower, which this list does not build.)"""
+    raw = json.loads((FIXTURES / "configs" / "qwen2.5-vl-3b-instruct.json").read_text())
+    arch, warnings = read_architecture(raw)
+    assert warnings == [] and arch.tie_word_embeddings and arch.sliding_window is None
+    assert (arch.num_key_value_heads, arch.head_dim, arch.vocab_size) == (2, 128, 151_936)
+    assert config_parameters(arch, raw) == (36 * 77_076_992 + 151_936 * 2_048 + 2_048, 151_936 * 2_048)
+    # Older files keep the text keys at the top level (model_type qwen2_vl / qwen2_5_vl); a text_config without
+    # its model_type takes the composite's text family; both read Qwen2VLTextConfig's defaults for what is absent.
+    for flat in ({"model_type": "qwen2_vl"}, {"model_type": "qwen2_5_vl", "text_config": {}}):
+        arch, warnings = read_architecture(flat)
+        assert warnings == []
+        assert (arch.hidden_size, arch.intermediate_size, arch.vocab_size) == (8_192, 29_568, 152_064)
