@@ -115,6 +115,20 @@ def test_family_facts() -> None:
     assert arch_of("deepseek-ai/DeepSeek-V2-Lite").q_lora_rank == 1536  # DeepseekV2Config default for the omitted key
 
 
+@needs_dataset
+def test_an_explicit_null_q_lora_rank_means_q_proj() -> None:
+    """DeepSeek-V2-Lite's Hub config.json says "q_lora_rank": null (the dataset's copy omits the key, which
+    DeepseekV2Config then fills with 1536). Null reaches the model as None and modeling_deepseek_v2.py
+    DeepseekV2Attention builds q_proj (hidden -> heads x (nope + rope)) instead of q_a_proj, q_a_layernorm and
+    q_b_proj: per layer 2,048 x 16 x 192 in place of 2,048 x 1,536 + 1,536 + 1,536 x 3,072, over 27 layers."""
+    raw = {**config(model("deepseek-ai/DeepSeek-V2-Lite")), "q_lora_rank": None}
+    arch, warnings = read_architecture(raw)
+    assert arch.q_lora_rank is None and arch.kv_lora_rank == 512 and warnings == []
+    omitted = config_parameters(arch_of("deepseek-ai/DeepSeek-V2-Lite"), config(model("deepseek-ai/DeepSeek-V2-Lite")))
+    per_layer = 2_048 * 16 * 192 - (2_048 * 1_536 + 1_536 + 1_536 * 3_072)
+    assert config_parameters(arch, raw)[0] == omitted[0] + 27 * per_layer == 15_706_484_224
+
+
 def _kinds(arch: Architecture) -> str:
     assert arch.layer_types is not None
     return "".join("S" if t == "sliding_attention" else "F" for t in arch.layer_types)
