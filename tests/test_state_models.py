@@ -281,3 +281,24 @@ def test_qwen3_5_is_one_family_entry() -> None:
     assert report.inference.components["kv_cache"] == 24 * (8_192 * 4 * 2 + 32 * 128 * 128 * 4) + 100 * 8 * 4_096
     assert spec.parameters.total == (24 * 67_403_968 + 8 * 58_720_768 + 32 * 3 * 4_096 * 12_288 + 32 * 2 * 4_096
                                      + 2 * 248_320 * 4_096 + 4_096)  # fmt: skip
+
+
+def test_pure_ssm_models_get_the_lora_targets_transformers_documents() -> None:
+    """PEFT's default mapping has no mamba / mamba2 entry; transformers' mamba.md and mamba2.md fine-tune with
+    target_modules ["x_proj", "embeddings", "in_proj", "out_proj"]. Rank 8, PEFT's r x (in + out) per module:
+    mamba-130m per layer x_proj (1,536 + 80), in_proj (768 + 3,072), out_proj (1,536 + 768) over 24 layers, and
+    the embedding's lora_A/lora_B 8 x (50,280 + 768); Codestral (no x_proj) per layer in_proj (4,096 + 18,560) and
+    out_proj (8,192 + 4,096) over 64 layers, embedding 8 x (32,768 + 4,096). A hybrid keeps the attention names."""
+    settings = Settings(lora_rank=8, seq_len=16)
+    cases = {
+        "mamba-130m-hf": (("x_proj", "embeddings", "in_proj", "out_proj"),
+                          24 * 8 * (1_616 + 3_840 + 2_304) + 8 * (50_280 + 768)),
+        "mamba-codestral-7b-v0.1": (("embeddings", "in_proj", "out_proj"),
+                                    64 * 8 * (22_656 + 12_288) + 8 * (32_768 + 4_096)),
+        "jamba-v0.1": (("q_proj", "k_proj", "v_proj", "o_proj"), 4 * 8 * (2 * (4_096 + 4_096) + 2 * (4_096 + 1_024))),
+    }  # fmt: skip
+    for name, (targets, trainable) in cases.items():
+        report = estimate(spec_of(name), settings)
+        assert report.lora is not None
+        assert report.lora.target_modules == targets and report.lora.trainable_parameters == trainable, name
+        assert not [w for w in report.warnings if "LoRA target" in w], name

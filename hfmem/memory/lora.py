@@ -34,6 +34,12 @@ DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
     "gpt_neox": ("query_key_value", "dense"),
     "falcon": ("query_key_value", "dense"),
     "bloom": ("query_key_value", "dense"),
+    # PEFT's mapping (peft utils/constants.py TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING) has no Mamba,
+    # Mamba-2 or SSM hybrid entry, so PEFT asks for target_modules; transformers' mamba.md and mamba2.md fine-tune
+    # both with LoraConfig(target_modules=["x_proj", "embeddings", "in_proj", "out_proj"]) (Mamba-2 has no x_proj).
+    # Hybrids keep the attention-name default below: their attention layers are what that finds.
+    "mamba": ("x_proj", "embeddings", "in_proj", "out_proj"),
+    "mamba2": ("x_proj", "embeddings", "in_proj", "out_proj"),
 }
 # Otherwise: whichever of these attention projection names the checkpoint has.
 ATTENTION_NAMES = (
@@ -72,7 +78,8 @@ def matches(module: str, target: str) -> bool:
 
 
 def default_targets(facts: ModelFacts) -> tuple[str, ...]:
-    present = facts.linears_by_leaf.keys()
+    tables = {t.name.removesuffix(".weight").rsplit(".", 1)[-1] for t in facts.embeddings}
+    present = facts.linears_by_leaf.keys() | tables
     preset = DEFAULT_TARGETS.get(facts.model_type)
     if preset and present & set(preset):
         return tuple(t for t in preset if t in present)
