@@ -921,6 +921,8 @@ STATE_MODELS = [
     ("jamba-v0.1", "ai21labs/Jamba-v0.1", "51.6B"),
     ("qwen3-next-80b-a3b-instruct", "Qwen/Qwen3-Next-80B-A3B-Instruct", "80B (+ MTP layer, not built)"),
     ("lfm2-1.2b", "LiquidAI/LFM2-1.2B", "1.17B"),
+    ("falcon-h1-0.5b", "tiiuae/Falcon-H1-0.5B-Instruct", "0.5B"),
+    ("granite-4.0-h-1b", "ibm-granite/granite-4.0-h-1b", "1B (its name)"),
 ]
 
 

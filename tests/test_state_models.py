@@ -11,12 +11,12 @@ Expected values are derived by hand below from transformers' modelling and cache
   Qwen3NextGatedDeltaNet conv_dim = 2 x key_dim + value_dim, recurrent (num_v_heads, head_k_dim, head_v_dim);
   Lfm2ShortConv conv (hidden, conv_L_cache).
 The configs in fixtures/configs/ are the repos' config.json files, except two transcriptions (no complete
-config.json of either family was found by code search): falcon-h1-0.5b.json is tiiuae/Falcon-H1-0.5B's config as
-NVIDIA-NeMo/Megatron-Bridge's Falcon-H1 bridge test gives it (FALCON_H1_500M_CONFIG), plus mamba_d_ssm 1,536 = 24
-heads x 64, which FalconH1Config's validation demands (its default, 1,024, would fail); granite-4.0-h-1b.json is
-ibm-granite/granite-4.0-h-1b's as a third-party importer test transcribes it ("verbatim from the published
-config.json, minus the fields the importer does not read"): the flags it omits (attention_bias, mamba_conv_bias,
-mamba_proj_bias) take GraniteMoeHybridConfig's defaults.
+config.json of either family was found by code search): falcon-h1-0.5b.json is tiiuae/Falcon-H1-0.5B-Instruct's
+(16K positions) as NVIDIA-NeMo/Megatron-Bridge's Falcon-H1 bridge test gives it (FALCON_H1_500M_CONFIG), plus
+mamba_d_ssm 1,536 = 24 heads x 64, which FalconH1Config's validation demands (its default, 1,024, would fail);
+granite-4.0-h-1b.json is ibm-granite/granite-4.0-h-1b's as a third-party importer test transcribes it ("verbatim
+from the published config.json, minus the fields the importer does not read"): the flags it omits
+(attention_bias, mamba_conv_bias, mamba_proj_bias) take GraniteMoeHybridConfig's defaults.
 """
 
 from __future__ import annotations
