@@ -599,8 +599,10 @@ def _recurrent(r: _Reader, hidden: int | None) -> Recurrent | None:
         width = r.int(p + "d_conv" if p else "conv_kernel") or 0
         return Recurrent(mixer, inner, width, inner * (state or 0), (inner, state or 0), state_fp32=True)
     if mixer == "mamba2":  # Mamba2Mixer and its hybrids: conv (inner + 2 G N, K), ssm (heads, head_dim, N)
-        if r.family.layers == "zamba2":
-            names = ("mamba_expand", "mamba_d_state", "mamba_d_conv", "mamba_ngroups", "n_mamba_heads", "")
+        zamba2 = r.family.layers == "zamba2"
+        if zamba2:  # Zamba2Config: mamba_headdim is always expand x hidden / n_mamba_heads, whatever the file says
+            names = ("mamba_expand", "mamba_d_state", "mamba_d_conv", "mamba_ngroups", "n_mamba_heads",
+                     "mamba_headdim")  # fmt: skip
         elif p:
             names = ("mamba_expand", "mamba_d_state", "mamba_d_conv", "mamba_n_groups", "mamba_n_heads",
                      "mamba_d_head")  # fmt: skip
@@ -609,12 +611,11 @@ def _recurrent(r: _Reader, hidden: int | None) -> Recurrent | None:
         expand, state, width, groups, heads = (r.int(n) or 0 for n in names[:5])
         inner = r.int("mamba_d_ssm") if r.family.layers == "parallel" else None
         inner = inner or expand * h
-        auto = inner // heads if heads else None  # Zamba2Config always sets mamba_headdim so
-        head_dim = (_ssm_int(r, names[5], auto) if names[5] else auto) or 0
+        auto = inner // heads if heads else None
+        head_dim = (auto if zamba2 else _ssm_int(r, names[5], auto)) or 0
         # Zamba2HybridDynamicCache allocates ssm_states in the model's dtype and copies the scan's state into it
-        fp32 = r.family.layers != "zamba2"
         return Recurrent(
-            mixer, inner + 2 * groups * state, width, heads * head_dim * state, (heads, head_dim, state), fp32
+            mixer, inner + 2 * groups * state, width, heads * head_dim * state, (heads, head_dim, state), not zamba2
         )
     if mixer == "gated_deltanet":  # Qwen3NextGatedDeltaNet: conv (2 key_dim + value_dim, K), (v_heads, d_k, d_v)
         k_heads, v_heads = r.int("linear_num_key_heads") or 0, r.int("linear_num_value_heads") or 0
