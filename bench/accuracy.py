@@ -923,6 +923,7 @@ STATE_MODELS = [
     ("lfm2-1.2b", "LiquidAI/LFM2-1.2B", "1.17B"),
     ("falcon-h1-0.5b", "tiiuae/Falcon-H1-0.5B-Instruct", "0.5B"),
     ("granite-4.0-h-1b", "ibm-granite/granite-4.0-h-1b", "1B (its name)"),
+    ("zamba2-2.7b", "Zyphra/Zamba2-2.7B", "2.7B (its name)"),
 ]
 
 
@@ -935,7 +936,8 @@ def render_state() -> str:
         "## State-space and hybrid families",
         "",
         "Derived, not measured: transformers' cache keeps per recurrent layer a conv window (compute dtype) and",
-        "the scan's final state (float32), whatever the sequence length (hfmem/memory/state.py cites the code);",
+        "the scan's final state (float32; Zamba2's own cache: compute dtype), whatever the sequence length",
+        "(hfmem/memory/state.py cites the code);",
         "only attention layers cache K/V per token. bf16 compute, one sequence.",
         "",
         "| model | recurrent / attention layers | conv + state per layer | state per sequence | KV per token "

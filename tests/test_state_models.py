@@ -243,6 +243,26 @@ def test_zamba2_counts_each_shared_block_once_and_each_use_its_adapters() -> Non
     assert "model.layers.51.mamba_decoder.mamba.in_proj.weight" in names and "model.layers.51.linear.weight" in names
 
 
+def test_zamba2_2_7b_from_zyphras_config() -> None:
+    """fixtures/configs/zamba2-2.7b.json is Zyphra/Zamba2's config.json (the standalone Zamba2-2.7B) in
+    Zamba2Config's names: num_layers 54, hidden 2,560, state_size 64, conv_dimension 4, expansion_factor 2,
+    add_bias_linear false, shared-block LoRA rank 128 (adapter_rank), 32 heads, padded_vocab_size 32,000,
+    num_mem_blocks 2, layer_mapping's "g" as "hybrid"; from its MambaConfig defaults mamba_headdim 64 and 1 group
+    (so 5,120 / 64 = 80 Mamba heads) and ffn_hidden_size 4 x hidden. Against the class defaults: 80 Mamba heads
+    widen in_proj by 2,560 x 72 and dt_bias/A_log/D by 3 x 72 per layer, and a second shared block (ABAB). State per
+    layer in bf16: conv 5,248 x 4 x 2 B, ssm 80 x 64 x 64 x 2 B (Zamba2HybridDynamicCache: the model's dtype); KV
+    in the 9 hybrid layers, 32 heads of 160. (transformers builds only the adapters a block uses; Zyphra's own
+    module builds all 9 in each block, 9 x 2,949,120 more.)"""
+    raw = config("zamba2-2.7b")
+    per_layer = ZAMBA2_MAMBA_LAYER + 2_560 * 72 + 3 * 72
+    total = 54 * per_layer + 2 * ZAMBA2_BLOCK + 9 * ZAMBA2_ADAPTER + 9 * 2_560 * 2_560 + 32_000 * 2_560 + 2_560
+    assert spec_of("zamba2-2.7b").parameters.total == total == 2_662_214_560
+    report = estimate(spec_of("zamba2-2.7b"), Settings(dtype="bfloat16", seq_len=1_000))
+    state = 54 * (5_248 * 4 * 2 + 80 * 64 * 64 * 2)
+    assert report.inference.components["kv_cache"] == state + 1_000 * 9 * 2 * 32 * 160 * 2
+    assert read_architecture(raw)[1] == []
+
+
 def test_every_family_entry_builds_its_model_from_the_class_defaults() -> None:
     """A family is one _FAMILIES entry: its class defaults alone read and count."""
     from hfmem.config import _FAMILIES
