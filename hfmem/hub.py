@@ -191,12 +191,18 @@ def list_models(
         with _translated_errors(where, options):
             headers, body = _Client(options, where).get(url, "models", params=params)
         page = decode_json(body, where.text, BadResponse)
+        del body
         if not isinstance(page, list):
             raise BadResponse(f"{where.text} is not a JSON array")
-        for item in page[:left]:
-            yield _listed(item)
+        # A page of 1,000 models decodes to some 8 MB of objects: each model's entry is let go once it is yielded,
+        # so a page shrinks as the audit takes its models, and the next one is read only when it is used up.
+        more = bool(page)
+        del page[left:]
         left -= len(page)
-        url, params = _next_page(url, headers, options.url) if page else None, None  # the link holds the query
+        page.reverse()
+        while page:
+            yield _listed(page.pop())
+        url, params = _next_page(url, headers, options.url) if more else None, None  # the link holds the query
 
 
 def _listed(item: Any) -> ListedModel:
@@ -437,7 +443,7 @@ class _Client:
         declared = sum(len(h) for h in shards.values() if isinstance(h, dict))
         if declared > MAX_TENSORS:
             raise HeaderError(f"{repo_id}: the checkpoint declares {declared:,} tensors (limit {MAX_TENSORS:,})")
-        return {name: header_from_dict(header, f"{repo_id}: {name}", tiling=False) for name, header in sorted(shards.items())}
+        return {name: header_from_dict(header, f"{repo_id}: {name}", parsed_by_hub=True) for name, header in sorted(shards.items())}
 
     def get(self, url: str, kind: str, *, params: dict[str, Any] | None = None) -> tuple[Headers, bytes]:
         """GET `url`, retried; (headers, body), the body refused past MAX_BYTES[kind]."""
