@@ -380,9 +380,11 @@ def _within_tensor_cap(repo_id: str, headers: dict[str, Header]) -> dict[str, He
     return headers
 
 
-# One bulk metadata answer is decoded at a time: decoding holds the GIL, so doing several at once is no faster, and
-# each decoded answer is the largest thing an audit holds (some 40 MB of objects for DeepSeek-V3's 6 MB).
-_DECODING = threading.Lock()
+# Bulk metadata answers are decoded one at a time, always by this one thread: decoding holds the GIL, so doing
+# several at once is no faster; each decoded answer is the largest thing an audit holds (some 40 MB of objects for
+# DeepSeek-V3's 6 MB); and the C allocator keeps what a thread freed for that thread's next allocations (glibc: an
+# arena per thread, up to 8 per core), so decoding in whichever worker asked left an answer's worth in each of them.
+_DECODER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfmem-decode")
 
 
 class _Client:
@@ -428,8 +430,7 @@ class _Client:
         validation of the same headers (0.15 s for DeepSeek-V3's 45k tensors, then a second conversion)."""
         url = f"{self.options.url}/api/models/{repo_id}/safetensors-metadata/{INDEX}"
         body = self.get(url, "metadata")[1]
-        with _DECODING:
-            return self._bulk_headers(repo_id, body, listed)
+        return _DECODER.submit(self._bulk_headers, repo_id, body, listed).result()
 
     @staticmethod
     def _bulk_headers(repo_id: str, body: bytes, listed: set[str]) -> dict[str, Header]:
