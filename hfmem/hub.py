@@ -441,7 +441,7 @@ class _Client:
         unknown = next((name for name in shards if not (is_repo_path(name) and name in listed)), None)
         if unknown is not None:
             raise BadResponse(f"{repo_id}: the Hub's safetensors metadata names a file the repo does not hold")
-        declared = sum(len(h) for h in shards.values() if isinstance(h, dict))
+        declared = sum(len(h) - ("__metadata__" in h) for h in shards.values() if isinstance(h, dict))
         if declared > MAX_TENSORS:
             raise HeaderError(f"{repo_id}: the checkpoint declares {declared:,} tensors (limit {MAX_TENSORS:,})")
         return {name: header_from_dict(header, f"{repo_id}: {name}", parsed_by_hub=True) for name, header in sorted(shards.items())}
