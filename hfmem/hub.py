@@ -380,10 +380,11 @@ def _within_tensor_cap(repo_id: str, headers: dict[str, Header]) -> dict[str, He
     return headers
 
 
-# Bulk metadata answers are decoded one at a time, always by this one thread: decoding holds the GIL, so doing
-# several at once is no faster; each decoded answer is the largest thing an audit holds (some 40 MB of objects for
-# DeepSeek-V3's 6 MB); and the C allocator keeps what a thread freed for that thread's next allocations (glibc: an
-# arena per thread, up to 8 per core), so decoding in whichever worker asked left an answer's worth in each of them.
+# Bulk metadata answers are read and decoded one at a time, always by this one thread (the request itself is sent,
+# and waited for, by the model's own): decoding holds the GIL, so doing several at once is no faster; an answer is
+# the largest thing an audit holds (6 MB for DeepSeek-V3, some 40 MB of objects decoded); and the C allocator keeps
+# what a thread freed for that thread's next allocations (glibc: an arena per thread, up to 8 per core), so reading
+# and decoding in whichever worker asked left an answer's worth in each of them.
 _DECODER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfmem-decode")
 
 
@@ -429,7 +430,7 @@ class _Client:
         get_sharded_safetensors_metadata, read raw because that method's per-tensor objects cost more CPU than our
         validation of the same headers (0.15 s for DeepSeek-V3's 45k tensors, then a second conversion)."""
         url = f"{self.options.url}/api/models/{repo_id}/safetensors-metadata/{INDEX}"
-        body = self.get(url, "metadata")[1]
+        body = self._retrying(lambda: self._fetch(url, None, MAX_BYTES["metadata"], None, reader=_DECODER))[1]
         return _DECODER.submit(self._bulk_headers, repo_id, body, listed).result()
 
     @staticmethod
@@ -474,8 +475,9 @@ class _Client:
         url = hf_hub_url(repo_id, filename, revision=commit, endpoint=self.options.endpoint)
         return read_header(lambda offset, length: self.span(url, offset, length), f"{repo_id}: {filename}")
 
-    def _fetch(self, url: str, params: dict[str, Any] | None, cap: int, byte_range: str | None
-               ) -> tuple[Headers, bytes]:  # fmt: skip
+    def _fetch(self, url: str, params: dict[str, Any] | None, cap: int, byte_range: str | None, *,
+               reader: ThreadPoolExecutor | None = None) -> tuple[Headers, bytes]:  # fmt: skip
+        """One GET; its body read by `reader`'s thread when given (see _DECODER), else by this one."""
         headers = build_hf_headers(token=self.options.token)
         if byte_range is not None:
             headers["Range"] = byte_range
@@ -486,6 +488,8 @@ class _Client:
             RATE_LIMITS.of(self.options.url).note(bucket, response, self.options.on_wait)
             if response.status_code >= 400:
                 hf_raise_for_status(self._buffered(response, self._read(response, MAX_BYTES["error"], True)))
+            if reader is not None:
+                return response.headers, reader.submit(self._read, response, cap, byte_range is not None).result()
             return response.headers, self._read(response, cap, byte_range is not None)
 
     def _read(self, response: Response, cap: int, truncate: bool) -> bytes:
