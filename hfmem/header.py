@@ -31,14 +31,13 @@ class Tensor:
     shape: tuple[int, ...]
     nbytes: int = field(default=None)  # type: ignore[assignment]  # from data_offsets; else from the dtype
     count: int = 1
+    # the product of the shape, computed once: counts, facts and LoRA sizes read it for every tensor
+    numel: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "numel", math.prod(self.shape))
         if self.nbytes is None:
             object.__setattr__(self, "nbytes", dtypes.nbytes(self.dtype, self.numel))
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -73,23 +72,27 @@ def parse_header(raw: bytes, filename: str) -> Header:
     return header_from_dict(decode_json(body, f"{filename}: header", HeaderError), filename)
 
 
-def header_from_dict(decoded: Any, filename: str, *, tiling: bool = True) -> Header:
-    """Validate a decoded header: known dtypes, integer shapes, sizes that match the offsets, and (with `tiling`)
-    offsets that tile the buffer exactly. Headers the Hub parsed itself (the bulk metadata answer) skip the
-    tiling: it bounds no memory and changes no count, and costs a sort of every tensor."""
+def header_from_dict(decoded: Any, filename: str, *, parsed_by_hub: bool = False) -> Header:
+    """Validate a decoded header: known dtypes, integer shapes, sizes that match the offsets, and offsets that tile
+    the buffer exactly.
+
+    A header the Hub parsed itself (the bulk metadata answer, `parsed_by_hub`) keeps every check that bounds memory
+    or changes a count: each dtype and shape, and each tensor's size against its offsets (what the offsets span
+    is its bytes). It skips what does neither: that the offsets are integers in order and tile the buffer."""
     if not isinstance(decoded, dict):
         raise HeaderError(f"{filename}: header is not a JSON object")
     metadata = decoded.get("__metadata__", {})
     if not isinstance(metadata, dict):
         raise HeaderError(f"{filename}: __metadata__ is not an object")
     spans = []  # (begin, end, name), to check that the tensors tile the buffer
+    # (dtype, shape) as written -> (its index in `checked`, its bytes or None): a checkpoint repeats a few dozen of
+    # them, so each is checked once (a later shape equal to a checked one, 2.0 == 2, is read as the checked one).
+    kinds: dict[tuple[Any, tuple[Any, ...]], tuple[int, int | None]] = {}
+    checked: list[tuple[str, tuple[int, ...]]] = []  # (dtype, shape), checked
     # Routed experts that differ only in their index are one entry (Tensor.count): exact sums are unchanged, and
     # DeepSeek-V3's 45,395 tensors (163 shards) become 1,806 entries to store and scan. `...mlp.experts.17.down_proj`
     # groups as `...mlp.experts.*.down_proj`.
-    counts: dict[tuple[str, str, tuple[int, ...], int], int] = {}
-    # (dtype, shape) as written -> checked (dtype, shape, bytes or None): a checkpoint repeats a few dozen of them,
-    # so each is checked once (a later shape equal to a checked one, 2.0 == 2, is read as the checked one).
-    kinds: dict[tuple[Any, tuple[Any, ...]], tuple[str, tuple[int, ...], int | None]] = {}
+    counts: dict[tuple[str, int, int], int] = {}  # (name, kind, bytes) -> tensors
     for name, info in decoded.items():
         if name == "__metadata__":
             continue
@@ -99,22 +102,29 @@ def header_from_dict(decoded: Any, filename: str, *, tiling: bool = True) -> Hea
         except (KeyError, TypeError, ValueError) as e:
             raise HeaderError(f"{filename}: tensor {name!r} lacks dtype, shape or data_offsets") from e
         try:
-            dtype, shape, size = kinds[written]
+            kind, size = kinds[written]
         except (KeyError, TypeError):  # new, or unhashable (a shape of lists: refused by _kind)
             dtype, shape, size = _kind(*written, filename, name)
-            kinds[written] = dtype, shape, size
-        if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
+            kind = len(checked)
+            checked.append((dtype, shape))
+            kinds[written] = kind, size
+        try:
+            nbytes = end - begin
+            valid = parsed_by_hub or (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end)
+        except TypeError:
+            valid = False
+        if not valid or (size is None and not (isinstance(nbytes, int) and nbytes >= 0)):
             raise HeaderError(f"{filename}: tensor {name!r} has invalid data_offsets")
-        if size is not None and size != end - begin:
+        if size is not None and size != nbytes:
             raise HeaderError(f"{filename}: tensor {name!r} has data_offsets that do not match its size")
-        if tiling:
+        if not parsed_by_hub:
             spans.append((begin, end, name))
-        head, experts, rest = name.partition(".experts.")
-        if experts:
+        if ".experts." in name:
+            head, _, rest = name.partition(".experts.")
             index, dot, tail = rest.partition(".")
             if dot and index.isdecimal():
                 name = f"{head}.experts.*.{tail}"
-        key = (name, dtype, shape, end - begin)
+        key = (name, kind, size if size is not None else nbytes)
         counts[key] = counts.get(key, 0) + 1
     spans.sort()
     position = 0
@@ -122,7 +132,7 @@ def header_from_dict(decoded: Any, filename: str, *, tiling: bool = True) -> Hea
         if begin != position:
             raise HeaderError(f"{filename}: tensor {name!r} does not start where the previous one ends")
         position = end
-    tensors = tuple(Tensor(*key, count) for key, count in counts.items())
+    tensors = tuple(Tensor(name, *checked[kind], nbytes, count) for (name, kind, nbytes), count in counts.items())
     return Header(tensors, {str(k): str(v) for k, v in metadata.items()})
 
 

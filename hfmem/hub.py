@@ -144,12 +144,18 @@ def list_models(
         with _translated_errors(where, options):
             headers, body = _Client(options, where).get(url, "models", params=params)
         page = decode_json(body, where.text, BadResponse)
+        del body
         if not isinstance(page, list):
             raise BadResponse(f"{where.text} is not a JSON array")
-        for item in page[:left]:
-            yield _listed(item)
+        # A page of 1,000 models decodes to some 8 MB of objects: each model's entry is let go once it is yielded,
+        # so a page shrinks as the audit takes its models, and the next one is read only when it is used up.
+        more = bool(page)
+        del page[left:]
         left -= len(page)
-        url, params = _next_page(url, headers, options.url) if page else None, None  # the link holds the query
+        page.reverse()
+        while page:
+            yield _listed(page.pop())
+        url, params = _next_page(url, headers, options.url) if more else None, None  # the link holds the query
 
 
 def _listed(item: Any) -> ListedModel:
@@ -363,9 +369,12 @@ def _within_tensor_cap(repo_id: str, headers: dict[str, Header]) -> dict[str, He
     return headers
 
 
-# One bulk metadata answer is decoded at a time: decoding holds the GIL, so doing several at once is no faster, and
-# each decoded answer is the largest thing an audit holds (some 40 MB of objects for DeepSeek-V3's 6 MB).
-_DECODING = threading.Lock()
+# Bulk metadata answers are read and decoded one at a time, always by this one thread (the request itself is sent,
+# and waited for, by the model's own): decoding holds the GIL, so doing several at once is no faster; an answer is
+# the largest thing an audit holds (6 MB for DeepSeek-V3, some 40 MB of objects decoded); and the C allocator keeps
+# what a thread freed for that thread's next allocations (glibc: an arena per thread, up to 8 per core), so reading
+# and decoding in whichever worker asked left an answer's worth in each of them.
+_DECODER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfmem-decode")
 
 
 class _Client:
@@ -411,9 +420,8 @@ class _Client:
         get_sharded_safetensors_metadata, read raw because that method's per-tensor objects cost more CPU than our
         validation of the same headers (0.15 s for DeepSeek-V3's 45k tensors, then a second conversion)."""
         url = f"{self.options.url}/api/models/{repo_id}/safetensors-metadata/{INDEX}"
-        body = self.get(url, "metadata")[1]
-        with _DECODING:
-            return self._bulk_headers(repo_id, body, listed)
+        body = self._retrying(lambda: self._fetch(url, None, MAX_BYTES["metadata"], None, reader=_DECODER))[1]
+        return _DECODER.submit(self._bulk_headers, repo_id, body, listed).result()
 
     @staticmethod
     def _bulk_headers(repo_id: str, body: bytes, listed: set[str]) -> dict[str, Header]:
@@ -424,10 +432,10 @@ class _Client:
         unknown = next((name for name in shards if not (is_repo_path(name) and name in listed)), None)
         if unknown is not None:
             raise BadResponse(f"{repo_id}: the Hub's safetensors metadata names a file the repo does not hold")
-        declared = sum(len(h) for h in shards.values() if isinstance(h, dict))
+        declared = sum(len(h) - ("__metadata__" in h) for h in shards.values() if isinstance(h, dict))
         if declared > MAX_TENSORS:
             raise HeaderError(f"{repo_id}: the checkpoint declares {declared:,} tensors (limit {MAX_TENSORS:,})")
-        return {name: header_from_dict(header, f"{repo_id}: {name}", tiling=False) for name, header in sorted(shards.items())}
+        return {name: header_from_dict(header, f"{repo_id}: {name}", parsed_by_hub=True) for name, header in sorted(shards.items())}
 
     def get(self, url: str, kind: str, *, params: dict[str, Any] | None = None) -> tuple[Headers, bytes]:
         """GET `url`, retried; (headers, body), the body refused past MAX_BYTES[kind]."""
@@ -457,8 +465,9 @@ class _Client:
         url = hf_hub_url(repo_id, filename, revision=commit, endpoint=self.options.endpoint)
         return read_header(lambda offset, length: self.span(url, offset, length), f"{repo_id}: {filename}")
 
-    def _fetch(self, url: str, params: dict[str, Any] | None, cap: int, byte_range: str | None
-               ) -> tuple[Headers, bytes]:  # fmt: skip
+    def _fetch(self, url: str, params: dict[str, Any] | None, cap: int, byte_range: str | None, *,
+               reader: ThreadPoolExecutor | None = None) -> tuple[Headers, bytes]:  # fmt: skip
+        """One GET; its body read by `reader`'s thread when given (see _DECODER), else by this one."""
         headers = build_hf_headers(token=self.options.token)
         if byte_range is not None:
             headers["Range"] = byte_range
@@ -469,6 +478,8 @@ class _Client:
             RATE_LIMITS.of(self.options.url).note(bucket, response, self.options.on_wait)
             if response.status_code >= 400:
                 hf_raise_for_status(self._buffered(response, self._read(response, MAX_BYTES["error"], True)))
+            if reader is not None:
+                return response.headers, reader.submit(self._read, response, cap, byte_range is not None).result()
             return response.headers, self._read(response, cap, byte_range is not None)
 
     def _read(self, response: Response, cap: int, truncate: bool) -> bytes:

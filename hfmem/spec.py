@@ -142,7 +142,7 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
         parameters = count_parameters(tensors, architecture, quantization)
         weights_bytes = sum(t.nbytes * t.count for t in tensors)
         dtype = dtype or _dominant_dtype(parameters.by_dtype)
-        unknown = sorted({t.dtype for t in tensors if dtypes.bits(t.dtype) is None})
+        unknown = sorted(name for name in parameters.by_dtype if dtypes.bits(name) is None)
         if unknown:
             warnings.append(f"unknown dtype(s) {', '.join(unknown)}: sizes taken from the headers' data_offsets")
     else:

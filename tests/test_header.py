@@ -117,7 +117,43 @@ def test_tiling_is_checked_unless_the_hub_parsed_the_header():
     gap = {"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}
     with pytest.raises(HeaderError, match="does not start where the previous one ends"):
         header_from_dict(gap, "x.safetensors")
-    assert header_from_dict(gap, "x.safetensors", tiling=False).data_bytes == 8
+    assert header_from_dict(gap, "x.safetensors", parsed_by_hub=True).data_bytes == 8
+
+
+@pytest.mark.parametrize(
+    "decoded, message",
+    [
+        ({"a": {"dtype": "F32", "shape": [2]}}, "lacks"),
+        ({"a": {"dtype": 7, "shape": [1], "data_offsets": [0, 4]}}, "lacks"),
+        ({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, "invalid shape"),
+        ({"a": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 6]}}, "invalid shape"),
+        ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, "do not match"),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+          "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 12]}}, "do not match"),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": ["0", "4"]}}, "invalid data_offsets"),
+        ({"a": {"dtype": "F3_NEW", "shape": [8], "data_offsets": [8, 4]}}, "invalid data_offsets"),
+        ({"a": {"dtype": "F3_NEW", "shape": [8], "data_offsets": [0, 3.0]}}, "invalid data_offsets"),
+        ({"__metadata__": [], "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, "__metadata__"),
+    ],
+)
+def test_a_header_the_hub_parsed_keeps_the_checks_that_bound_memory_or_change_a_count(decoded, message):
+    with pytest.raises(HeaderError, match=message):
+        header_from_dict(decoded, "bad.safetensors", parsed_by_hub=True)
+
+
+def test_a_header_the_hub_parsed_skips_only_the_offsets_order():
+    # Offsets that span each tensor's bytes but are out of order, overlap or start past 0 change no count: the
+    # Hub's own parse is taken as it is, and the bytes are the same as from a header hfmem parses itself.
+    decoded = {"b": {"dtype": "BF16", "shape": [4], "data_offsets": [100, 108]},
+               "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [100, 124]},
+               "c": {"dtype": "F3_NEW", "shape": [8], "data_offsets": [0, 3]}}  # fmt: skip
+    with pytest.raises(HeaderError, match="does not start where the previous one ends"):
+        header_from_dict(decoded, "x.safetensors")
+    header = header_from_dict(decoded, "x.safetensors", parsed_by_hub=True)
+    assert [(t.name, t.dtype, t.shape, t.nbytes, t.numel) for t in header.tensors] == [
+        ("b", "BF16", (4,), 8, 4), ("a", "F32", (2, 3), 24, 6), ("c", "F3_NEW", (8,), 3, 8)
+    ]
+    assert header.data_bytes == 35
 
 
 def test_routed_experts_group_by_their_index_only():

@@ -196,6 +196,35 @@ def test_a_bad_shard_header_in_the_bulk_metadata_is_a_header_error(fake_hub):
     ]  # read in the one bulk request, not shard by shard
 
 
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"dtype": "F32", "shape": [64, -64], "data_offsets": [0, 16384]}, "invalid shape"),
+        ({"dtype": ["F32"], "shape": [64, 64], "data_offsets": [0, 16384]}, "lacks dtype"),
+        ({"dtype": "F32", "shape": [64, 64]}, "lacks dtype, shape or data_offsets"),
+    ],
+)
+def test_the_bulk_metadata_keeps_the_checks_that_change_a_count(fake_hub, entry, message):
+    tensors = [Tensor(f"model.layers.{i}.mlp.weight", "F32", (64, 64)) for i in range(4)]
+    repo = fake_hub.add_repo(build_repo("org/sharded", tensors, {"model_type": "llama"}, shard_bytes=20_000))
+    shard = sorted(n for n in repo.files if n.endswith(".safetensors"))[1]
+    bad = json.dumps({"model.layers.1.mlp.weight": entry})
+    repo.files[shard] = LazyFile(struct.pack("<Q", len(bad)) + bad.encode(), 8 + len(bad) + 16384)
+    with pytest.raises(errors.HeaderError, match=f"{shard}: tensor 'model.layers.1.mlp.weight' .*{message}"):
+        open_snapshot("org/sharded")
+
+
+def test_the_bulk_metadata_is_held_to_the_tensor_cap(fake_hub, monkeypatch):
+    monkeypatch.setattr("hfmem.hub.MAX_TENSORS", 3)
+    tensors = [Tensor(f"model.layers.{i}.mlp.weight", "F32", (64, 64)) for i in range(4)]
+    fake_hub.add_repo(build_repo("org/sharded", tensors, {"model_type": "llama"}, shard_bytes=20_000))
+    with pytest.raises(errors.HeaderError, match="org/sharded: the checkpoint declares 4 tensors \\(limit 3\\)"):
+        open_snapshot("org/sharded")
+    assert [r.route for r in fake_hub.requests_for("org/sharded") if r.route != "resolve"] == [
+        "info", "safetensors-metadata"
+    ]
+
+
 def test_malformed_and_missing_config(hub_repo):
     repo = hub_repo(TINY)
     repo.files["config.json"] = b'{"model_type": "llama",'
