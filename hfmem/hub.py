@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
-from huggingface_hub import constants, hf_hub_url
+from huggingface_hub import constants
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -385,6 +385,14 @@ class _Client:
         self.deadline = time.monotonic() + options.deadline
         self.waited = 0.0  # seconds spent waiting for retries and rate limits
 
+    def file_url(self, repo_id: str, filename: str, revision: str | None) -> str:
+        """A file's resolve URL, as huggingface_hub's hf_hub_url builds it (without importing its file_download
+        module, which brings yaml and filelock into every start-up)."""
+        url = constants.HUGGINGFACE_CO_URL_TEMPLATE.format(
+            repo_id=repo_id, revision=quote(revision or constants.DEFAULT_REVISION, safe=""), filename=quote(filename)
+        )
+        return self.options.url + url[len(constants.ENDPOINT) :]
+
     def listing(self, repo_id: str, revision: str | None) -> Listing:
         """model_info with file metadata: the commit, every file with its size, and the gated flag."""
         url = f"{self.options.url}/api/models/{repo_id}"
@@ -402,12 +410,12 @@ class _Client:
 
     def file(self, repo_id: str, filename: str, revision: str | None, kind: str) -> tuple[str | None, bytes]:
         """(the commit the Hub served it from, its bytes): a small file of the repo, whole."""
-        headers, body = self.get(hf_hub_url(repo_id, filename, revision=revision, endpoint=self.options.endpoint), kind)
+        headers, body = self.get(self.file_url(repo_id, filename, revision), kind)
         return headers.get(constants.HUGGINGFACE_HEADER_X_REPO_COMMIT), body
 
     def header(self, repo_id: str, filename: str, commit: str) -> Header:
         """A safetensors file's header: its first 100 kB, then, for a longer header, its first 8 + N bytes."""
-        url = hf_hub_url(repo_id, filename, revision=commit, endpoint=self.options.endpoint)
+        url = self.file_url(repo_id, filename, commit)
         where = f"{repo_id}: {filename}"
         head = self.prefix(url, FIRST_READ)
         end = 8 + header_length(head, where)
@@ -462,7 +470,7 @@ class _Client:
 
     def gguf_header(self, repo_id: str, filename: str, commit: str) -> GgufHeader:
         """A GGUF file's header, read front to back in ranged reads that never reach its tensor data."""
-        url = hf_hub_url(repo_id, filename, revision=commit, endpoint=self.options.endpoint)
+        url = self.file_url(repo_id, filename, commit)
         return read_header(lambda offset, length: self.span(url, offset, length), f"{repo_id}: {filename}")
 
     def _fetch(self, url: str, params: dict[str, Any] | None, cap: int, byte_range: str | None, *,

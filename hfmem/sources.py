@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from huggingface_hub import constants, get_token, try_to_load_from_cache
+from huggingface_hub import constants, get_token
 
 from .cache import MetadataCache
 from .errors import HfmemError, HubUnavailable, ModelNotFound, UnsupportedModel
@@ -84,6 +84,8 @@ class DownloadsSource:
     def resolve(self, ref: ModelRef, request: Request) -> Snapshot | None:
         """The model as huggingface_hub downloaded it before, read from its snapshot folder in the hub cache; None
         when its config.json was never downloaded."""
+        from huggingface_hub import try_to_load_from_cache  # file_download: imported only when this source is asked
+
         assert ref.repo_id is not None
         config = try_to_load_from_cache(ref.repo_id, "config.json", revision=ref.revision)
         if not isinstance(config, str):

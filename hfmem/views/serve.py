@@ -5,10 +5,9 @@ from __future__ import annotations
 import textwrap
 from collections import Counter
 
-from tabulate import tabulate
-
 from ..engines import ENGINE_NAMES
 from ..engines.plan import ServePlan
+from .text import tabulate
 from .units import label, size
 
 COMPONENTS = {

@@ -10,8 +10,6 @@ import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from tabulate import tabulate
-
 from ..engines import ENGINE_NAMES
 from ..gpus import Gpu, aliases
 from ..memory.settings import MODES
@@ -40,9 +38,19 @@ HINTS = {
 }
 
 
+def tabulate(rows: Iterable[Sequence[object]], *args: object, **options: object) -> str:
+    """tabulate.tabulate, imported on first use: its import costs tens of milliseconds of every start-up, and
+    csv/jsonl output never draws a table."""
+    from tabulate import tabulate as table
+
+    return table(rows, *args, **options)  # type: ignore[arg-type]
+
+
 def hinted(message: str, hint: str | None) -> str:
     """A message and, when it has one, what to do about it."""
     return f"{message} ({HINTS[hint]})" if hint in HINTS else message
+
+
 WIDTH = 80  # the narrowest terminal a report is laid out for
 COMPONENT_ORDER = ("weights", "adapters", "kv_cache", "gradients", "optimizer", "activations", "overhead")
 MODE_HEADERS = {"inference": "inference", "training": "full training", "lora": "LoRA"}
