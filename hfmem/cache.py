@@ -16,6 +16,7 @@ the root (`..`, a symlink), is never read or written.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -144,7 +145,7 @@ class MetadataCache:
     def _path(self, repo_id: str, folder: str, name: str) -> Path | None:
         """<root>/models--ORG--NAME/<folder>/<name>, or None when that would not be a file inside the root."""
         path = self.root / ("models--" + repo_id.replace("/", "--")) / folder / name
-        if name in ("", ".", "..") or self.root.resolve() not in path.resolve().parents:
+        if name in ("", ".", "..") or _resolved(self.root) not in path.resolve().parents:
             return None
         return path
 
@@ -313,3 +314,9 @@ def _is_int(value: Any) -> bool:
 def _require(ok: bool) -> None:
     if not ok:
         raise ValueError("corrupt cache entry")
+
+
+@functools.lru_cache(maxsize=4)
+def _resolved(root: Path) -> Path:
+    """The cache root with its symlinks resolved, once per root (an audit asks for every path of every model)."""
+    return root.resolve()
