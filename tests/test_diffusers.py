@@ -332,3 +332,14 @@ def test_gpus_needed_places_whole_components(fake_hub: FakeHub, sdxl: FakeRepo):
     assert small is not None and (small.fits["inference"], small.gpus_needed["inference"]) == (False, 2)
     tiny = inspect_model(SDXL, Settings(dtype="float16"), gpu=Gpu("2G", 2 * 2**30), hub=hub, image=image).gpu
     assert tiny is not None and tiny.gpus_needed["inference"] is None
+
+
+def test_html_report_names_the_pipeline_and_its_components(fake_hub: FakeHub, sdxl: FakeRepo, tmp_path: Path):
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["inspect", SDXL, "--html", str(page), "--variant", "fp16", "--gpu", "L4"],
+                                catch_exceptions=False)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    assert "StableDiffusionXLPipeline (Diffusers pipeline) · denoiser unet (UNet2DConditionModel)" in html
+    assert "1024x1024 image · batch 1 · latent 128x128" in html and "None" not in html
+    assert all(f'<th scope="row">{name}</th>' in html for name in ("text_encoder", "unet", "vae", "model CPU offload"))

@@ -156,8 +156,11 @@ def _model_section(report: ModelReport) -> str:
                 f'<h3>Warnings</h3><ul class="warnings">{warnings}</ul></section>')  # fmt: skip
     s, lora = memory.inference.settings, memory.lora
     engine = f" · KV as {ENGINE_NAMES[s['engine']]} {s['engine_version']}" if s.get("engine") in ENGINE_NAMES else ""
+    run = report.pipeline
+    shape = (f"{run.height}x{run.width} image · batch {run.batch_size} · latent {run.latent[0]}x{run.latent[1]}"
+             if run is not None else f"batch {s['batch_size']} × seq {s['seq_len']}{engine}")  # fmt: skip
     settings = (
-        f"batch {s['batch_size']} × seq {s['seq_len']}{engine} · training {memory.training.settings['recipe']}/"
+        f"{shape} · training {memory.training.settings['recipe']}/"
         f"{memory.training.settings['optimizer']} · LoRA r={lora.settings['rank']} on "
         f"{', '.join(lora.target_modules)}{' (QLoRA)' if lora.settings['qlora'] else ''} · per GPU"
     )
@@ -167,7 +170,7 @@ def _model_section(report: ModelReport) -> str:
     return (
         f"<section><h2>{escape(spec.model)}</h2>{_identity(report)}"
         f'<h3>Memory per mode</h3><p class="note">{escape(settings)}</p>{_breakdown_chart(report)}'
-        f"{_breakdown_table(report)}{curve}"
+        f"{_breakdown_table(report)}{_pipeline_table(report)}{curve}"
         + (f'<h3>Warnings</h3><ul class="warnings">{warnings}</ul>' if warnings else "")
         + "</section>"
     )
@@ -182,6 +185,10 @@ def _identity(report: ModelReport) -> str:
         f"hidden {a.hidden_size}",
         f"context {a.max_position_embeddings}",
     ]
+    if spec.pipeline is not None:
+        denoiser = spec.pipeline.denoiser
+        arch = [f"{spec.pipeline.class_name} (Diffusers pipeline)"]
+        arch += [f"denoiser {denoiser.name} ({denoiser.class_name})"] if denoiser else []
     if spec.access == "gated":
         arch[1:] = ["the rest is in config.json, which is gated"]
         params = "unknown" if p.total is None else f"{p.total:,} (the Hub's count of the safetensors headers)"
@@ -221,6 +228,23 @@ def _breakdown_table(report: ModelReport) -> str:
     return (
         f'<table class="breakdown"><caption class="note">GiB per GPU; MiB or KiB when small</caption>'
         f'<thead><tr><th scope="col">component</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
+def _pipeline_table(report: ModelReport) -> str:
+    """A Diffusers pipeline's components: weights and the activations of each one's phase, and the two totals."""
+    run = report.pipeline
+    if run is None:
+        return ""
+    rows = [_row(c.name, [format_bytes(c.weights_bytes), format_bytes(c.activations_bytes + c.upcast_bytes),
+                          "modelled" if c.modelled else "rule of thumb" if c.activations_bytes else "not modelled"])
+            for c in run.components]  # fmt: skip
+    rows.append(_row("all resident", [format_bytes(run.resident_bytes), "", "with overhead"], ' class="total"'))
+    rows.append(_row("model CPU offload", [format_bytes(run.offload_bytes), "", "one component at a time"]))
+    return (
+        '<table class="breakdown"><caption class="note">Components at inference</caption><thead><tr>'
+        '<th scope="col">component</th><th scope="col">weights</th><th scope="col">activations</th>'
+        f'<th scope="col">activations are</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
     )
 
 
