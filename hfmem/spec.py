@@ -352,7 +352,7 @@ def _parameters_from_config(
     else:
         weights_bytes = dtypes.nbytes(st_dtype, total)
     vision = sum(math.prod(shape) * count for name, shape, count in layout.entries() if is_vision_tensor(name))
-    return Parameters(total, {st_dtype: total}, embedding, None, exact=False, vision=vision), weights_bytes
+    return Parameters(total, {st_dtype: total}, embedding, None, exact=False, vision=vision or None), weights_bytes
 
 
 def _no_safetensors_warning(snapshot: Snapshot) -> str:
