@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -320,3 +321,12 @@ def test_the_tower_is_still_saved_at_the_end_of_the_language_models_backward(hub
 
     with_images = backward_end(Settings(seq_len=100, images=2))
     assert with_images == backward_end(Settings(seq_len=132)) + 91_936  # test_training_saves_the_tower...
+
+
+def test_a_text_model_counted_from_its_config_has_no_vision_count():
+    from hfmem.snapshot import Snapshot
+    from hfmem.spec import build_spec
+
+    cfg = json.loads((Path(__file__).parents[1] / "fixtures" / "configs" / "lfm2-1.2b.json").read_text())
+    spec = build_spec(Snapshot("lfm2", "lfm2", None, None, "local", (), cfg, {}))
+    assert spec.parameters.vision is None and spec.files.vision_bytes is None
