@@ -358,7 +358,7 @@ def inspect(models: tuple[str, ...], as_json: bool, explain: bool, units: str, t
       hfmem inspect google/gemma-3-27b-it --engine vllm --seq-len 32768
       hfmem inspect ./my-model --json
       hfmem inspect Qwen/Qwen2.5-7B@main --gpu RTX-4090 --qlora --html report.html
-      hfmem inspect stabilityai/stable-diffusion-xl-base-1.0 --variant fp16 --dtype float16 --gpu L4
+      hfmem inspect stabilityai/stable-diffusion-xl-base-1.0 --gpu L4
 
     Exit status: 0 when every model resolved, 2 when one could not be resolved.
     """
@@ -430,7 +430,7 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
     \b
     Examples:
       hfmem check Qwen/Qwen2.5-7B --gpu RTX-4090 --mode lora
-      hfmem check meta-llama/Llama-3.1-8B --engine vllm --gpu L4 --max-model-len 32768
+      hfmem check Qwen/Qwen2.5-7B --engine vllm --gpu L4 --max-model-len 32768
       hfmem check ./downloaded-model --json
 
     Exit status: 0 all good and it fits, 1 a check failed or it does not fit, 2 the model could not be resolved.
@@ -656,7 +656,7 @@ def serve(model: str, engine: str, as_json: bool, units: str, solve: bool, concu
     Examples:
       hfmem serve meta-llama/Llama-3.1-8B --gpu RTX-3090 --max-model-len 20000
       hfmem serve Qwen/Qwen3-30B-A3B --gpu H100 --tensor-parallel-size 2 --json
-      hfmem serve deepseek-ai/DeepSeek-V3 --gpu H200 --solve --max-model-len 32768 --concurrency 4
+      hfmem serve deepseek-ai/DeepSeek-V3 --gpu H200 --solve --concurrency 4
       hfmem serve Qwen/Qwen2.5-7B --engine sglang --gpu L4
 
     Exit status: 0 it starts (--solve: a layout was found), 1 it refuses (none found), 2 the model could not be
@@ -719,7 +719,7 @@ def gpus(units: str, as_json: bool) -> None:
     Examples:
       hfmem gpus
       hfmem inspect Qwen/Qwen2.5-7B --gpu A100-40GB
-      hfmem inspect Qwen/Qwen2.5-7B --gpu-memory 22   # any other card: its memory in GiB
+      hfmem inspect Qwen/Qwen2.5-7B --gpu-memory 22  # another card: GiB
     """
     if as_json:
         show_json([{"name": gpu.name, "memory_bytes": gpu.memory_bytes, "aliases": list(aliases(gpu.name))}

@@ -196,7 +196,8 @@ def test_gpus_lists_the_catalogue_and_an_ambiguous_name_lists_its_variants():
 
 @pytest.mark.parametrize("command", ["inspect", "check", "audit", "serve", "gpus"])
 def test_every_subcommand_help_has_examples(command):
-    assert "Examples:" in run(command, "--help").stdout
+    help_text = run(command, "--help").stdout
+    assert "Examples:" in help_text and widest(help_text) <= 80
 
 
 # --- the notebook API ---
