@@ -66,11 +66,3 @@ def nbytes(dtype: str, numel: int) -> int:
     if width is None:
         raise KeyError(dtype)
     return (numel * width + 7) // 8
-
-
-def torch_bytes(name: str) -> float:
-    """Bytes per element of a torch dtype name such as 'bfloat16'."""
-    st = TORCH_TO_SAFETENSORS.get(name.removeprefix("torch."))
-    if st is None:
-        raise KeyError(name)
-    return BITS[st] / 8

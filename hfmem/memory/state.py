@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from ..architecture import STATE_KINDS
 from .facts import Dims
-from .results import Formula
 
 FP32 = 4
 
@@ -77,11 +76,6 @@ def state_term(dims: Dims, compute_bytes: int, batch_size: int) -> tuple[int, st
         "state_bytes_per_sequence": layers * (conv + recurrent),
     }
     return batch_size * layers * (conv + recurrent), expression, inputs
-
-
-def state_formula(dims: Dims, compute_bytes: int, batch_size: int) -> Formula | None:
-    total, expression, inputs = state_term(dims, compute_bytes, batch_size)
-    return Formula("recurrent state", expression, inputs, total, exact=True) if expression else None
 
 
 # --- training: what a recurrent mixer saves for backward (per token, bytes) ---
