@@ -33,8 +33,6 @@ _WEIGHTS = re.compile(
 )
 # The component that denoises: a UNet or a transformer (DiT / MMDiT), by folder name as pipelines name it.
 DENOISERS = ("transformer", "unet", "prior", "decoder")
-# Components whose weights run while the denoiser's latents are turned into pixels.
-DECODERS = ("vae",)
 
 
 def is_pipeline_repo(names: set[str]) -> bool:

@@ -21,7 +21,6 @@ from .untrusted import decode_json, is_repo_path, one_line, shortened
 MODULES = "modules.json"
 MAX_MODULES = 64  # modules one repo may list (real pipelines have 2 to 5)
 WEIGHTS = "model.safetensors"
-PICKLED = "pytorch_model.bin"
 
 
 def is_sentence_repo(names: set[str]) -> bool:
