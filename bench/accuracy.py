@@ -593,14 +593,19 @@ def _gpt_oss_stored(spec: ModelSpec) -> ModelSpec:
 
 
 def _meta_fp8(spec: ModelSpec) -> ModelSpec:
-    """meta-llama/Meta-Llama-3.1-405B-Instruct-FP8 from the BF16 layout: its model card quantises the MLP linears of
-    every layer but the first and the last to FP8 (one fp32 scale per output row) and keeps the rest in BF16."""
+    """meta-llama/Meta-Llama-3.1-405B-Instruct-FP8 as it was in July 2024, from the BF16 layout. Meta's quantiser
+    (llama-models, quantization/loader.py) makes FP8 the feed-forward w1/w2/w3 of every layer but the first and
+    the last (one fp32 scale per output row) and keeps the rest in BF16. That first upload had 16 KV heads, each
+    of the 8 stored twice (the repository got 8 in August: vllm#6689, vllm#7139, ollama#6303): `spec` comes with
+    num_key_value_heads 16, and its k_proj and v_proj rows are doubled here."""
     last = spec.architecture.num_hidden_layers - 1
     tensors = []
     for t in spec.tensors:
         match = re.search(r"layers\.(\d+)\.mlp\.", t.name)
         if match and 0 < int(match.group(1)) < last:
             tensors += [Tensor(t.name, "F8_E4M3", t.shape), Tensor(t.name + "_scale", "F32", (t.shape[0], 1))]
+        elif t.name.endswith(("k_proj.weight", "v_proj.weight")):
+            tensors.append(Tensor(t.name, t.dtype, (2 * t.shape[0], *t.shape[1:])))
         else:
             tensors.append(t)
     return _spec(spec.model, spec.architecture, tuple(tensors), "bfloat16", spec.quantization)
@@ -698,14 +703,13 @@ def serve_rows() -> list[ServeRow]:
         VllmSettings(max_model_len=2048, gpu_memory_utilization=0.98, quantization="fp8"),
         "vLLM V1 (~0.7.1)", ["weights/GPU", "KV tokens"],
         "w8a8 linears as 1 B; GPU assumed H100 (80 GB class, not stated); early V1 activation not calibrated")
-    llama_405b = dataset_spec("meta-llama__Llama-3.1-405B")
+    llama_405b = dataset_spec("meta-llama__Llama-3.1-405B", num_key_value_heads=16)
     add(5, "meta-llama__Llama-3.1-405B", find_gpu("H100"),
         VllmSettings(tensor_parallel_size=8, gpu_memory_utilization=0.9, enforce_eager=True, max_num_seqs=256,
-                     max_num_batched_tokens=131072),
+                     max_num_batched_tokens=512),
         "vLLM V0 (~0.5.3), TP8", ["weights/GPU", "verdict"],
-        "Meta's FP8 layout rebuilt from the BF16 tensors (MLPs of layers 1-124 in FP8); V0 profile of "
-        "max_model_len tokens: the log's 8.7 GiB of non-KV beyond the weights rules out a 512-token chunk "
-        "(chunked prefill became V0's default above 32k in vllm#6666, merged the day before)",
+        "Meta's FP8 layout of July 2024 rebuilt from the BF16 tensors (MLPs of layers 1-124 in FP8, 16 KV "
+        "heads); V0 profile of a 512-token chunk (0.5.3 turns chunked prefill on above 32k)",
         spec=_meta_fp8(llama_405b) if llama_405b else None)
     gpt_oss = dataset_spec("openai__gpt-oss-20b")
     add(14, "openai__gpt-oss-20b", Gpu("A100-80GB", 80 * GIB),
@@ -804,12 +808,16 @@ def render_serve(rows: list[ServeRow]) -> str:
         "  config says null), no shared experts and no dense layer 0: 0.31 GiB too much per GPU. The bench now writes",
         "  the checkpoint's layout (15,706,484,224 parameters): -2.8 %. The config default is reported, not fixed",
         "  here (hfmem/config.py).",
-        "- Llama-3.1-405B-FP8 verdict (wrong before): the row assumed V0's 512-token chunked prefill, but the log's",
-        "  8.7 GiB of non-KV memory beyond the weights fits only a profile of the whole 131,072-token context (the",
-        "  default chunking, vllm#6666, was merged the day before the log). Now emulated that way: refuses.",
-        "- Llama-3.1-405B-FP8 weights (-1.8 %, open): the FP8 layout is rebuilt from the BF16 tensors from the model",
-        "  card's description, not read from its headers, and the log states neither version nor flags; the",
-        "  1.0 GiB per GPU gap is not explained by vocabulary padding (128,256 is a multiple of 64) or tying.",
+        "- Llama-3.1-405B-FP8 weights (-1.8 % before): the log (07-24-2024; model_runner.py:680/692 are v0.5.3's",
+        "  lines) loaded the repository's first upload, which had 16 KV heads, each of Meta's 8 stored twice; it",
+        "  was fixed to 8 in August (vllm#6689, vllm#7139). k_proj and v_proj at 2,048 rows add 8 MiB per layer",
+        "  per GPU, 0.98 GiB over 126 layers: 57.71 GiB, -0.07 %. The rest is RoPE's cos/sin cache (131,072 x 128",
+        "  bf16, 32 MiB) and down_proj's replicated scales, not modelled. FP8 stays on the MLPs of layers 1-124",
+        "  (Meta's quantiser skips the first and last layer); v0.5.3's fbgemm_fp8 only views the weight as its",
+        "  transpose, no copy, and the loading figure is memory allocated after loading, not a peak.",
+        "- Llama-3.1-405B-FP8 verdict: at 16 KV heads the log's 79,392 tokens are 9.5 GiB, leaving about 4 GiB of",
+        "  non-KV memory beyond the weights: a profile of v0.5.3's default 512-token chunk (chunked prefill on",
+        "  above 32k), not of the whole 131,072-token context (8.7 GiB was the 8-head reading). Refuses, margin 25 %.",
         "- The 'indicative' rows are logs without version or flags (V0, early V1, LMCache connector) and are not",
         "  held to the targets: their activation peak and non-torch memory came from code hfmem does not follow.",
         "",
