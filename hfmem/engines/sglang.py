@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from ..gpus import GIB, Gpu
 from ..memory.facts import ModelFacts, facts_of
 from ..memory.kv import kv_cache as kv_formula
-from ..memory.kv import self_attention_len
 from ..memory.results import Formula
 from ..memory.settings import DEFAULT_SEQ_LEN, Settings
 from ..spec import ModelSpec
@@ -73,7 +72,7 @@ def kv_cache(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list
     managers/schedule_batch.py:4068-4130, mem_cache/common.py:75-130). MLA's latent on every rank."""
     window = facts.dims.window or 0
     kinds = common.attention_kinds(facts)
-    self_len = self_attention_len(facts.dims, settings, seq_len)
+    self_len = settings.decoder_tokens(seq_len, facts.dims.encoder_decoder)
     tokens = [min(self_len, window + COLUMN_CHUNK) if kind == "sliding_attention" else self_len for kind in kinds]
     rule = f"SGLang {VERSION}: sliding layers keep min(seq, window + chunked_prefill_size)"
     return kv_formula(facts, settings, seq_len, warnings, element=1 if settings.kv_dtype == "fp8" else 2,

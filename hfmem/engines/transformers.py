@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ..memory.facts import ModelFacts
 from ..memory.kv import kv_cache as kv_formula
-from ..memory.kv import kv_element_bytes, self_attention_len
+from ..memory.kv import kv_element_bytes
 from ..memory.results import Formula
 from ..memory.settings import Settings
 
@@ -29,7 +29,7 @@ VERSION = "5.24.0"
 def kv_cache(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> tuple[int, Formula]:
     """KV bytes per GPU at the end of a prefill of seq_len tokens: every layer, sliding ones too, holds them all."""
     kinds = facts.dims.layer_kinds[: facts.dims.decoder_layers]
-    self_len = self_attention_len(facts.dims, settings, seq_len)
+    self_len = settings.decoder_tokens(seq_len, facts.dims.encoder_decoder)
     rule = "every layer keeps the prefill (a sliding layer's window is a view of it, cache_utils.py:241-249)"
     return kv_formula(facts, settings, seq_len, warnings, element=kv_element_bytes(facts, settings),
                       layer_tokens=[0 if kind == "recurrent" else self_len for kind in kinds], rule=rule)

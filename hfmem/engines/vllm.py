@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from ..gpus import GIB, Gpu
 from ..memory.facts import ModelFacts, facts_of
 from ..memory.kv import kv_cache as kv_formula
-from ..memory.kv import self_attention_len
 from ..memory.results import Formula
 from ..memory.settings import DEFAULT_SEQ_LEN, Settings
 from ..spec import ModelSpec
@@ -124,7 +123,7 @@ def kv_cache(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list
     dims = facts.dims
     block = MLA_BLOCK_SIZE if dims.mla else DEFAULT_BLOCK_SIZE
     tokens: list[int] = []  # per layer slot
-    self_len = self_attention_len(dims, settings, seq_len)
+    self_len = settings.decoder_tokens(seq_len, dims.encoder_decoder)  # cross-attention: memory.kv adds it
     for kind, slots in group_slots(common.attention_kinds(facts)):
         tokens += [_blocks_needed(kind, self_len, dims.window or 0, COLUMN_BATCHED_TOKENS, block) * block] * slots
     rule = (f"vLLM {VERSION}: blocks of {block} tokens per layer slot, sliding layers "

@@ -252,9 +252,9 @@ _QUANTIZED_DTYPES = {"I32", "U32", "I8", "U8", "I4", "U4"}
 
 def _header_facts(arch: Architecture, scan: _Scan, warnings: list[str]) -> Architecture:
     """What the safetensors headers prove where config.json is silent (an unknown family read with the common key
-    names): hidden and vocabulary sizes from the input embedding, the MLP width from up_proj, the layer count from `layers.N.` names, K/V heads from k_proj's shape (config.json's num_key_value_heads
-    defaults to the attention heads), the routed experts per layer.
-    Each guess is named in a warning."""
+    names): hidden and vocabulary sizes from the input embedding, the MLP width from up_proj, the layer count from
+    `layers.N.` names, K/V heads from k_proj's shape (config.json's num_key_value_heads defaults to the attention
+    heads), the routed experts per layer. Each guess is named in a warning."""
     found: dict[str, Any] = {}
     table = next((t for t in scan.embeddings if t.name.rsplit(".", 2)[-2] in _INPUT_TABLES), None)
     if table is not None and not arch.hidden_size:

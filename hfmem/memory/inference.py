@@ -42,9 +42,8 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
         layer = b * seq_len * max(peak, mixer_prefill(dims, c))  # a recurrent layer's mixer may be the widest
         layer += b * seq_len * seq_len * act.mask_bytes(c, padded=padded, eager=eager)
     all_positions = settings.logits == "all"
-    logit_positions = seq_len if all_positions else 1
-    if dims.encoder_decoder and all_positions:
-        logit_positions = settings.decoder_len or seq_len  # a forward's logits cover the decoder's positions
+    # a forward's logits cover the decoder's positions
+    logit_positions = settings.decoder_tokens(seq_len, dims.encoder_decoder) if all_positions else 1
     logits = b * logit_positions * dims.vocab * act.logits_inference(c, all_positions) if dims.has_lm_logits else 0
     # bitsandbytes dequantises one linear weight at a time to compute dtype (4-bit) or holds int8 activations
     # and an int32 accumulator (LLM.int8) for the largest linear.
@@ -123,7 +122,7 @@ def inference_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warn
             "attention": settings.attention,
             "attention_used": "eager" if eager else settings.attention,
             "padding": settings.padding,
-            **({"decoder_len": settings.decoder_len or seq_len} if dims.encoder_decoder else {}),
+            **({"decoder_len": settings.decoder_tokens(seq_len, dims.encoder_decoder)} if dims.encoder_decoder else {}),
             "logits": settings.logits,
             "gpus": gpus,
             **({"adapter": "merged" if settings.adapter_merged else "separate"} if adapter is not None else {}),

@@ -37,12 +37,6 @@ def kv_bytes_per_token(facts: ModelFacts, settings: Settings) -> int:
     return per_layer * dims.kv_layers * (2 if dims.encoder_decoder else 1)
 
 
-def self_attention_len(dims: Dims, settings: Settings, seq_len: int) -> int:
-    """Tokens a self-attention layer caches for a sequence of seq_len: an encoder-decoder's decoder caches its own
-    decoder_len tokens (its cross-attention the encoder's seq_len, added by kv_cache)."""
-    return (settings.decoder_len or seq_len) if dims.encoder_decoder else seq_len
-
-
 def kv_cache(
     facts: ModelFacts,
     settings: Settings,
@@ -88,7 +82,7 @@ def kv_cache(
         shape["window"] = dims.window
     if dims.encoder_decoder:
         expression += "; self-attention over decoder_len tokens + cross-attention over the encoder's seq_len"
-        shape["decoder_len"] = self_attention_len(dims, settings, seq_len)
+        shape["decoder_len"] = settings.decoder_tokens(seq_len, dims.encoder_decoder)
     shape |= (inputs or {}) | {
         "batch_size": settings.batch_size,
         "seq_len": seq_len,

@@ -140,6 +140,11 @@ class Settings:
         object.__setattr__(self, "recipe", Recipe(self.recipe))
         object.__setattr__(self, "int4", Int4Scheme(self.int4))
 
+    def decoder_tokens(self, seq_len: int, encoder_decoder: bool) -> int:
+        """Tokens the decoder runs over and its self-attention caches: an encoder-decoder model's decoder_len
+        (default seq_len, which is then the encoder's); any other model's seq_len."""
+        return (self.decoder_len or seq_len) if encoder_decoder else seq_len
+
 
 def parse_image_size(value: tuple[int, int] | str) -> tuple[int, int]:
     """(height, width) from a pair or "HxW" ("448" is square); ValueError for what no processor takes."""

@@ -114,7 +114,8 @@ def training_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warni
             "attention_used": "eager" if runs_eager(facts.dims, settings.attention) else settings.attention,
             "padding": settings.padding,
             "keep_outputs": settings.keep_outputs,
-            **({"decoder_len": settings.decoder_len or seq_len} if facts.dims.encoder_decoder else {}),
+            **({"decoder_len": settings.decoder_tokens(seq_len, facts.dims.encoder_decoder)}
+               if facts.dims.encoder_decoder else {}),
             "gpus": settings.gpus,
             "zero": shard.zero,
             "peak_phase": top.name,
