@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..engines import ENGINE_NAMES
 from ..gpus import Gpu
 from ..memory.settings import MODES, Settings, usable_bytes
-from .text import COMPONENT_ORDER, not_estimated
+from .text import COMPONENT_ORDER, architecture_parts, not_estimated
 from .units import format_bytes, format_count
 
 if TYPE_CHECKING:
@@ -179,18 +179,9 @@ def _model_section(report: ModelReport) -> str:
 def _identity(report: ModelReport) -> str:
     spec, a, p = report.spec, report.spec.architecture, report.spec.parameters
     where = f"{report.snapshot.shown_revision or 'local'} ({spec.commit[:12] if spec.commit else spec.source})"
-    arch = [
-        f"{a.model_type} ({', '.join(a.architectures) or '?'})",
-        f"{a.num_hidden_layers} layers",
-        f"hidden {a.hidden_size}",
-        f"context {a.max_position_embeddings}",
-    ]
-    if spec.pipeline is not None:
-        denoiser = spec.pipeline.denoiser
-        arch = [f"{spec.pipeline.class_name} (Diffusers pipeline)"]
-        arch += [f"denoiser {denoiser.name} ({denoiser.class_name})"] if denoiser else []
+    arch = architecture_parts(spec, [f"{a.num_hidden_layers} layers", f"hidden {a.hidden_size}",
+                                     f"context {a.max_position_embeddings}"])  # fmt: skip
     if spec.access == "gated":
-        arch[1:] = ["the rest is in config.json, which is gated"]
         params = "unknown" if p.total is None else f"{p.total:,} (the Hub's count of the safetensors headers)"
     else:
         params = f"{p.total:,}" + (" (exact)" if p.exact else " (from config.json, approximate)")

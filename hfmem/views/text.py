@@ -93,6 +93,18 @@ def not_estimated(spec: ModelSpec, units: str = "gib") -> str:
             f"activations or training from; {proves}.")
 
 
+def architecture_parts(spec: ModelSpec, dims: list[str]) -> list[str]:
+    """The Architecture row (text and HTML): the model type and its `dims`; a Diffusers pipeline and its
+    denoiser; for a gated repo without access, the model type and where the rest is."""
+    if spec.pipeline is not None:
+        denoiser = spec.pipeline.denoiser
+        return [f"{spec.pipeline.class_name} (Diffusers pipeline)",
+                *([f"denoiser {denoiser.name} ({denoiser.class_name})"] if denoiser else [])]  # fmt: skip
+    a = spec.architecture
+    kind = f"{a.model_type} ({', '.join(a.architectures) or '?'})"
+    return [kind, "the rest is in config.json, which is gated"] if spec.access == "gated" else [kind, *dims]
+
+
 def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width: int = WIDTH) -> str:
     """Identity, architecture, exact parameters and files: an aligned key/value block, values wrapped between
     their ' · ' parts."""
@@ -103,23 +115,11 @@ def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width
         heads += f", MLA (kv_lora_rank {a.kv_lora_rank})"
     elif a.num_key_value_heads is not None:
         heads += f" / {a.num_key_value_heads} KV ({a.attention})"
-    arch = [
-        f"{a.model_type} ({', '.join(a.architectures) or '?'})",
-        f"{a.num_hidden_layers} layers",
-        f"hidden {a.hidden_size}",
-        heads,
-        f"head_dim {a.head_dim}",
-        f"FFN {a.intermediate_size}",
-        f"vocab {a.vocab_size}",
-        f"context {a.max_position_embeddings}",
-    ]
-    if spec.pipeline is not None:
-        denoiser = spec.pipeline.denoiser
-        arch = [f"{spec.pipeline.class_name} (Diffusers pipeline)"]
-        arch += [f"denoiser {denoiser.name} ({denoiser.class_name})"] if denoiser else []
+    arch = architecture_parts(spec, [
+        f"{a.num_hidden_layers} layers", f"hidden {a.hidden_size}", heads, f"head_dim {a.head_dim}",
+        f"FFN {a.intermediate_size}", f"vocab {a.vocab_size}", f"context {a.max_position_embeddings}",
+    ])  # fmt: skip
     public = spec.access == "gated"  # a gated repo without access: the Hub's public metadata only
-    if public:
-        arch[1:] = ["the rest is in config.json, which is gated"]
     if a.num_experts:
         arch.append(f"{a.num_experts} experts, {a.num_experts_per_tok} active")
     if a.sliding_window and a.layer_types:
