@@ -285,3 +285,17 @@ def test_the_pages_in_a_browser(tmp_path, reports, audit):
 
     for page in (models, audit_page):
         screenshot(tmp_path, page)
+
+
+def test_an_attention_free_model_shows_no_missing_dimensions(tmp_path):
+    """Mamba's config has no context length or heads: the page leaves them out rather than writing 'None'."""
+    from pathlib import Path
+
+    from hfmem.views.html import render_models
+
+    model = tmp_path / "mamba"
+    model.mkdir()
+    fixture = Path(__file__).parents[1] / "fixtures" / "configs" / "mamba-130m-hf.json"
+    (model / "config.json").write_text(fixture.read_text())
+    page = render_models([inspect_model(str(model))])
+    assert "mamba (MambaForCausalLM) · 24 layers · hidden 768" in page and "None" not in page

@@ -94,15 +94,18 @@ def not_estimated(spec: ModelSpec, units: str = "gib") -> str:
 
 
 def architecture_parts(spec: ModelSpec, dims: list[str]) -> list[str]:
-    """The Architecture row (text and HTML): the model type and its `dims`; a Diffusers pipeline and its
-    denoiser; for a gated repo without access, the model type and where the rest is."""
+    """The Architecture row (text and HTML): the model type and its `dims` (those the config does not give, such
+    as an attention-free model's heads, left out); a Diffusers pipeline and its denoiser; for a gated repo
+    without access, the model type and where the rest is."""
     if spec.pipeline is not None:
         denoiser = spec.pipeline.denoiser
         return [f"{spec.pipeline.class_name} (Diffusers pipeline)",
                 *([f"denoiser {denoiser.name} ({denoiser.class_name})"] if denoiser else [])]  # fmt: skip
     a = spec.architecture
     kind = f"{a.model_type} ({', '.join(a.architectures) or '?'})"
-    return [kind, "the rest is in config.json, which is gated"] if spec.access == "gated" else [kind, *dims]
+    if spec.access == "gated":
+        return [kind, "the rest is in config.json, which is gated"]
+    return [kind, *(part for part in dims if "None" not in part)]
 
 
 def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width: int = WIDTH) -> str:
@@ -128,7 +131,7 @@ def render_spec(spec: ModelSpec, revision: str | None, units: str = "gib", width
     if a.recurrent is not None and a.layer_types:
         recurrent = sum(t in ("recurrent", "hybrid") for t in a.layer_types)
         arch.append(f"{recurrent}/{len(a.layer_types)} layers {a.recurrent.mixer} state")
-    arch = [part for part in arch if "None" not in part]  # an attention-free model has no heads
+    arch = [part for part in arch if "None" not in part]  # a model type or experts per token the config omits
     p = spec.parameters
     params = [format_count(p.total) + ("" if p.exact else " (from config.json, approximate)")] if not public else [
         f"{format_count(p.total)} (the Hub's count of the safetensors headers)" if p.total is not None else "unknown"]
