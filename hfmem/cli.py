@@ -304,8 +304,10 @@ def for_one(work: Callable[[str], T], model: str, as_json: bool) -> T:
 def cli() -> None:
     """What a Hugging Face model is exactly, and whether it fits, before you download a single weight.
 
-    hfmem reads only config.json and the safetensors headers (HTTP Range reads), counts parameters exactly,
-    and estimates the GPU memory for inference, full training and LoRA/QLoRA.
+    hfmem reads only a repo's small config files (config.json; model_index.json, modules.json or
+    adapter_config.json for pipelines, sentence-transformers and adapters) and the headers of its safetensors or
+    GGUF files (HTTP Range reads), counts parameters exactly, and estimates the GPU memory for inference, full
+    training and LoRA/QLoRA.
 
     \b
       hfmem inspect Qwen/Qwen2.5-7B --gpu H100
