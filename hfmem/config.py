@@ -667,7 +667,11 @@ def _lfm2_ff_dim(r: _Reader, inner: int) -> int:
         inner = int(2 * inner / 3)
         multiplier = r.raw("block_ffn_dim_multiplier")
         if isinstance(multiplier, (int, float)) and not isinstance(multiplier, bool) and multiplier > 0:
-            inner = int(multiplier * inner)
+            width = multiplier * inner
+            if not width <= MAX_WIDTH:  # infinities too
+                raise ConfigError(f"config.json block_ffn_dim_multiplier is {shortened(multiplier)}: an MLP wider "
+                                  f"than {MAX_WIDTH:,}")  # fmt: skip
+            inner = int(width)
         multiple = r.int("block_multiple_of") or 1
         inner = multiple * -(-inner // multiple)
     return inner

@@ -242,3 +242,20 @@ def test_plausible_extremes_still_work(weights, tmp_path):
     assert time.perf_counter() - start < 20
     assert_sound(data)
     assert data["architecture"]["num_hidden_layers"] == 10_000
+
+
+STATE_FAMILIES = ["mamba-130m-hf", "mamba-codestral-7b-v0.1", "jamba-v0.1", "qwen3-next-80b-a3b-instruct",
+                  "lfm2-1.2b", "falcon-h1-0.5b", "granite-4.0-h-1b", "zamba2-2.7b", "qwen2.5-vl-3b-instruct"]
+
+
+@pytest.mark.parametrize("weights", ["safetensors", "pickle"])
+@pytest.mark.parametrize("family", STATE_FAMILIES)
+def test_state_space_hybrid_and_vision_configs_take_every_hostile_value(family, weights, tmp_path):
+    """Every number of a real state-space, hybrid or vision-language config.json (fixtures/configs), and of its
+    nested text or vision config, set to each hostile value: a sound report or a one-line error."""
+    config = json.loads((Path(__file__).parents[1] / "fixtures" / "configs" / f"{family}.json").read_text())
+    sections = [None] + [key for key in ("text_config", "vision_config") if isinstance(config.get(key), dict)]
+    for section in sections:
+        for key in numeric_keys(config[section] if section else config):
+            for value in HOSTILE:
+                assert_sound(through_api(write_model(tmp_path, mutated(config, key, value, section), weights)))
