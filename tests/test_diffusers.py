@@ -15,7 +15,7 @@ from hfmem.checks import check_model
 from hfmem.cli import cli
 from hfmem.diffusers import weight_files
 from hfmem.diffusion import ImageSettings
-from hfmem.errors import NoUsableFiles
+from hfmem.errors import ConfigError, NoUsableFiles
 from hfmem.gpus import Gpu
 from hfmem.header import Tensor
 from hfmem.hub import HubOptions
@@ -343,3 +343,32 @@ def test_html_report_names_the_pipeline_and_its_components(fake_hub: FakeHub, sd
     assert "StableDiffusionXLPipeline (Diffusers pipeline) · denoiser unet (UNet2DConditionModel)" in html
     assert "1024x1024 image · batch 1 · latent 128x128" in html and "None" not in html
     assert all(f'<th scope="row">{name}</th>' in html for name in ("text_encoder", "unet", "vae", "model CPU offload"))
+
+
+@pytest.mark.parametrize(
+    ("index", "error"),
+    [
+        (b"[1, 2]", "is not a JSON object"),
+        (b'{"_class_name": "P", "unet": ["diffusers", "UNet2DConditionModel"], "nested": ' + b"[" * 100_000
+         + b"]" * 100_000 + b"}", "nested too deeply"),
+        (json.dumps({"_class_name": "P", **{f"c{i}": ["diffusers", "X"] for i in range(33)}}).encode(),
+         "names no pipeline class or no components"),
+        (b'{"_class_name": ["not", "a", "name"], "unet": ["diffusers", "UNet2DConditionModel"]}',
+         "names no pipeline class or no components"),
+    ],
+)
+def test_a_hostile_model_index_is_a_config_error(fake_hub: FakeHub, sdxl: FakeRepo, index: bytes, error: str):
+    sdxl.files["model_index.json"] = index
+    with pytest.raises(ConfigError, match=error):
+        _inspect(fake_hub, SDXL)
+
+
+def test_a_component_named_outside_the_repo_reads_nothing_there(fake_hub: FakeHub, sdxl: FakeRepo):
+    """A component is read only from files the repo lists under its folder: `../unet` names none."""
+    index = json.loads(sdxl.files["model_index.json"])
+    index["../unet"] = index.pop("unet")
+    sdxl.files["model_index.json"] = json.dumps(index).encode()
+    report = _inspect(fake_hub, SDXL)
+    assert "../unet" not in {c.name for c in report.spec.pipeline.components}
+    assert report.spec.parameters.total == CLIP_L_P + CLIP_G_P + VAE_P
+    assert not any(".." in r.path for r in fake_hub.log)
