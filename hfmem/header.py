@@ -6,12 +6,15 @@ Format: 8-byte little-endian header length N, then N bytes of JSON mapping tenso
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import struct
-from collections.abc import Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from . import dtypes
 from .errors import HeaderError
@@ -19,9 +22,10 @@ from .untrusted import decode_json
 
 # The same cap huggingface_hub applies; a header claiming more is refused before it is read.
 MAX_HEADER_BYTES = 25_000_000
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tensor:
     """One tensor, or `count` identical ones: a MoE layer's routed experts, named `...experts.*...` (grouped by
     header_from_dict). `numel` and `nbytes` are per tensor; sums over a checkpoint multiply by `count`."""
@@ -150,6 +154,35 @@ def _kind(dtype: Any, shape: tuple[Any, ...], filename: str, name: str) -> tuple
         raise HeaderError(f"{filename}: tensor {name!r} has an invalid shape {list(shape)}")
     width = dtypes.BITS.get(dtype.upper())
     return dtype.upper(), shape, None if width is None else (numel * width + 7) // 8
+
+
+class ParsedOnce:
+    """What was parsed from some bytes, kept by their SHA-256 digest, so the same bytes seen again cost a hash
+    instead of a parse. A parse that fails keeps nothing (the next one fails with its own message). The least
+    recently used results go once those kept hold more than `max_entries` tensor entries. Thread-safe."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._kept: OrderedDict[bytes, tuple[Any, int]] = OrderedDict()  # digest -> (result, its tensor entries)
+        self._entries = 0
+        self._lock = threading.Lock()
+
+    def parse(self, raw: bytes, parse: Callable[[], T], entries: Callable[[T], int]) -> T:
+        """parse()'s result for `raw` (what it parses), from an earlier call on the same bytes where one is kept."""
+        key = hashlib.sha256(raw).digest()
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key][0]  # type: ignore[no-any-return]
+        result = parse()
+        size = entries(result)
+        with self._lock:
+            if size <= self.max_entries and key not in self._kept:
+                self._kept[key] = result, size
+                self._entries += size
+                while self._entries > self.max_entries:
+                    self._entries -= self._kept.popitem(last=False)[1][1]
+        return result
 
 
 def write_header(tensors: list[Tensor], metadata: Mapping[str, str] | None = None) -> bytes:

@@ -67,7 +67,7 @@ from .errors import (
     UnsupportedModel,
 )
 from .gguf import GgufHeader, is_gguf_repo, open_repo, read_header
-from .header import Header, header_from_dict, header_length, parse_header
+from .header import Header, ParsedOnce, header_from_dict, header_length, parse_header
 from .peft import ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapter_snapshot, is_adapter_repo
 from .refs import ModelRef
 from .sentence import MODULES, is_sentence_repo, no_root_transformer, read_sentence_model
@@ -375,6 +375,19 @@ def _within_tensor_cap(repo_id: str, headers: dict[str, Header]) -> dict[str, He
 # what a thread freed for that thread's next allocations (glibc: an arena per thread, up to 8 per core), so reading
 # and decoding in whichever worker asked left an answer's worth in each of them.
 _DECODER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfmem-decode")
+# Sibling repos often hold byte-identical headers (DeepSeek-R1 and DeepSeek-V3; a base model and its instruct tune;
+# a copy under another name): each distinct header, or bulk answer, is decoded and validated once per process.
+# 20,000 tensor entries (some 6 MB) hold DeepSeek-V3's 1,806 ten times over, or a dense model's few hundred 50 times.
+PARSED = ParsedOnce(max_entries=20_000)
+
+
+def _tensor_entries(shards: dict[str, Header]) -> int:
+    return sum(len(h.tensors) for h in shards.values())
+
+
+def _only_listed(repo_id: str, shards: dict[str, Any], listed: set[str]) -> None:
+    if any(not (is_repo_path(name) and name in listed) for name in shards):
+        raise BadResponse(f"{repo_id}: the Hub's safetensors metadata names a file the repo does not hold")
 
 
 class _Client:
@@ -421,7 +434,7 @@ class _Client:
         end = 8 + header_length(head, where)
         if end > len(head) == FIRST_READ:  # a shorter answer means the file ended: parse_header says so
             head = self.prefix(url, end)
-        return parse_header(head, where)
+        return PARSED.parse(head[:end], lambda: parse_header(head, where), lambda h: len(h.tensors))
 
     def bulk_headers(self, repo_id: str, listed: set[str]) -> dict[str, Header]:
         """Every shard header of a sharded repo on main in one request: the endpoint behind huggingface_hub's
@@ -429,7 +442,10 @@ class _Client:
         validation of the same headers (0.15 s for DeepSeek-V3's 45k tensors, then a second conversion)."""
         url = f"{self.options.url}/api/models/{repo_id}/safetensors-metadata/{INDEX}"
         body = self._retrying(lambda: self._fetch(url, None, MAX_BYTES["metadata"], None, reader=_DECODER))[1]
-        return _DECODER.submit(self._bulk_headers, repo_id, body, listed).result()
+        parse = lambda: self._bulk_headers(repo_id, body, listed)  # noqa: E731
+        shards = _DECODER.submit(PARSED.parse, body, parse, _tensor_entries).result()
+        _only_listed(repo_id, shards, listed)  # an answer parsed for another repo names that repo's files
+        return dict(shards)
 
     @staticmethod
     def _bulk_headers(repo_id: str, body: bytes, listed: set[str]) -> dict[str, Header]:
@@ -437,9 +453,7 @@ class _Client:
         shards = answer.get("headers") if isinstance(answer, dict) else None
         if not isinstance(shards, dict) or not shards:
             raise BadResponse(f"{repo_id}: the Hub's safetensors metadata has no headers")
-        unknown = next((name for name in shards if not (is_repo_path(name) and name in listed)), None)
-        if unknown is not None:
-            raise BadResponse(f"{repo_id}: the Hub's safetensors metadata names a file the repo does not hold")
+        _only_listed(repo_id, shards, listed)
         declared = sum(len(h) - ("__metadata__" in h) for h in shards.values() if isinstance(h, dict))
         if declared > MAX_TENSORS:
             raise HeaderError(f"{repo_id}: the checkpoint declares {declared:,} tensors (limit {MAX_TENSORS:,})")

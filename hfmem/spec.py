@@ -152,12 +152,14 @@ def build_spec(snapshot: Snapshot) -> ModelSpec:
     if snapshot.adapter is not None and isinstance(snapshot.adapter.target_modules, str):
         warnings.append(f"the adapter's target_modules is a regex ({one_line(snapshot.adapter.target_modules)[:60]}): "
                         "the LoRA estimate adapts the attention projections unless --lora-targets is given")
+    # a vision tower's tensors are the ones count_parameters found (a pass over every name spared when it found none)
+    vision_bytes = sum(t.nbytes * t.count for t in tensors if is_vision_tensor(t.name)) if parameters.vision else 0
     files = Files(
         weights_bytes=weights_bytes,
         download_bytes=snapshot.download_bytes,
         formats=snapshot.formats,
         count=len(snapshot.files),
-        vision_bytes=sum(t.nbytes * t.count for t in tensors if is_vision_tensor(t.name)) or None,
+        vision_bytes=vision_bytes or None,
     )
     return ModelSpec(
         **_identity(snapshot),
@@ -306,7 +308,7 @@ def count_parameters(tensors: tuple[Tensor, ...], arch: Architecture, quant: Qua
     logical = embedding = experts = vision = 0
     for t in tensors:
         by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.numel * t.count
-        numel = logical_numel(t, quant) * t.count
+        numel = (t.numel if quant is None else logical_numel(t, quant)) * t.count
         logical += numel
         if is_vision_tensor(t.name):
             vision += numel

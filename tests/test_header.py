@@ -4,7 +4,7 @@ import pytest
 from safetensors import deserialize
 
 from hfmem.errors import HeaderError
-from hfmem.header import MAX_HEADER_BYTES, Tensor, header_from_dict, parse_header, write_header
+from hfmem.header import MAX_HEADER_BYTES, ParsedOnce, Tensor, header_from_dict, parse_header, write_header
 from tests.dataset import DATASET, needs_dataset
 
 TENSORS = [
@@ -165,3 +165,29 @@ def test_routed_experts_group_by_their_index_only():
         offset += 8
     grouped = {(t.name, t.count) for t in header_from_dict(decoded, "x.safetensors").tensors}
     assert grouped == {("m.layers.0.mlp.experts.*.w.weight", 2), ("m.experts.12", 1), ("m.experts.gate_up_proj", 1)}
+
+
+def test_parsed_once_keeps_results_by_content_within_its_bound():
+    kept = ParsedOnce(max_entries=5)
+    calls: list[bytes] = []
+
+    def parse(raw: bytes) -> tuple[bytes, ...]:
+        return kept.parse(raw, lambda: calls.append(raw) or (raw,) * len(raw), len)
+
+    first = parse(b"abc")
+    assert parse(b"abc") is first and calls == [b"abc"]  # the same bytes: parsed once
+    parse(b"de")  # 3 + 2 entries: both kept
+    parse(b"f")  # 6 entries: the least recently used (abc) goes
+    assert parse(b"de") and calls == [b"abc", b"de", b"f"]
+    assert parse(b"abc") is not first and calls[-1] == b"abc"
+    parse(b"toolong")  # more entries than the bound: returned, not kept
+    parse(b"toolong")
+    assert calls.count(b"toolong") == 2
+
+
+def test_parsed_once_keeps_nothing_of_a_failed_parse():
+    kept = ParsedOnce(max_entries=100)
+    for _ in range(2):
+        with pytest.raises(HeaderError, match="truncated"):
+            kept.parse(b"x", lambda: parse_header(struct.pack("<Q", 10) + b"{}", "f"), lambda h: len(h.tensors))
+    assert kept.parse(b"x", lambda: "parsed", len) == "parsed"

@@ -119,6 +119,19 @@ def test_the_bulk_metadata_may_only_name_files_the_repo_holds(hostile):
         resolve("org/sharded")
 
 
+def test_a_bulk_answer_parsed_for_another_repo_is_held_to_this_repos_files(hostile):
+    """A byte-identical answer is parsed once per process (hub.PARSED), but whether the files it names are this
+    repo's is asked again for every repo."""
+    resolve("org/sharded")  # its answer parsed, and kept
+    call = _Call("GET", "/api/models/org/sharded/safetensors-metadata/model.safetensors.index.json", {}, None, None)
+    answer = b"".join(bytes(c) for c in FakeHub._route(hostile, call)[1].body)
+    tensors = [Tensor(f"model.layers.{i}.mlp.weight", "F32", (64, 64)) for i in range(6)]
+    hostile.add_repo(build_repo("org/other", tensors, {"model_type": "llama"}, shard_bytes=50_000))  # 2 shards
+    hostile.tamper("safetensors-metadata", lambda call, reply: raw_reply(answer), path="org/other")
+    with pytest.raises(errors.BadResponse, match="org/other: .* a file the repo does not hold"):
+        resolve("org/other")
+
+
 def test_the_listing_may_only_hold_plain_paths(hostile):
     info = honest_info(hostile)
     info["siblings"].append({"rfilename": "../../outside", "size": 1})

@@ -225,6 +225,24 @@ def test_the_bulk_metadata_is_held_to_the_tensor_cap(fake_hub, monkeypatch):
     ]
 
 
+def test_byte_identical_headers_of_two_repos_are_parsed_once(fake_hub):
+    """Sibling repos (DeepSeek-R1 and DeepSeek-V3, a base model and its instruct tune) often hold the same headers:
+    the second repo takes the first one's parse, the very same objects, from a bulk answer and from ranged reads."""
+    tensors = [Tensor(f"model.layers.{i}.mlp.weight", "F32", (64, 64)) for i in range(4)]
+    for repo_id in ("org/base-sharded", "org/tune-sharded"):
+        fake_hub.add_repo(build_repo(repo_id, tensors, {"model_type": "llama"}, shard_bytes=20_000))
+    for repo_id in ("org/base", "org/tune"):
+        fake_hub.add_repo(build_repo(repo_id, tensors, {"model_type": "llama"}))
+    for base, tune in (("org/base-sharded", "org/tune-sharded"), ("org/base", "org/tune")):
+        first, second = open_snapshot(base), open_snapshot(tune)
+        assert second.headers.keys() == first.headers.keys() and len(first.headers) in (1, 4)
+        assert all(second.headers[name] is first.headers[name] for name in first.headers)
+        assert second.commit != first.commit
+    assert [r.route for r in fake_hub.requests_for("org/tune-sharded") if r.route != "resolve"] == [
+        "info", "safetensors-metadata"
+    ]  # the answer is read all the same: only its parse is spared
+
+
 def test_malformed_and_missing_config(hub_repo):
     repo = hub_repo(TINY)
     repo.files["config.json"] = b'{"model_type": "llama",'

@@ -26,7 +26,7 @@ BLOCK = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\.")
 _FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"} | {name for name, block, _ in GGML_TYPES.values() if block > 1}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Linear:
     """One linear weight (or `count` identical experts): module name (tensor name without '.weight'), features,
     and its block index."""
@@ -216,18 +216,21 @@ def _scan(tensors: tuple[Tensor, ...], model_type: str) -> _Scan:
     family = family_of(model_type)
     bare_router = family.bare_router if family else None
     conv1d = bool(family and family.conv1d)
+    blocks, float_shapes, linears = scan.blocks, scan.float_shapes, scan.linears  # locals: 45k tensors pass here
     for t in tensors:
         name, shape, numel, count = t.name, t.shape, t.numel, t.count
         match = BLOCK.search(name)
-        block = int(match.group(1)) if match else None
+        block = None
         if match:
+            block = int(match.group(1))
             key = name[: match.end()]
-            scan.blocks[key] = scan.blocks.get(key, 0) + numel * count
+            blocks[key] = blocks.get(key, 0) + numel * count
             if ".experts." in name:
-                scan.moe_blocks.add(int(match.group(1)))
-        scan.largest_tensor = max(scan.largest_tensor, numel)
+                scan.moe_blocks.add(block)
+        if numel > scan.largest_tensor:
+            scan.largest_tensor = numel
         if t.dtype in _FLOAT_DTYPES or t.dtype.startswith("F8"):
-            scan.float_shapes[shape] = scan.float_shapes.get(shape, 0) + count
+            float_shapes[shape] = float_shapes.get(shape, 0) + count
             scan.float_parameters += numel * count
         if len(shape) != 2:
             continue
@@ -241,7 +244,7 @@ def _scan(tensors: tuple[Tensor, ...], model_type: str) -> _Scan:
             rows, cols = shape
             if conv1d and leaf.startswith(("c_", "q_attn")):  # transformers' Conv1D stores (in, out)
                 rows, cols = cols, rows
-            scan.linears.append(Linear(module, cols, rows, block, count))
+            linears.append(Linear(module, cols, rows, block, count))
     return scan
 
 
