@@ -9,7 +9,7 @@ from ..spec import is_expert
 from ..vision import is_vision_tensor
 from .activations import runs_eager
 from .facts import ModelFacts
-from .phases import Phase, peak, peak_formula, step_activations
+from .phases import Phase, peak, peak_formula, step_activations, step_settings
 from .results import Formula, LoraEstimate
 from .settings import DEFAULT_LORA_RANK, Settings
 from .states import Sharding, optimizer_state_bytes, step_temporary_bytes
@@ -197,7 +197,7 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
         checkpointing=settings.grad_checkpointing,
         padded=settings.padding == "padded",
         keep_outputs=settings.keep_outputs,
-        decoder_len=settings.decoder_len,
+        decoder_len=settings.decoder_tokens(seq_len, facts.dims.encoder_decoder),
         adapter_bytes_per_token=adapter_act,
     )
     steps = with_tower(
@@ -282,16 +282,7 @@ def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings:
             "batch_size": settings.batch_size,
             "seq_len": seq_len,
             "optimizer": settings.optimizer.value,
-            "grad_checkpointing": settings.grad_checkpointing,
-            "attention": settings.attention,
-            "attention_used": "eager" if runs_eager(facts.dims, settings.attention) else settings.attention,
-            "padding": settings.padding,
-            "keep_outputs": settings.keep_outputs,
-            **({"decoder_len": settings.decoder_tokens(seq_len, facts.dims.encoder_decoder)}
-               if facts.dims.encoder_decoder else {}),
-            "gpus": settings.gpus,
-            "zero": shard.zero,
-            "peak_phase": top.name,
+            **step_settings(facts, settings, seq_len, shard.zero, top.name),
         },
         formulas=formulas,
         trainable_parameters=trainable,

@@ -9,10 +9,12 @@ absent in the forward pass. The components of the reported peak are those of its
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from . import activations as act
-from .facts import Dims
+from .facts import Dims, ModelFacts
 from .results import Formula
+from .settings import Settings
 from .state import with_recurrent_layers
 
 
@@ -67,14 +69,15 @@ def step_activations(
     """Activations of one training step. `eager`: attention materialises its scores (--attention eager, or a family
     that always does); `padded`: the batch carries a padding mask; `autocast`: 16-bit autocast over an fp32 model;
     `keep_outputs`: the loop holds the model output through backward. An encoder-decoder model's encoder runs over
-    seq_len tokens and its decoder over decoder_len (default seq_len), its cross-attention over the encoder's.
+    seq_len tokens and its decoder over decoder_len (Settings.decoder_tokens; None: seq_len), its cross-attention
+    over the encoder's.
     `adapter_bytes_per_token` is PEFT's extra saving (fp32 input copies and lora_A outputs) summed over all adapted
     linears."""
     h, layers, b = dims.hidden, dims.layers, batch_size
     if not (h and layers):
         return StepActivations(0, 0, 0, 0, 0, ())
     enc_dec = dims.encoder_decoder
-    dec_len = (decoder_len or seq_len) if enc_dec else seq_len
+    dec_len = decoder_len or seq_len
     enc_layers = layers - dims.decoder_layers if enc_dec else 0
     dec_layers = layers - enc_layers
     enc_tokens, dec_tokens = b * seq_len * bool(enc_dec), b * dec_len
@@ -171,3 +174,19 @@ def step_activations(
         logits_backward=logit_elements * bwd_b,
         formulas=formulas,
     )
+
+
+def step_settings(facts: ModelFacts, settings: Settings, seq_len: int, zero: int, peak_phase: str) -> dict[str, Any]:
+    """The settings a training or LoRA estimate reports after its own: how each step runs, on how many GPUs."""
+    return {
+        "grad_checkpointing": settings.grad_checkpointing,
+        "attention": settings.attention,
+        "attention_used": "eager" if act.runs_eager(facts.dims, settings.attention) else settings.attention,
+        "padding": settings.padding,
+        "keep_outputs": settings.keep_outputs,
+        **({"decoder_len": settings.decoder_tokens(seq_len, facts.dims.encoder_decoder)}
+           if facts.dims.encoder_decoder else {}),
+        "gpus": settings.gpus,
+        "zero": zero,
+        "peak_phase": peak_phase,
+    }  # fmt: skip

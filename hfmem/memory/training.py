@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .activations import runs_eager
 from .facts import ModelFacts
-from .phases import Phase, peak, peak_formula, step_activations
+from .phases import Phase, peak, peak_formula, step_activations, step_settings
 from .results import Estimate, Formula
 from .settings import Recipe, Settings
 from .states import RECIPE_BYTES, Sharding, optimizer_state_bytes, step_temporary_bytes
@@ -47,7 +47,7 @@ def training_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warni
         padded=settings.padding == "padded",
         autocast=settings.recipe is Recipe.MIXED,
         keep_outputs=settings.keep_outputs,
-        decoder_len=settings.decoder_len,
+        decoder_len=settings.decoder_tokens(seq_len, facts.dims.encoder_decoder),
     )
     steps = with_tower(steps, facts, settings, c=c, residual=residual, seq_len=seq_len, trainable=True)
     forward_weights = weights + autocast + gathered
@@ -109,16 +109,7 @@ def training_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warni
             "seq_len": seq_len,
             "optimizer": settings.optimizer.value,
             "recipe": settings.recipe.value,
-            "grad_checkpointing": settings.grad_checkpointing,
-            "attention": settings.attention,
-            "attention_used": "eager" if runs_eager(facts.dims, settings.attention) else settings.attention,
-            "padding": settings.padding,
-            "keep_outputs": settings.keep_outputs,
-            **({"decoder_len": settings.decoder_tokens(seq_len, facts.dims.encoder_decoder)}
-               if facts.dims.encoder_decoder else {}),
-            "gpus": settings.gpus,
-            "zero": shard.zero,
-            "peak_phase": top.name,
+            **step_settings(facts, settings, seq_len, shard.zero, top.name),
         },
         formulas=formulas,
     )
