@@ -3,7 +3,8 @@
 Layout, beside huggingface_hub's own `hub/` folder and in its naming style:
 
     <HF_HOME>/hfmem/models--ORG--NAME/snapshots/<commit>.json    files, config.json, safetensors headers, gated;
-                                                                  GGUF headers per variant read; adapter or not
+                                                                  GGUF headers per variant read; adapter or not;
+                                                                  a sentence-transformers repo's modules
     <HF_HOME>/hfmem/models--ORG--NAME/refs/<revision>             the commit a branch or tag last resolved to
 
 Files are written atomically (a temporary file, then a rename). A missing, unreadable or corrupt entry reads as a
@@ -46,6 +47,7 @@ from .header import Header, Tensor
 from .local import read_small
 from .peft import ADAPTER_WEIGHTS, adapter_snapshot
 from .refs import ModelRef
+from .sentence import MAX_MODULES, SentenceModel, SentenceModule, is_sentence_repo
 from .snapshot import RepoFile, Snapshot
 from .untrusted import (
     MAX_BYTES,
@@ -56,12 +58,15 @@ from .untrusted import (
     decode_json,
     is_commit,
     is_repo_path,
+    one_line,
 )
 
-FORMAT = 3  # bump when the entry layout changes; entries of another format are misses
+FORMAT = 4  # bump when the entry layout changes; entries of another format are misses
 # What an entry holds. `checkpoint`: config and headers are the repo's (a transformers checkpoint, or with `adapter`
-# a PEFT adapter's config and header); `gguf`: the joined headers of each GGUF variant read, by variant name.
-FIELDS = {"format", "repo_id", "commit", "files", "config", "headers", "gated", "checkpoint", "adapter", "gguf"}
+# a PEFT adapter's config and header); `gguf`: the joined headers of each GGUF variant read, by variant name;
+# `sentence`: a sentence-transformers repo's modules, each with its own weights (null for any other repo).
+FIELDS = {"format", "repo_id", "commit", "files", "config", "headers", "gated", "checkpoint", "adapter", "gguf",
+          "sentence"}  # fmt: skip
 MAX_ENTRY_BYTES = MAX_BYTES["listing"] + MAX_BYTES["metadata"] + MAX_BYTES["config"]
 
 
@@ -120,11 +125,12 @@ class MetadataCache:
             "checkpoint": checkpoint,
             "adapter": snapshot.adapter is not None,
             "gguf": dict(kept["gguf"]) if kept is not None and isinstance(kept.get("gguf"), dict) else {},
+            "sentence": _encode_sentence(snapshot.sentence) if snapshot.sentence is not None else None,
         }
         if snapshot.gguf is not None:
             entry["gguf"][snapshot.gguf.chosen.name] = _encode_gguf(snapshot.gguf.model)
             if kept is not None and kept.get("checkpoint") is True:
-                entry |= {key: kept[key] for key in ("config", "headers", "checkpoint", "adapter")}
+                entry |= {key: kept[key] for key in ("config", "headers", "checkpoint", "adapter", "sentence")}
         try:
             text = json.dumps(entry, separators=(",", ":"), allow_nan=False)
         except (ValueError, RecursionError):  # a config nested deeper than json.dumps goes, here and now
@@ -183,10 +189,16 @@ class MetadataCache:
 
 
 def _encode_header(header: Header) -> dict[str, Any]:
-    return {
-        "metadata": dict(header.metadata),
-        "tensors": [[t.name, t.dtype, list(t.shape), t.nbytes, t.count] for t in header.tensors],
-    }
+    return {"metadata": dict(header.metadata), "tensors": _encode_tensors(header.tensors)}
+
+
+def _encode_tensors(tensors: tuple[Tensor, ...]) -> list[list[Any]]:
+    return [[t.name, t.dtype, list(t.shape), t.nbytes, t.count] for t in tensors]
+
+
+def _encode_sentence(model: SentenceModel) -> dict[str, Any]:
+    modules = [[m.name, m.path, m.type, m.weights_file, _encode_tensors(m.tensors)] for m in model.modules]
+    return {"modules": modules, "warnings": list(model.warnings)}
 
 
 def _decode(entry: dict[str, Any], ref: ModelRef, commit: str, file: str | None, quant: str | None) -> Snapshot:
@@ -222,7 +234,10 @@ def _decode(entry: dict[str, Any], ref: ModelRef, commit: str, file: str | None,
         _require(list(decoded) == [ADAPTER_WEIGHTS])
         raw = json.dumps(config).encode()
         return adapter_snapshot(raw, decoded[ADAPTER_WEIGHTS], ref.text, repo)
-    return replace(repo, config=config, headers=decoded)
+    sentence = entry["sentence"]  # a sentence-transformers repo's entry holds its modules, and no other's does
+    _require((sentence is not None) == is_sentence_repo({f.path for f in repo.files}))
+    return replace(repo, config=config, headers=decoded,
+                   sentence=None if sentence is None else _decode_sentence(sentence))
 
 
 def _encode_gguf(model: GgufModel) -> dict[str, Any]:
@@ -294,6 +309,25 @@ def _decode_header(name: str, encoded: Any) -> Header:
     _require(isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values()))
     _require(isinstance(tensors, list) and len(tensors) <= MAX_TENSORS)
     return Header(tuple(map(_decode_tensor, tensors)), metadata)
+
+
+def _decode_sentence(encoded: Any) -> SentenceModel:
+    """sentence.read_sentence_model's output as it was kept: 1 to MAX_MODULES modules, each a plain path (or the
+    root's ""), a one-line type and its stored tensors; warnings as text."""
+    _require(isinstance(encoded, dict) and isinstance(encoded.get("modules"), list))
+    modules, warnings = encoded["modules"], encoded.get("warnings")
+    _require(1 <= len(modules) <= MAX_MODULES and isinstance(warnings, list) and all(isinstance(w, str) for w in warnings))
+    return SentenceModel(tuple(map(_decode_module, modules)), tuple(warnings))
+
+
+def _decode_module(item: Any) -> SentenceModule:
+    _require(isinstance(item, list) and len(item) == 5)
+    name, path, kind, weights_file, tensors = item
+    _require(isinstance(name, str) and isinstance(path, str) and (path == "" or is_repo_path(path)))
+    _require(isinstance(kind, str) and kind == one_line(kind)[:60])
+    _require((weights_file is None or is_repo_path(weights_file)) and isinstance(tensors, list))
+    _require(len(tensors) <= MAX_TENSORS)
+    return SentenceModule(name, path, kind, tuple(map(_decode_tensor, tensors)), weights_file)
 
 
 def _decode_tensor(item: Any) -> Tensor:

@@ -231,8 +231,7 @@ def _resolve_online(
                 return _public_only(ref, client, info if listed is None else client.listing(repo_id, commit))
             chosen = variant != Variant()
             names = {f.path for f in info.files}
-            # the cache keeps neither a sentence-transformers repo's modules nor a pipeline's components
-            kept = not (is_sentence_repo(names) or is_pipeline_repo(names))
+            kept = not is_pipeline_repo(names)  # the cache does not keep a pipeline's components
             if kept and (hit := cache.load(ref, commit, file=variant.file, quant=variant.quant)):
                 return replace(hit, gated=info.gated)
             if is_adapter_repo(names):
@@ -260,13 +259,15 @@ def _resolve_online(
             config = decode_json(raw_config, f"{ref.text}: config.json", ConfigError)
             if not isinstance(config, dict):
                 raise ConfigError(f"{ref.text}: config.json is not a JSON object")
-            sentence = None if kept else read_sentence_model(
-                client.file(repo_id, MODULES, commit, "config")[1], names, ref.text,
-                lambda name: client.file(repo_id, name, commit, "config")[1],
-                lambda name: client.header(repo_id, name, commit), pool.map)  # fmt: skip
+            sentence = None
+            if is_sentence_repo(names):
+                sentence = read_sentence_model(
+                    client.file(repo_id, MODULES, commit, "config")[1], names, ref.text,
+                    lambda name: client.file(repo_id, name, commit, "config")[1],
+                    lambda name: client.header(repo_id, name, commit), pool.map)  # fmt: skip
     snapshot = Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, config, headers, info.gated,
                         sentence=sentence)  # fmt: skip
-    return _kept(cache, snapshot) if kept else snapshot
+    return _kept(cache, snapshot)
 
 
 def _kept(cache: MetadataCache, snapshot: Snapshot) -> Snapshot:

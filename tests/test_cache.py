@@ -15,6 +15,7 @@ from hfmem.cache import FORMAT, MetadataCache
 from hfmem.header import Header, Tensor
 from hfmem.hub import HubOptions
 from hfmem.refs import parse_ref
+from hfmem.sentence import SentenceModel, SentenceModule
 from hfmem.snapshot import RepoFile, Snapshot
 from hfmem.spec import build_spec
 from tests.fakehub import FakeHub
@@ -153,12 +154,60 @@ FIELD_DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("damage", FIELD_DAMAGE.values(), ids=FIELD_DAMAGE.keys())
-def test_an_entry_with_any_field_off_is_a_miss(tmp_path, damage):
+def sentence_snapshot() -> Snapshot:
+    """snapshot() as a sentence-transformers repo: modules.json, a Pooling folder and a Dense module's weights."""
+    dense = (Tensor("2_Dense.linear.weight", "F32", (8, 4)), Tensor("2_Dense.linear.bias", "F32", (8,)))
+    model = SentenceModel((SentenceModule("0", "", "Transformer"), SentenceModule("1", "1_Pooling", "Pooling"),
+                           SentenceModule("2", "2_Dense", "Dense", dense, "2_Dense/model.safetensors")),
+                          ("the Dense module in 3_Dense/ has only pickled weights: not counted",))  # fmt: skip
+    files = (RepoFile("modules.json", 10), RepoFile("2_Dense/model.safetensors", 200))
+    base = snapshot()
+    return dataclasses.replace(base, files=base.files + files, sentence=model)
+
+
+def test_a_sentence_transformers_repo_keeps_its_modules(tmp_path):
+    cache, original = MetadataCache(tmp_path), sentence_snapshot()
+    cache.save(original)
+    loaded = cache.load(parse_ref("org/model"), SHA)
+    assert loaded == dataclasses.replace(original, source="cache")
+    assert build_spec(loaded).parameters.total == build_spec(original).parameters.total
+
+
+def module(index: int, value) -> object:
+    """Set field `index` of the Dense module ([name, path, type, weights_file, tensors])."""
+    return corrupt(lambda e: e["sentence"]["modules"][2].__setitem__(index, value))
+
+
+SENTENCE_DAMAGE = {
+    "sentence-list": corrupt(lambda e: e.update(sentence=[])),
+    "no-sentence": corrupt(lambda e: e.update(sentence=None)),  # modules.json is listed: the modules must be kept
+    "no-modules": corrupt(lambda e: e["sentence"].update(modules=[])),
+    "too-many-modules": corrupt(lambda e: e["sentence"].update(modules=e["sentence"]["modules"] * 30)),
+    "warning-number": corrupt(lambda e: e["sentence"]["warnings"].append(1)),
+    "module-short": corrupt(lambda e: e["sentence"]["modules"][2].pop()),
+    "path-escapes": module(1, "../outside"),
+    "type-two-lines": module(2, "Dense\nRow"),
+    "weights-file-escapes": module(3, "/etc/passwd"),
+    "tensor-off": module(4, [["2_Dense.linear.weight", "F32", [8, 4], 7, 1]]),
+}
+
+
+@pytest.mark.parametrize(
+    "made, damage",
+    [(snapshot, d) for d in FIELD_DAMAGE.values()] + [(sentence_snapshot, d) for d in SENTENCE_DAMAGE.values()],
+    ids=[*FIELD_DAMAGE, *SENTENCE_DAMAGE],
+)
+def test_an_entry_with_any_field_off_is_a_miss(tmp_path, made, damage):
     cache = MetadataCache(tmp_path)
-    cache.save(snapshot())
+    cache.save(made())
     assert cache.load(parse_ref("org/model"), SHA) is not None
     damage(entry_path(cache, "org/model", SHA))
+    assert cache.load(parse_ref("org/model"), SHA) is None
+
+
+def test_modules_kept_for_a_repo_without_modules_json_are_a_miss(tmp_path):
+    cache = MetadataCache(tmp_path)
+    cache.save(dataclasses.replace(sentence_snapshot(), files=snapshot().files))
     assert cache.load(parse_ref("org/model"), SHA) is None
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from huggingface_hub import constants
 
 from hfmem.api import inspect_model
 from hfmem.cli import cli
@@ -131,3 +132,18 @@ def test_transformer_in_a_folder_is_named(fake_hub: FakeHub):
     fake_hub.add_repo(FakeRepo("org/old-sbert", files))
     with pytest.raises(NoUsableFiles, match="a sentence-transformers repo whose Transformer module is in a folder"):
         inspect_model("org/old-sbert", hub=_hub(fake_hub))
+
+
+def test_a_rerun_takes_the_modules_from_the_metadata_cache(fake_hub: FakeHub, hub_repo, monkeypatch):
+    """Kept like any checkpoint: a warm rerun is one request on config.json, offline none, with every module."""
+    _tiny_sentence(fake_hub, hub_repo, dense=[(64, 16, True)])
+    first = inspect_model(TINY, Settings(seq_len=64), hub=_hub(fake_hub)).to_dict()
+    fake_hub.reset_log()
+    warm = inspect_model(TINY, Settings(seq_len=64), hub=_hub(fake_hub)).to_dict()
+    assert [(r.route, r.file) for r in fake_hub.log] == [("resolve", "config.json")]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    offline = inspect_model(TINY, Settings(seq_len=64), hub=_hub(fake_hub)).to_dict()
+    assert len(fake_hub.log) == 1
+    for report in (warm, offline):
+        assert report["sentence_transformers"] == first["sentence_transformers"]
+        assert report["parameters"] == first["parameters"] and report["memory"] == first["memory"]
