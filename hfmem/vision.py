@@ -4,8 +4,13 @@
 Image tokens follow each family's processor in transformers (5.24): a fixed count per image for LLaVA-1.5
 (processing_llava.py:90-93) and Gemma-3 (processing_gemma3.py:135), and Qwen2-VL / Qwen2.5-VL's dynamic
 resolution, smart_resize to a multiple of patch x merge (image_processing_qwen2_vl.py:63-89), one token per
-merge x merge patches (processing_qwen2_vl.py:83). Other multimodal families have their tower counted but no
-image tokens (--images says so).
+merge x merge patches (processing_qwen2_vl.py:83). LLaVA-NeXT's "anyres" (processing_llava_next.py,
+LlavaNextProcessor._get_number_of_features and _get_unpadded_features): the image is fitted to the best of
+image_grid_pinpoints (image_processing_utils.py, select_best_resolution) and cut into crops of the tower's size,
+which the tower sees beside the whole image resized (image_processing_llava_next.py, get_image_patches); the
+language model sees the base image's patches, then the crops' patches with the padding rows or columns removed
+and one newline token per row. Other multimodal families have their tower counted but no image tokens (--images
+says so).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import checked_int
+from .errors import ConfigError
 
 # Tensors of a vision tower or of its projector into the language model, under the names save_pretrained writes
 # (llava/gemma3/paligemma/mistral3 `vision_tower.` + `multi_modal_projector.`, Qwen2-VL `visual.`, mllama and
@@ -56,7 +62,8 @@ class VisionTower:
     class_token: bool  # CLIP prepends a class embedding to the patches
     tokens_per_image: int | None  # fixed LM tokens per image; None: from the image size, or not modelled
     spatial_merge_size: int = 1  # Qwen2-VL: merge x merge patches become one LM token
-    dynamic: bool = False  # Qwen2-VL's smart_resize
+    dynamic: bool = False  # the image size decides the tokens: Qwen2-VL's smart_resize, LLaVA-NeXT's anyres
+    grid_pinpoints: tuple[tuple[int, int], ...] = ()  # LLaVA-NeXT: the (height, width) an image may be fitted to
 
     @property
     def models_images(self) -> bool:
@@ -69,7 +76,8 @@ class VisionTower:
                 "intermediate_size": self.intermediate_size, "hidden_act": self.hidden_act,
                 "patch_size": self.patch_size,
                 "image_size": self.image_size, "tokens_per_image": self.tokens_per_image,
-                "spatial_merge_size": self.spatial_merge_size, "dynamic_resolution": self.dynamic}  # fmt: skip
+                "spatial_merge_size": self.spatial_merge_size, "dynamic_resolution": self.dynamic,
+                "grid_pinpoints": [list(p) for p in self.grid_pinpoints] or None}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class ImageGrid:
     width: int
     patches: int  # the vision encoder's sequence (class token included)
     tokens: int  # placeholder tokens in the language model's sequence
+    crops: int = 1  # sequences of `patches` the encoder runs per image (LLaVA-NeXT: the whole image + its crops)
 
 
 # Class defaults of the towers (transformers configuration_clip.py:97-104, configuration_siglip.py:93-99) for keys
@@ -88,9 +97,13 @@ _CLIP = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
          "image_size": 224, "patch_size": 32, "num_channels": 3}  # fmt: skip
 TOWER_DEFAULTS = {"clip_vision_model": _CLIP, "siglip_vision_model": {**_CLIP, "patch_size": 16}}
 _ACTIVATIONS = {"clip_vision_model": "quick_gelu", "siglip_vision_model": "gelu_pytorch_tanh"}
-# LlavaConfig's tower when vision_config is absent: CLIP ViT-L/14 at 336 px.
+# LlavaConfig's tower when vision_config is absent: CLIP ViT-L/14 at 336 px (LlavaNextConfig's too).
 LLAVA_TOWER = {"model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_size": 4096,
                "num_hidden_layers": 24, "num_attention_heads": 16, "image_size": 336, "patch_size": 14}  # fmt: skip
+# LlavaNextConfig's image_grid_pinpoints when config.json leaves them out (configuration_llava_next.py).
+LLAVA_NEXT_PINPOINTS = ((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008))
+MAX_PINPOINTS = 64  # resolutions one config may list (LLaVA-NeXT's have 5 to 10)
+MAX_PINPOINT = 16_384  # pixels a side of one may have
 
 
 def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, list[str]]:
@@ -100,7 +113,7 @@ def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, li
     family = config.get("model_type")
     family = family if isinstance(family, str) else ""
     vision = config.get("vision_config")
-    if vision is None and family == "llava":
+    if vision is None and family in ("llava", "llava_next"):
         vision = LLAVA_TOWER
     if not isinstance(vision, Mapping):
         return None, warnings
@@ -115,11 +128,14 @@ def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, li
     clip = kind == "clip_vision_model"
     patches = (v["image_size"] // v["patch_size"]) ** 2
     tokens: int | None = None
+    pinpoints: tuple[tuple[int, int], ...] = ()
+    strategy = config.get("vision_feature_select_strategy", "default")
     if family == "llava":  # processing_llava.py:90-93: + the class token, - 1 for the "default" strategy
-        strategy = config.get("vision_feature_select_strategy", "default")
         tokens = patches + clip - (strategy == "default")
     elif family == "gemma3":  # the tower's patches average-pooled to mm_tokens_per_image (modeling_gemma3.py:647)
         tokens = _int(config, "mm_tokens_per_image", 256, warnings, prefix="")
+    elif family == "llava_next" and strategy == "default":  # "full" keeps class tokens whose count the processor's
+        pinpoints = _pinpoints(config.get("image_grid_pinpoints", LLAVA_NEXT_PINPOINTS))  # own config decides
     return VisionTower(
         family=family,
         kind=kind,
@@ -133,6 +149,8 @@ def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, li
         image_size=v["image_size"],
         class_token=clip,
         tokens_per_image=tokens,
+        dynamic=bool(pinpoints),
+        grid_pinpoints=pinpoints,
     ), warnings  # fmt: skip
 
 
@@ -164,6 +182,17 @@ def _qwen_tower(family: str, vision: Mapping[str, Any], warnings: list[str]) -> 
     )
 
 
+def _pinpoints(value: Any) -> tuple[tuple[int, int], ...]:
+    """image_grid_pinpoints: a list of [height, width] pairs of whole pixels."""
+    pairs = value if isinstance(value, (list, tuple)) and 0 < len(value) <= MAX_PINPOINTS else None
+    if pairs is None or not all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and all(type(x) is int and 0 < x <= MAX_PINPOINT for x in p)
+        for p in pairs
+    ):
+        raise ConfigError(f"image_grid_pinpoints is not a list of 1 to {MAX_PINPOINTS} [height, width] pairs")
+    return tuple((h, w) for h, w in pairs)
+
+
 def _activation(vision: Mapping[str, Any], default: str) -> str:
     value = vision.get("hidden_act")
     return value if isinstance(value, str) and value.isidentifier() and len(value) <= 40 else default
@@ -190,10 +219,40 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     return h_bar, w_bar
 
 
+def select_best_resolution(height: int, width: int, pinpoints: tuple[tuple[int, int], ...]) -> tuple[int, int]:
+    """The (height, width) of `pinpoints` an image is fitted to: the most of its pixels kept once scaled to fit,
+    then the fewest wasted (image_processing_utils.py, select_best_resolution)."""
+    best, kept_most, wasted_least = pinpoints[0], 0, math.inf
+    for h, w in pinpoints:
+        scale = min(w / width, h / height)
+        kept = min(int(width * scale) * int(height * scale), width * height)
+        wasted = w * h - kept
+        if kept > kept_most or (kept == kept_most and wasted < wasted_least):
+            best, kept_most, wasted_least = (h, w), kept, wasted
+    return best
+
+
+def _anyres_grid(tower: VisionTower, side: int, height: int, width: int) -> ImageGrid:
+    """LLaVA-NeXT's tokens for an image of height x width, cut into crops of side x side (see the module
+    docstring)."""
+    best_h, best_w = select_best_resolution(height, width, tower.grid_pinpoints)
+    per_side = side // tower.patch_size
+    rows, columns = per_side * (best_h // side), per_side * (best_w // side)
+    if width / height > columns / rows:  # wider than the crops: rows of padding above and below are dropped
+        rows -= (rows - int(round(height * (columns / width), 7))) // 2 * 2
+    else:
+        columns -= (columns - int(round(width * (rows / height), 7))) // 2 * 2
+    tokens = rows * columns + rows + per_side**2  # crops unpadded, a newline per row, the whole image
+    crops = 1 + (best_h // side) * (best_w // side)
+    return ImageGrid(best_h, best_w, per_side**2 + tower.class_token, tokens, crops)
+
+
 def image_grid(tower: VisionTower, image_size: tuple[int, int] | None) -> ImageGrid | None:
     """One image's patches and tokens; None when the family's image tokens are not modelled. A fixed-resolution
     processor resizes every image to the tower's size, so `image_size` matters only for dynamic ones (None: the
     default size)."""
+    if tower.grid_pinpoints and tower.image_size:
+        return _anyres_grid(tower, tower.image_size, *(image_size or DEFAULT_IMAGE_SIZE))
     if tower.dynamic:
         merge = tower.spatial_merge_size
         h, w = smart_resize(*(image_size or DEFAULT_IMAGE_SIZE), tower.patch_size * merge, QWEN_MIN_PIXELS,

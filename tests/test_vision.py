@@ -23,7 +23,8 @@ from hfmem.memory import Settings
 from hfmem.memory import activations as act
 from hfmem.memory.settings import parse_image_size
 from hfmem.memory.vision import tower_dims
-from hfmem.vision import image_grid, is_vision_tensor, read_vision_tower, smart_resize
+from hfmem.errors import ConfigError
+from hfmem.vision import image_grid, is_vision_tensor, read_vision_tower, select_best_resolution, smart_resize
 
 from .dataset import config, needs_dataset
 
@@ -269,7 +270,8 @@ def test_the_default_sequence_holds_the_images(hub_repo):
 @pytest.mark.parametrize(
     ("cfg", "tower"),
     [
-        ({"model_type": "llava_next", "vision_config": {"model_type": "clip_vision_model"}}, True),  # anyres tiles
+        ({"model_type": "llava_next", "vision_config": {"model_type": "clip_vision_model"},
+          "vision_feature_select_strategy": "full"}, True),  # class tokens as the processor's own config says
         ({"model_type": "mllama", "vision_config": {"model_type": "mllama_vision_model"}}, False),  # cross-attention
     ],
 )
@@ -330,3 +332,62 @@ def test_a_text_model_counted_from_its_config_has_no_vision_count():
     cfg = json.loads((Path(__file__).parents[1] / "fixtures" / "configs" / "lfm2-1.2b.json").read_text())
     spec = build_spec(Snapshot("lfm2", "lfm2", None, None, "local", (), cfg, {}))
     assert spec.parameters.vision is None and spec.files.vision_bytes is None
+
+
+# --- LLaVA-NeXT's anyres ---
+
+LLAVA_NEXT = {"model_type": "llava_next", "vision_config": {"model_type": "clip_vision_model", "image_size": 336,
+              "patch_size": 14}, "text_config": {"model_type": "llama"}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("size", "best", "tokens", "crops"),
+    [
+        # 1024 x 1024: 672 x 672 keeps every pixel (the 336 x 672 grids keep 336 x 336); 48 x 48 crop patches, no
+        # padding; 48 x 48 + 48 newlines + 24 x 24 for the whole image
+        ((1024, 1024), (672, 672), 2928, 5),
+        # 480 x 640: 672 x 672 keeps all 307,200 pixels; wider than the 48 x 48 grid: int(round(480 x 48 / 640))
+        # = 36 rows, 6 rows of padding dropped above and below: 36 x 48 + 36 + 576
+        ((480, 640), (672, 672), 2340, 5),
+        # 300 x 1000: 336 x 1008 keeps every pixel (scale 1.008), 672 x 672 only 672 x 201; 24 x 72 patches,
+        # int(round(300 x 72 / 1000)) = 21 rows, (24 - 21) // 2 = 1 row dropped above and below: 22 x 72 + 22 + 576
+        ((300, 1000), (336, 1008), 2182, 4),
+    ],
+)
+def test_llava_next_anyres_tokens(size, best, tokens, crops):
+    """LLaVA-NeXT's tokens for an image, derived by hand from LlavaNextProcessor._get_number_of_features and
+    select_best_resolution with LlavaNextConfig's default image_grid_pinpoints (the "default" strategy)."""
+    tower, warnings = read_vision_tower(LLAVA_NEXT)
+    assert warnings == [] and tower.dynamic and tower.grid_pinpoints[2] == (672, 672)
+    assert select_best_resolution(*size, tower.grid_pinpoints) == best
+    grid = image_grid(tower, size)
+    assert (grid.height, grid.width, grid.tokens, grid.crops, grid.patches) == (*best, tokens, crops, 577)
+
+
+def test_llava_next_grid_pinpoints_come_from_the_config():
+    tower, _ = read_vision_tower(LLAVA_NEXT | {"image_grid_pinpoints": [[336, 336], [336, 672]]})
+    assert tower.grid_pinpoints == ((336, 336), (336, 672))
+    assert image_grid(tower, (1024, 1024)).tokens == 24 * 24 + 24 + 576  # fitted to 336 x 336: one crop
+    for bad in ([], [[336]], [[336, -1]], [[336, 1.5]], "336x672", [[336, 10**9]]):
+        with pytest.raises(ConfigError, match="image_grid_pinpoints"):
+            read_vision_tower(LLAVA_NEXT | {"image_grid_pinpoints": bad})
+
+
+def test_llava_next_images_run_the_tower_over_every_crop(hub_repo):
+    """The tiny LLaVA fixture as LLaVA-NeXT, with grids of its 56 px tower: a 100 x 100 image is fitted to 112 x
+    112 (12,544 pixels keep all 10,000; 56 x 112 keeps 56 x 56), 2 x 2 crops of 4 x 4 patches: 8 x 8 + 8 newlines
+    + 4 x 4 = 88 tokens, and the tower runs over the whole image and the 4 crops, 17 patches each."""
+    repo = hub_repo(LLAVA)
+    cfg = json.loads(repo.files["config.json"])
+    cfg |= {"model_type": "llava_next", "image_grid_pinpoints": [[56, 112], [112, 56], [112, 112]]}
+    repo.files["config.json"] = json.dumps(cfg).encode()
+    report = inspect_model(LLAVA, Settings(seq_len=100, images=1, image_size=(100, 100)), explain=True)
+    assert report.memory.inference.settings["image_tokens"] == 88
+    assert report.memory.inference.components["kv_cache"] == 188 * TEXT_KV_PER_TOKEN
+    tower = formula(report, "inference", "vision tower")
+    assert tower.inputs["crops_per_image"] == 5 and tower.inputs["patches_per_image"] == 17
+    # one CLIP layer's working set per patch, as in test_images_grow_the_sequence_kv_and_tower_activations
+    assert tower.result_bytes == 5 * 17 * (2 * 2 * 32 + 2 * (64 + 64 + 32 + 32))
+    human = CliRunner().invoke(cli, ["inspect", LLAVA, "--images", "1", "--image-size", "100x100"],
+                               env={"COLUMNS": "80", "NO_COLOR": "1"}).stdout  # fmt: skip
+    assert "any resolution: 56 px crops of the best of 3 grids" in human

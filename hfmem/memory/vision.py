@@ -1,9 +1,9 @@
 """Vision-language inputs: the image tokens --images adds to each sequence, and the vision tower's activations.
 
 Each sequence holds text + images x tokens per image (hfmem.vision.image_grid); the KV cache and the language
-model's activations see that whole sequence. The tower runs over batch x images x patches tokens, each of its
-layers a pre-norm transformer block, so its per-token terms are a text layer's (activations.py) at the tower's
-width, heads and MLP:
+model's activations see that whole sequence. The tower runs over batch x images x crops x patches tokens (crops:
+LLaVA-NeXT's whole image and its crops, else 1), each of its layers a pre-norm transformer block, so its
+per-token terms are a text layer's (activations.py) at the tower's width, heads and MLP:
 - inference: one tower layer's working set over every patch. The tower runs before the prefill and is done when
   it starts, so the larger of the two is the peak, not their sum;
 - full training (the tower trains, as in LLaVA's and Qwen2.5-VL's full fine-tuning): every tower layer's saved
@@ -58,6 +58,7 @@ class ImageInputs:
             "sequence": seq_len,
             "image_size": f"{self.grid.height}x{self.grid.width}",
             "patches_per_image": self.grid.patches,
+            **({"crops_per_image": self.grid.crops} if self.grid.crops > 1 else {}),
             "vision_layers": self.tower.num_hidden_layers,
             "vision_hidden": self.tower.hidden_size,
         }
@@ -109,10 +110,10 @@ def inference_activations(facts: ModelFacts, settings: Settings, c: int, seq_len
     patches = inputs.grid.patches
     eager = settings.attention == "eager"
     per_token = act.prefill_layer_peak(tower_dims(inputs.tower), c, kv_len=patches, padded=False, eager=eager)
-    total = settings.batch_size * inputs.images * patches * per_token
+    total = settings.batch_size * inputs.images * inputs.grid.crops * patches * per_token
     return total, Formula(
         "vision tower",
-        "b x images x patches x one tower layer's working set (as a text layer's, at the tower's width); "
+        "b x images x crops x patches x one tower layer's working set (as a text layer's, at the tower's width); "
         "sequence = text + images x tokens per image",
         {"batch_size": settings.batch_size, **inputs.inputs(seq_len), "compute_bytes": c},
         total,
@@ -139,20 +140,20 @@ def with_tower(
         return steps
     tower, patches = inputs.tower, inputs.grid.patches
     dims = tower_dims(tower)
-    tokens = settings.batch_size * inputs.images * patches
+    tokens = settings.batch_size * inputs.images * inputs.grid.crops * patches
     in_tower = [a for a in adapted if a.linear and is_vision_tensor(a.module)]
     adapter_bytes = ADAPTER_INPUT_BYTES * sum((a.in_features + rank) * a.count for a in in_tower)
     if not (trainable or in_tower):
         saved, expression = 0, "frozen tower without adapters: saves nothing for backward"
     elif settings.grad_checkpointing:
         saved = tokens * (dims.layers * c * dims.hidden + adapter_bytes)
-        expression = "b x images x patches x (tower layers x h x c (each layer's input) + adapter inputs)"
+        expression = "b x images x crops x patches x (tower layers x h x c (each layer's input) + adapter inputs)"
     else:
         layer = act.layer_saved(dims, c, residual, kv_len=patches, padded=False, trainable=trainable,
                                 eager=settings.attention == "eager", autocast=settings.recipe is Recipe.MIXED)
         saved = tokens * (dims.layers * (layer.per_token() + layer.per_sequence) + adapter_bytes)
         expression = (
-            "b x images x patches x (tower layers x saved per token (as a text layer's"
+            "b x images x crops x patches x (tower layers x saved per token (as a text layer's"
             + (", trainable" if trainable else ", frozen")
             + ") + adapter inputs)"
         )

@@ -180,7 +180,10 @@ def _kind_rows(spec: ModelSpec, units: str) -> dict[str, list[str]]:
         vision_bytes = spec.files.vision_bytes
         rows["Vision"] = [v.kind, f"{v.num_hidden_layers} layers", f"hidden {v.hidden_size}", f"{v.num_attention_heads} heads",
                           f"patch {v.patch_size}"]  # fmt: skip
-        if v.dynamic:
+        if v.grid_pinpoints:
+            rows["Vision"].append(f"any resolution: {v.image_size} px crops of the best of "
+                                  f"{len(v.grid_pinpoints)} grids")  # fmt: skip
+        elif v.dynamic:
             rows["Vision"].append(f"dynamic resolution: 1 token per {v.spatial_merge_size ** 2} patches")
         elif v.tokens_per_image is not None:
             rows["Vision"].append(f"{v.image_size}x{v.image_size} px: {v.tokens_per_image} tokens per image")
