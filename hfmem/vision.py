@@ -4,7 +4,8 @@
 Image tokens follow each family's processor in transformers (5.24): a fixed count per image for LLaVA-1.5
 (processing_llava.py:90-93) and Gemma-3 (processing_gemma3.py:135), and Qwen2-VL / Qwen2.5-VL's dynamic
 resolution, smart_resize to a multiple of patch x merge (image_processing_qwen2_vl.py:63-89), one token per
-merge x merge patches (processing_qwen2_vl.py:83). LLaVA-NeXT's "anyres" (processing_llava_next.py,
+merge x merge patches (processing_qwen2_vl.py:83). PaliGemma: one token per SigLIP patch, (image_size //
+patch_size)^2 (configuration_paligemma.py, PaliGemmaConfig.__init__'s text_config.num_image_tokens). LLaVA-NeXT's "anyres" (processing_llava_next.py,
 LlavaNextProcessor._get_number_of_features and _get_unpadded_features): the image is fitted to the best of
 image_grid_pinpoints (image_processing_utils.py, select_best_resolution) and cut into crops of the tower's size,
 which the tower sees beside the whole image resized (image_processing_llava_next.py, get_image_patches); the
@@ -100,6 +101,9 @@ _ACTIVATIONS = {"clip_vision_model": "quick_gelu", "siglip_vision_model": "gelu_
 # LlavaConfig's tower when vision_config is absent: CLIP ViT-L/14 at 336 px (LlavaNextConfig's too).
 LLAVA_TOWER = {"model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_size": 4096,
                "num_hidden_layers": 24, "num_attention_heads": 16, "image_size": 336, "patch_size": 14}  # fmt: skip
+# PaliGemmaConfig's tower when vision_config is absent: SigLIP So400m/14 at 224 px (configuration_paligemma.py).
+PALIGEMMA_TOWER = {"model_type": "siglip_vision_model", "hidden_size": 1152, "intermediate_size": 4096,
+                   "num_hidden_layers": 27, "num_attention_heads": 16, "image_size": 224, "patch_size": 14}  # fmt: skip
 # LlavaNextConfig's image_grid_pinpoints when config.json leaves them out (configuration_llava_next.py).
 LLAVA_NEXT_PINPOINTS = ((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008))
 MAX_PINPOINTS = 64  # resolutions one config may list (LLaVA-NeXT's have 5 to 10)
@@ -113,8 +117,8 @@ def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, li
     family = config.get("model_type")
     family = family if isinstance(family, str) else ""
     vision = config.get("vision_config")
-    if vision is None and family in ("llava", "llava_next"):
-        vision = LLAVA_TOWER
+    if vision is None:
+        vision = {"llava": LLAVA_TOWER, "llava_next": LLAVA_TOWER, "paligemma": PALIGEMMA_TOWER}.get(family)
     if not isinstance(vision, Mapping):
         return None, warnings
     if family in ("qwen2_vl", "qwen2_5_vl"):
@@ -134,6 +138,8 @@ def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, li
         tokens = patches + clip - (strategy == "default")
     elif family == "gemma3":  # the tower's patches average-pooled to mm_tokens_per_image (modeling_gemma3.py:647)
         tokens = _int(config, "mm_tokens_per_image", 256, warnings, prefix="")
+    elif family == "paligemma":  # every SigLIP patch is a token (SigLIP has no class token)
+        tokens = patches
     elif family == "llava_next" and strategy == "default":  # "full" keeps class tokens whose count the processor's
         pinpoints = _pinpoints(config.get("image_grid_pinpoints", LLAVA_NEXT_PINPOINTS))  # own config decides
     return VisionTower(

@@ -391,3 +391,26 @@ def test_llava_next_images_run_the_tower_over_every_crop(hub_repo):
     human = CliRunner().invoke(cli, ["inspect", LLAVA, "--images", "1", "--image-size", "100x100"],
                                env={"COLUMNS": "80", "NO_COLOR": "1"}).stdout  # fmt: skip
     assert "any resolution: 56 px crops of the best of 3 grids" in human
+
+
+@pytest.mark.parametrize(("image_size", "tokens"), [(None, 256), (448, 1024), (896, 4096)])
+def test_paligemma_has_a_token_per_siglip_patch(image_size, tokens):
+    """PaliGemma-3B's vision_config as its config.json writes it (image_size only for the 448 and 896 px models,
+    else SiglipVisionConfig's 224): text_config.num_image_tokens = (image_size // 14)^2, no class token."""
+    vision = {"hidden_size": 1152, "intermediate_size": 4304, "model_type": "siglip_vision_model",
+              "num_attention_heads": 16, "num_hidden_layers": 27, "patch_size": 14, "projection_dim": 2048,
+              "vision_use_head": False} | ({"image_size": image_size} if image_size else {})  # fmt: skip
+    cfg = {"model_type": "paligemma", "text_config": {"model_type": "gemma"}, "vision_config": vision}
+    tower, warnings = read_vision_tower(cfg)
+    grid = image_grid(tower, None)
+    assert warnings == [] and (grid.patches, grid.tokens, tower.class_token) == (tokens, tokens, False)
+
+
+def test_paligemma_text_config_defaults_to_gemma():
+    """PaliGemmaConfig builds a GemmaConfig for a text_config without model_type: GemmaConfig's hidden_size 3072."""
+    assert read_architecture({"model_type": "paligemma", "text_config": {}})[0].hidden_size == 3072
+
+
+def test_paligemma_without_vision_config_has_paligemmas_default_tower():
+    tower, _ = read_vision_tower({"model_type": "paligemma"})
+    assert (tower.hidden_size, tower.num_hidden_layers, tower.patch_size, tower.tokens_per_image) == (1152, 27, 14, 256)
