@@ -406,7 +406,7 @@ _ENCODER_ONLY_TYPES = {
 # Composite configs whose text_config may omit model_type: the class transformers builds by default.
 _DEFAULT_TEXT_TYPE = {
     "llava": "llama", "llava_next": "llama", "paligemma": "gemma", "gemma3": "gemma3_text", "qwen3_5": "qwen3_5_text",
-    "qwen2_vl": "qwen2_vl_text", "qwen2_5_vl": "qwen2_5_vl_text",
+    "qwen2_vl": "qwen2_vl_text", "qwen2_5_vl": "qwen2_5_vl_text", "mistral3": "mistral",
 }  # fmt: skip
 # Architecture class names that carry an output projection over the vocabulary.
 _LM_HEAD_MARKERS = ("ForCausalLM", "LMHead", "ForConditionalGeneration", "ForMaskedLM", "ForPreTraining")

@@ -10,8 +10,11 @@ LlavaNextProcessor._get_number_of_features and _get_unpadded_features): the imag
 image_grid_pinpoints (image_processing_utils.py, select_best_resolution) and cut into crops of the tower's size,
 which the tower sees beside the whole image resized (image_processing_llava_next.py, get_image_patches); the
 language model sees the base image's patches, then the crops' patches with the padding rows or columns removed
-and one newline token per row. Other multimodal families have their tower counted but no image tokens (--images
-says so).
+and one newline token per row. Pixtral (Pixtral-12B as `llava`, Mistral-Small-3.1 as `mistral3`;
+processing_pixtral.py, PixtralProcessor.__call__; image_processing_pixtral.py, get_resize_output_image_size): the
+image is scaled down to fit the processor's longest edge, taken to be the tower's image_size, then up to whole
+patches of patch_size x spatial_merge_size; one [IMG] token per merged patch and one [IMG_BREAK] per row, the
+last one [IMG_END]. Other multimodal families have their tower counted but no image tokens (--images says so).
 """
 
 from __future__ import annotations
@@ -106,6 +109,11 @@ PALIGEMMA_TOWER = {"model_type": "siglip_vision_model", "hidden_size": 1152, "in
                    "num_hidden_layers": 27, "num_attention_heads": 16, "image_size": 224, "patch_size": 14}  # fmt: skip
 # LlavaNextConfig's image_grid_pinpoints when config.json leaves them out (configuration_llava_next.py).
 LLAVA_NEXT_PINPOINTS = ((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008))
+# PixtralVisionConfig's defaults (configuration_pixtral.py) for keys a config.json leaves out, and Mistral3Config's
+# tower when vision_config is absent (configuration_mistral3.py).
+_PIXTRAL = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
+            "image_size": 1024, "patch_size": 16}  # fmt: skip
+MISTRAL3_TOWER = {"model_type": "pixtral", "image_size": 1540, "patch_size": 14}
 MAX_PINPOINTS = 64  # resolutions one config may list (LLaVA-NeXT's have 5 to 10)
 MAX_PINPOINT = 16_384  # pixels a side of one may have
 
@@ -118,12 +126,15 @@ def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, li
     family = family if isinstance(family, str) else ""
     vision = config.get("vision_config")
     if vision is None:
-        vision = {"llava": LLAVA_TOWER, "llava_next": LLAVA_TOWER, "paligemma": PALIGEMMA_TOWER}.get(family)
+        vision = {"llava": LLAVA_TOWER, "llava_next": LLAVA_TOWER, "paligemma": PALIGEMMA_TOWER,
+                  "mistral3": MISTRAL3_TOWER}.get(family)  # fmt: skip
     if not isinstance(vision, Mapping):
         return None, warnings
     if family in ("qwen2_vl", "qwen2_5_vl"):
         return _qwen_tower(family, vision, warnings), warnings
     kind = vision.get("model_type")
+    if kind == "pixtral" or family == "mistral3":  # Mistral3Config's tower is Pixtral's whatever it names
+        return _pixtral_tower(family, config, vision, warnings), warnings
     defaults = TOWER_DEFAULTS.get(kind if isinstance(kind, str) else "clip_vision_model")
     if defaults is None:  # counted from the headers all the same; --images says it is not modelled
         return None, warnings
@@ -185,6 +196,32 @@ def _qwen_tower(family: str, vision: Mapping[str, Any], warnings: list[str]) -> 
         tokens_per_image=None,
         spatial_merge_size=_int(vision, "spatial_merge_size", 2, warnings),
         dynamic=True,
+    )
+
+
+def _pixtral_tower(family: str, config: Mapping[str, Any], vision: Mapping[str, Any], warnings: list[str]
+                   ) -> VisionTower:  # fmt: skip
+    """Pixtral's tower: RMS-normed layers with a gated MLP (modeling_pixtral.py, PixtralMLP), no class token. Its
+    images' tokens are modelled for `llava` (no merge) and `mistral3` (spatial_merge_size x spatial_merge_size
+    patches to a token, Mistral3Config's default 2)."""
+    v = {key: _int(vision, key, default, warnings) for key, default in _PIXTRAL.items()}
+    modelled = family in ("llava", "mistral3")
+    merge = _int(config, "spatial_merge_size", 2, warnings, prefix="") if family == "mistral3" else 1
+    return VisionTower(
+        family=family,
+        kind="pixtral",
+        hidden_size=v["hidden_size"],
+        num_hidden_layers=v["num_hidden_layers"],
+        num_attention_heads=v["num_attention_heads"],
+        intermediate_size=v["intermediate_size"],
+        gated=True,
+        hidden_act=_activation(vision, "gelu"),
+        patch_size=v["patch_size"],
+        image_size=v["image_size"],
+        class_token=False,
+        tokens_per_image=None,
+        spatial_merge_size=merge,
+        dynamic=modelled,
     )
 
 
@@ -253,12 +290,25 @@ def _anyres_grid(tower: VisionTower, side: int, height: int, width: int) -> Imag
     return ImageGrid(best_h, best_w, per_side**2 + tower.class_token, tokens, crops)
 
 
+def _pixtral_grid(tower: VisionTower, longest: int, height: int, width: int) -> ImageGrid:
+    """Pixtral's tokens for an image of height x width (see the module docstring)."""
+    merged = tower.patch_size * tower.spatial_merge_size
+    ratio = max(height / longest, width / longest)
+    if ratio > 1:  # floored, not rounded, so that no side exceeds the longest edge
+        height, width = math.floor(height / ratio), math.floor(width / ratio)
+    rows, columns = (height - 1) // merged + 1, (width - 1) // merged + 1
+    patches = rows * columns * tower.spatial_merge_size**2
+    return ImageGrid(rows * merged, columns * merged, patches, rows * (columns + 1))
+
+
 def image_grid(tower: VisionTower, image_size: tuple[int, int] | None) -> ImageGrid | None:
     """One image's patches and tokens; None when the family's image tokens are not modelled. A fixed-resolution
     processor resizes every image to the tower's size, so `image_size` matters only for dynamic ones (None: the
     default size)."""
     if tower.grid_pinpoints and tower.image_size:
         return _anyres_grid(tower, tower.image_size, *(image_size or DEFAULT_IMAGE_SIZE))
+    if tower.kind == "pixtral" and tower.dynamic and tower.image_size:
+        return _pixtral_grid(tower, tower.image_size, *(image_size or DEFAULT_IMAGE_SIZE))
     if tower.dynamic:
         merge = tower.spatial_merge_size
         h, w = smart_resize(*(image_size or DEFAULT_IMAGE_SIZE), tower.patch_size * merge, QWEN_MIN_PIXELS,

@@ -273,6 +273,7 @@ def test_the_default_sequence_holds_the_images(hub_repo):
         ({"model_type": "llava_next", "vision_config": {"model_type": "clip_vision_model"},
           "vision_feature_select_strategy": "full"}, True),  # class tokens as the processor's own config says
         ({"model_type": "mllama", "vision_config": {"model_type": "mllama_vision_model"}}, False),  # cross-attention
+        ({"model_type": "idefics3", "vision_config": {"model_type": "pixtral"}}, True),  # a Pixtral tower elsewhere
     ],
 )
 def test_other_multimodal_families_have_no_image_tokens(cfg, tower):
@@ -414,3 +415,44 @@ def test_paligemma_text_config_defaults_to_gemma():
 def test_paligemma_without_vision_config_has_paligemmas_default_tower():
     tower, _ = read_vision_tower({"model_type": "paligemma"})
     assert (tower.hidden_size, tower.num_hidden_layers, tower.patch_size, tower.tokens_per_image) == (1152, 27, 14, 256)
+
+
+# --- Pixtral ---
+
+PIXTRAL_12B = {"model_type": "llava", "vision_feature_select_strategy": "full", "text_config": {"model_type": "mistral"},
+               "vision_config": {"model_type": "pixtral", "hidden_size": 1024, "image_size": 1024, "patch_size": 16,
+                                 "intermediate_size": 4096, "num_attention_heads": 16, "num_hidden_layers": 24,
+                                 "hidden_act": "silu"}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("cfg", "size", "grid", "tokens", "patches"),
+    [
+        # Pixtral-12B: 16 px patches, no merge, longest edge 1024. 1024 x 1024 fits: 64 rows of 64 [IMG] + a break
+        (PIXTRAL_12B, (1024, 1024), (1024, 1024), 64 * 65, 64 * 64),
+        # 480 x 640 fits too: 30 x 40 patches, 30 x 41 tokens
+        (PIXTRAL_12B, (480, 640), (480, 640), 30 * 41, 30 * 40),
+        # 2000 x 1000 is scaled by 1/1.953125 to 1024 x 512: 64 x 32 patches, 64 x 33 tokens
+        (PIXTRAL_12B, (2000, 1000), (1024, 512), 64 * 33, 64 * 32),
+        # Mistral-Small-3.1 (mistral3, its default tower): 14 px patches merged 2 x 2, longest edge 1540. 1024 x 1024
+        # fits, rounded up to 37 x 28 = 1036 px a side: 37 rows of 37 tokens + a break; the tower sees 74 x 74 patches
+        ({"model_type": "mistral3"}, (1024, 1024), (1036, 1036), 37 * 38, 74 * 74),
+        # 3080 x 1540 is halved to 1540 x 770: (1539 // 28 + 1) = 55 rows, (769 // 28 + 1) = 28 columns
+        ({"model_type": "mistral3"}, (3080, 1540), (1540, 784), 55 * 29, 110 * 56),
+    ],
+)
+def test_pixtral_tokens_per_image(cfg, size, grid, tokens, patches):
+    """Derived by hand from PixtralProcessor.__call__ and get_resize_output_image_size (module docstring)."""
+    tower, warnings = read_vision_tower(cfg)
+    assert warnings == [] and tower.kind == "pixtral" and tower.gated and not tower.class_token
+    image = image_grid(tower, size)
+    assert ((image.height, image.width), image.tokens, image.patches) == (grid, tokens, patches)
+
+
+def test_pixtral_towers_read_their_config():
+    tower, _ = read_vision_tower(PIXTRAL_12B)
+    assert (tower.hidden_size, tower.intermediate_size, tower.hidden_act, tower.spatial_merge_size) == (
+        1024, 4096, "silu", 1)  # fmt: skip
+    merged = read_vision_tower({"model_type": "mistral3", "spatial_merge_size": 4})[0]
+    assert (merged.patch_size, merged.image_size, merged.spatial_merge_size) == (14, 1540, 4)
+    assert read_architecture({"model_type": "mistral3", "text_config": {}})[0].hidden_size == 4096  # MistralConfig's

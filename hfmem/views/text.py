@@ -184,7 +184,8 @@ def _kind_rows(spec: ModelSpec, units: str) -> dict[str, list[str]]:
             rows["Vision"].append(f"any resolution: {v.image_size} px crops of the best of "
                                   f"{len(v.grid_pinpoints)} grids")  # fmt: skip
         elif v.dynamic:
-            rows["Vision"].append(f"dynamic resolution: 1 token per {v.spatial_merge_size ** 2} patches")
+            merged = v.spatial_merge_size**2
+            rows["Vision"].append(f"dynamic resolution: 1 token per {merged} patch{'es' * (merged > 1)}")
         elif v.tokens_per_image is not None:
             rows["Vision"].append(f"{v.image_size}x{v.image_size} px: {v.tokens_per_image} tokens per image")
         if vision_bytes:
