@@ -4,7 +4,8 @@ Layout, beside huggingface_hub's own `hub/` folder and in its naming style:
 
     <HF_HOME>/hfmem/models--ORG--NAME/snapshots/<commit>.json    files, config.json, safetensors headers, gated;
                                                                   GGUF headers per variant read; adapter or not;
-                                                                  a sentence-transformers repo's modules
+                                                                  a sentence-transformers repo's modules; a
+                                                                  Diffusers pipeline's components
     <HF_HOME>/hfmem/models--ORG--NAME/refs/<revision>             the commit a branch or tag last resolved to
 
 Files are written atomically (a temporary file, then a rename). A missing, unreadable or corrupt entry reads as a
@@ -30,6 +31,7 @@ from urllib.parse import quote
 from huggingface_hub import constants
 
 from . import dtypes
+from .diffusers import MAX_COMPONENTS, Component, Pipeline, is_pipeline_repo
 from .errors import BadResponse, HfmemError
 from .gguf import (
     GGML_TYPES,
@@ -61,12 +63,13 @@ from .untrusted import (
     one_line,
 )
 
-FORMAT = 4  # bump when the entry layout changes; entries of another format are misses
+FORMAT = 5  # bump when the entry layout changes; entries of another format are misses
 # What an entry holds. `checkpoint`: config and headers are the repo's (a transformers checkpoint, or with `adapter`
 # a PEFT adapter's config and header); `gguf`: the joined headers of each GGUF variant read, by variant name;
-# `sentence`: a sentence-transformers repo's modules, each with its own weights (null for any other repo).
+# `sentence`: a sentence-transformers repo's modules, each with its own weights; `pipeline`: a Diffusers
+# pipeline's components, each with its config and every weight variant's tensors (null for any other repo).
 FIELDS = {"format", "repo_id", "commit", "files", "config", "headers", "gated", "checkpoint", "adapter", "gguf",
-          "sentence"}  # fmt: skip
+          "sentence", "pipeline"}  # fmt: skip
 MAX_ENTRY_BYTES = MAX_BYTES["listing"] + MAX_BYTES["metadata"] + MAX_BYTES["config"]
 
 
@@ -126,11 +129,13 @@ class MetadataCache:
             "adapter": snapshot.adapter is not None,
             "gguf": dict(kept["gguf"]) if kept is not None and isinstance(kept.get("gguf"), dict) else {},
             "sentence": _encode_sentence(snapshot.sentence) if snapshot.sentence is not None else None,
+            "pipeline": _encode_pipeline(snapshot.pipeline) if snapshot.pipeline is not None else None,
         }
         if snapshot.gguf is not None:
             entry["gguf"][snapshot.gguf.chosen.name] = _encode_gguf(snapshot.gguf.model)
             if kept is not None and kept.get("checkpoint") is True:
-                entry |= {key: kept[key] for key in ("config", "headers", "checkpoint", "adapter", "sentence")}
+                entry |= {key: kept[key] for key in ("config", "headers", "checkpoint", "adapter", "sentence",
+                                                     "pipeline")}  # fmt: skip
         try:
             text = json.dumps(entry, separators=(",", ":"), allow_nan=False)
         except (ValueError, RecursionError):  # a config nested deeper than json.dumps goes, here and now
@@ -234,10 +239,12 @@ def _decode(entry: dict[str, Any], ref: ModelRef, commit: str, file: str | None,
         _require(list(decoded) == [ADAPTER_WEIGHTS])
         raw = json.dumps(config).encode()
         return adapter_snapshot(raw, decoded[ADAPTER_WEIGHTS], ref.text, repo)
-    sentence = entry["sentence"]  # a sentence-transformers repo's entry holds its modules, and no other's does
-    _require((sentence is not None) == is_sentence_repo({f.path for f in repo.files}))
+    names = {f.path for f in repo.files}
+    sentence, pipeline = entry["sentence"], entry["pipeline"]  # held for those repos, and only for them
+    _require((sentence is not None) == is_sentence_repo(names) and (pipeline is not None) == is_pipeline_repo(names))
     return replace(repo, config=config, headers=decoded,
-                   sentence=None if sentence is None else _decode_sentence(sentence))
+                   sentence=None if sentence is None else _decode_sentence(sentence),
+                   pipeline=None if pipeline is None else _decode_pipeline(pipeline, names))  # fmt: skip
 
 
 def _encode_gguf(model: GgufModel) -> dict[str, Any]:
@@ -311,12 +318,56 @@ def _decode_header(name: str, encoded: Any) -> Header:
     return Header(tuple(map(_decode_tensor, tensors)), metadata)
 
 
+def _encode_pipeline(pipeline: Pipeline) -> dict[str, Any]:
+    components = [[c.name, c.library, c.class_name, dict(c.config),
+                   [[variant, list(files), _encode_tensors(c.tensors[variant])] for variant, files in c.files.items()]]
+                  for c in pipeline.components]  # fmt: skip
+    return {"class_name": pipeline.class_name, "components": components, "others": list(pipeline.others),
+            "warnings": list(pipeline.warnings)}  # fmt: skip
+
+
+def _decode_pipeline(encoded: Any, names: set[str]) -> Pipeline:
+    """diffusers.read_pipeline's output as it was kept (no variant chosen): 1 to MAX_COMPONENTS components, each
+    named by a folder, with one-line library and class names, a config object and, per weight variant, files the
+    repo lists and their stored tensors."""
+    _require(isinstance(encoded, dict) and isinstance(encoded.get("components"), list))
+    class_name, components = encoded.get("class_name"), encoded["components"]
+    others, warnings = encoded.get("others"), encoded.get("warnings")
+    _require(isinstance(class_name, str) and class_name == one_line(class_name)[:80])
+    _require(1 <= len(components) <= MAX_COMPONENTS and _strings(others) and _strings(warnings))
+    decoded = tuple(_decode_component(item, names) for item in components)
+    return Pipeline(class_name, decoded, None, tuple(others), tuple(warnings))
+
+
+def _decode_component(item: Any, names: set[str]) -> Component:
+    _require(isinstance(item, list) and len(item) == 5)
+    name, library, class_name, config, variants = item
+    _require(isinstance(name, str) and is_repo_path(name) and "/" not in name and isinstance(config, dict))
+    _require(isinstance(library, str) and library == one_line(library)[:40])
+    _require(isinstance(class_name, str) and class_name == one_line(class_name)[:80])
+    _require(isinstance(variants, list) and 1 <= len(variants) <= MAX_FILES)
+    files: dict[str | None, tuple[str, ...]] = {}
+    tensors: dict[str | None, tuple[Tensor, ...]] = {}
+    for entry in variants:
+        _require(isinstance(entry, list) and len(entry) == 3)
+        variant, group, stored = entry
+        _require((variant is None or (isinstance(variant, str) and variant == one_line(variant))) and variant not in files)
+        _require(isinstance(group, list) and group and all(isinstance(f, str) and f in names for f in group))
+        _require(isinstance(stored, list) and len(stored) <= MAX_TENSORS)
+        files[variant], tensors[variant] = tuple(group), tuple(map(_decode_tensor, stored))
+    return Component(name, library, class_name, config, files, tensors)
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def _decode_sentence(encoded: Any) -> SentenceModel:
     """sentence.read_sentence_model's output as it was kept: 1 to MAX_MODULES modules, each a plain path (or the
     root's ""), a one-line type and its stored tensors; warnings as text."""
     _require(isinstance(encoded, dict) and isinstance(encoded.get("modules"), list))
     modules, warnings = encoded["modules"], encoded.get("warnings")
-    _require(1 <= len(modules) <= MAX_MODULES and isinstance(warnings, list) and all(isinstance(w, str) for w in warnings))
+    _require(1 <= len(modules) <= MAX_MODULES and _strings(warnings))
     return SentenceModel(tuple(map(_decode_module, modules)), tuple(warnings))
 
 

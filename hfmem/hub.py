@@ -231,8 +231,7 @@ def _resolve_online(
                 return _public_only(ref, client, info if listed is None else client.listing(repo_id, commit))
             chosen = variant != Variant()
             names = {f.path for f in info.files}
-            kept = not is_pipeline_repo(names)  # the cache does not keep a pipeline's components
-            if kept and (hit := cache.load(ref, commit, file=variant.file, quant=variant.quant)):
+            if hit := cache.load(ref, commit, file=variant.file, quant=variant.quant):
                 return replace(hit, gated=info.gated)
             if is_adapter_repo(names):
                 return _kept(cache, _resolve_adapter(ref, client, pool, info, names, as_base))
@@ -246,8 +245,8 @@ def _resolve_online(
                     client.file(repo_id, MODEL_INDEX, commit, "config")[1], names, ref.text,
                     lambda name: client.file(repo_id, name, commit, "config")[1],
                     lambda name: client.header(repo_id, name, commit), pool.map)  # fmt: skip
-                return Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, {}, {}, info.gated,
-                                pipeline=pipeline)  # fmt: skip
+                return _kept(cache, Snapshot(ref.name, repo_id, ref.revision, commit, "hub", info.files, {}, {},
+                                             info.gated, pipeline=pipeline))  # fmt: skip
             if "config.json" not in names:
                 raise no_root_transformer(names, ref.text) or NoUsableFiles(
                     f"{ref.text} has no config.json (hfmem reads transformers-style repos)")

@@ -12,6 +12,7 @@ from huggingface_hub import constants, hf_hub_download
 from hfmem import errors
 from hfmem.api import open_snapshot
 from hfmem.cache import FORMAT, MetadataCache
+from hfmem.diffusers import Component, Pipeline
 from hfmem.header import Header, Tensor
 from hfmem.hub import HubOptions
 from hfmem.refs import parse_ref
@@ -173,6 +174,54 @@ def test_a_sentence_transformers_repo_keeps_its_modules(tmp_path):
     assert build_spec(loaded).parameters.total == build_spec(original).parameters.total
 
 
+def pipeline_snapshot() -> Snapshot:
+    """A Diffusers pipeline: a UNet with non-variant and fp16 weights, a scheduler without weights."""
+    files = {None: ("unet/diffusion_pytorch_model.safetensors",), "fp16": ("unet/diffusion_pytorch_model.fp16.safetensors",)}
+    tensors = {None: (Tensor("unet.conv_in.weight", "F32", (8, 4)),), "fp16": (Tensor("unet.conv_in.weight", "F16", (8, 4)),)}
+    unet = Component("unet", "diffusers", "UNet2DConditionModel", {"sample_size": 128}, files, tensors)
+    pipeline = Pipeline("StableDiffusionXLPipeline", (unet,), None, ("scheduler",), ("a warning",))
+    listed = (RepoFile("model_index.json", 9), RepoFile("unet/config.json", 9), RepoFile(files[None][0], 136),
+              RepoFile(files["fp16"][0], 72))  # fmt: skip
+    return Snapshot("org/model", "org/model", None, SHA, "hub", listed, {}, {}, None, pipeline=pipeline)
+
+
+def test_a_diffusers_pipeline_keeps_its_components(tmp_path):
+    cache, original = MetadataCache(tmp_path), pipeline_snapshot()
+    cache.save(original)
+    loaded = cache.load(parse_ref("org/model"), SHA)
+    assert loaded == dataclasses.replace(original, source="cache")
+    assert loaded.pipeline.choose("fp16", "org/model").tensors(loaded.pipeline.components[0])[0].dtype == "F16"
+
+
+def component(index: int, value) -> object:
+    """Set field `index` of the UNet ([name, library, class, config, [[variant, files, tensors], ...]])."""
+    return corrupt(lambda e: e["pipeline"]["components"][0].__setitem__(index, value))
+
+
+def variant(index: int, value) -> object:
+    """Set field `index` of the UNet's first variant ([variant, files, tensors])."""
+    return corrupt(lambda e: e["pipeline"]["components"][0][4][0].__setitem__(index, value))
+
+
+PIPELINE_DAMAGE = {
+    "pipeline-list": corrupt(lambda e: e.update(pipeline=[])),
+    "no-pipeline": corrupt(lambda e: e.update(pipeline=None)),  # model_index.json is listed: its components are due
+    "no-components": corrupt(lambda e: e["pipeline"].update(components=[])),
+    "class-two-lines": corrupt(lambda e: e["pipeline"].update(class_name="A\nB")),
+    "others-number": corrupt(lambda e: e["pipeline"]["others"].append(1)),
+    "component-escapes": component(0, "../unet"),
+    "component-nested": component(0, "a/unet"),
+    "library-number": component(1, 3),
+    "config-list": component(3, []),
+    "no-variants": component(4, []),
+    "variant-twice": corrupt(lambda e: e["pipeline"]["components"][0][4].append(e["pipeline"]["components"][0][4][0])),
+    "variant-number": variant(0, 16),
+    "file-not-listed": variant(1, ["unet/other.safetensors"]),
+    "no-files": variant(1, []),
+    "tensor-off": variant(2, [["unet.conv_in.weight", "F32", [8, 4], 7, 1]]),
+}
+
+
 def module(index: int, value) -> object:
     """Set field `index` of the Dense module ([name, path, type, weights_file, tensors])."""
     return corrupt(lambda e: e["sentence"]["modules"][2].__setitem__(index, value))
@@ -194,8 +243,9 @@ SENTENCE_DAMAGE = {
 
 @pytest.mark.parametrize(
     "made, damage",
-    [(snapshot, d) for d in FIELD_DAMAGE.values()] + [(sentence_snapshot, d) for d in SENTENCE_DAMAGE.values()],
-    ids=[*FIELD_DAMAGE, *SENTENCE_DAMAGE],
+    [(snapshot, d) for d in FIELD_DAMAGE.values()] + [(sentence_snapshot, d) for d in SENTENCE_DAMAGE.values()]
+    + [(pipeline_snapshot, d) for d in PIPELINE_DAMAGE.values()],
+    ids=[*FIELD_DAMAGE, *SENTENCE_DAMAGE, *PIPELINE_DAMAGE],
 )
 def test_an_entry_with_any_field_off_is_a_miss(tmp_path, made, damage):
     cache = MetadataCache(tmp_path)

@@ -372,3 +372,16 @@ def test_a_component_named_outside_the_repo_reads_nothing_there(fake_hub: FakeHu
     assert "../unet" not in {c.name for c in report.spec.pipeline.components}
     assert report.spec.parameters.total == CLIP_L_P + CLIP_G_P + VAE_P
     assert not any(".." in r.path for r in fake_hub.log)
+
+
+def test_a_rerun_takes_the_components_from_the_metadata_cache(fake_hub: FakeHub, sdxl: FakeRepo, monkeypatch):
+    """Kept like any checkpoint, every variant's tensors with it: a warm rerun is one request on model_index.json's
+    commit (config.json is absent: the Hub's 404 names the commit all the same), and --variant needs no other."""
+    hub = HubOptions(endpoint=fake_hub.url, token=False)
+    first = inspect_model(SDXL, Settings(), hub=hub).to_dict()
+    fake_hub.reset_log()
+    warm = inspect_model(SDXL, Settings(), hub=hub).to_dict()
+    assert len(fake_hub.log) == 1 and fake_hub.log[0].route == "resolve"
+    assert warm["components"] == first["components"] and warm["memory"] == first["memory"]
+    fp16 = inspect_model(SDXL, Settings(), hub=hub, image=ImageSettings(variant="fp16")).to_dict()
+    assert len(fake_hub.log) == 2 and fp16["parameters"]["by_dtype"] == {"F16": first["parameters"]["total"]}
