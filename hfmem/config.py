@@ -542,6 +542,11 @@ def read_architecture(config: Any) -> tuple[Architecture, list[str]]:
         layer_types, window = _recurrent_layer_types(r, layers) if layers else None, None
     else:
         layer_types, window = _layer_types(r, layers, max_positions)
+    cross = r.raw("cross_attention_layers")  # Llama-3.2-Vision (mllama): these layers attend to the images only
+    if isinstance(cross, list) and cross and layers:
+        warnings.append(f"{len(cross)} of the {layers} layers attend to the images (cross_attention_layers), not the "
+                        "text: counted as self-attention layers, so the KV cache over the text is overstated and "
+                        "the images' cross-attention cache is left out")  # fmt: skip
     if family.layers == "all":  # no attention at all (Mamba2Config's num_heads are the SSM's heads)
         heads = kv_heads = head_dim = None
         attention = None

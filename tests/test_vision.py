@@ -456,3 +456,14 @@ def test_pixtral_towers_read_their_config():
     merged = read_vision_tower({"model_type": "mistral3", "spatial_merge_size": 4})[0]
     assert (merged.patch_size, merged.image_size, merged.spatial_merge_size) == (14, 1540, 4)
     assert read_architecture({"model_type": "mistral3", "text_config": {}})[0].hidden_size == 4096  # MistralConfig's
+
+
+def test_mllama_cross_attention_layers_are_named_as_not_modelled():
+    """Llama-3.2-11B-Vision's text_config: 8 of its 40 layers attend to the image tiles only (MllamaTextConfig's
+    cross_attention_layers); hfmem says it counts them as self-attention layers."""
+    cfg = {"model_type": "mllama", "vision_config": {"model_type": "mllama_vision_model"},
+           "text_config": {"model_type": "mllama_text_model", "hidden_size": 4096, "num_hidden_layers": 40,
+                           "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+                           "cross_attention_layers": [3, 8, 13, 18, 23, 28, 33, 38]}}  # fmt: skip
+    warnings = read_architecture(cfg)[1]
+    assert any(w.startswith("8 of the 40 layers attend to the images") for w in warnings)
