@@ -351,7 +351,8 @@ def _decode_component(item: Any, names: set[str]) -> Component:
     for entry in variants:
         _require(isinstance(entry, list) and len(entry) == 3)
         variant, group, stored = entry
-        _require((variant is None or (isinstance(variant, str) and variant == one_line(variant))) and variant not in files)
+        _require(variant is None or (isinstance(variant, str) and variant == one_line(variant)))
+        _require(variant not in files)
         _require(isinstance(group, list) and group and all(isinstance(f, str) and f in names for f in group))
         _require(isinstance(stored, list) and len(stored) <= MAX_TENSORS)
         files[variant], tensors[variant] = tuple(group), tuple(map(_decode_tensor, stored))

@@ -1,20 +1,22 @@
 """Vision towers of vision-language models: which checkpoint tensors are theirs, and what an image costs in tokens
 (pure; no I/O).
 
-Image tokens follow each family's processor in transformers (5.24): a fixed count per image for LLaVA-1.5
-(processing_llava.py:90-93) and Gemma-3 (processing_gemma3.py:135), and Qwen2-VL / Qwen2.5-VL's dynamic
-resolution, smart_resize to a multiple of patch x merge (image_processing_qwen2_vl.py:63-89), one token per
-merge x merge patches (processing_qwen2_vl.py:83). PaliGemma: one token per SigLIP patch, (image_size //
-patch_size)^2 (configuration_paligemma.py, PaliGemmaConfig.__init__'s text_config.num_image_tokens). LLaVA-NeXT's "anyres" (processing_llava_next.py,
-LlavaNextProcessor._get_number_of_features and _get_unpadded_features): the image is fitted to the best of
-image_grid_pinpoints (image_processing_utils.py, select_best_resolution) and cut into crops of the tower's size,
-which the tower sees beside the whole image resized (image_processing_llava_next.py, get_image_patches); the
-language model sees the base image's patches, then the crops' patches with the padding rows or columns removed
-and one newline token per row. Pixtral (Pixtral-12B as `llava`, Mistral-Small-3.1 as `mistral3`;
-processing_pixtral.py, PixtralProcessor.__call__; image_processing_pixtral.py, get_resize_output_image_size): the
-image is scaled down to fit the processor's longest edge, taken to be the tower's image_size, then up to whole
-patches of patch_size x spatial_merge_size; one [IMG] token per merged patch and one [IMG_BREAK] per row, the
-last one [IMG_END]. Other multimodal families have their tower counted but no image tokens (--images says so).
+Image tokens follow each family's processor in transformers (5.24):
+- a fixed count per image for LLaVA-1.5 (processing_llava.py:90-93) and Gemma-3 (processing_gemma3.py:135);
+- PaliGemma: one token per SigLIP patch, (image_size // patch_size)^2 (configuration_paligemma.py,
+  PaliGemmaConfig.__init__ sets text_config.num_image_tokens so);
+- Qwen2-VL / Qwen2.5-VL's dynamic resolution: smart_resize to a multiple of patch x merge
+  (image_processing_qwen2_vl.py:63-89), one token per merge x merge patches (processing_qwen2_vl.py:83);
+- LLaVA-NeXT's "anyres" (processing_llava_next.py, LlavaNextProcessor._get_number_of_features and
+  _get_unpadded_features): the image is fitted to the best of image_grid_pinpoints (image_processing_utils.py,
+  select_best_resolution) and cut into crops of the tower's size, which the tower sees beside the whole image
+  resized (image_processing_llava_next.py, get_image_patches); the language model sees the whole image's patches,
+  then the crops' patches with the padding rows or columns removed and one newline token per row;
+- Pixtral (Pixtral-12B as `llava`, Mistral-Small-3.1 as `mistral3`; processing_pixtral.py,
+  PixtralProcessor.__call__; image_processing_pixtral.py, get_resize_output_image_size): the image is scaled down
+  to fit the processor's longest edge, taken to be the tower's image_size, then up to whole patches of patch_size
+  x spatial_merge_size; one [IMG] token per merged patch and one [IMG_BREAK] per row, the last one [IMG_END].
+Other multimodal families have their tower counted but no image tokens (--images says so).
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ def read_vision_tower(config: Mapping[str, Any]) -> tuple[VisionTower | None, li
     elif family == "paligemma":  # every SigLIP patch is a token (SigLIP has no class token)
         tokens = patches
     elif family == "llava_next" and strategy == "default":  # "full" keeps class tokens whose count the processor's
-        pinpoints = _pinpoints(config.get("image_grid_pinpoints", LLAVA_NEXT_PINPOINTS))  # own config decides
+        pinpoints = _pinpoints(config.get("image_grid_pinpoints", LLAVA_NEXT_PINPOINTS), v)  # own config decides
     return VisionTower(
         family=family,
         kind=kind,
@@ -225,14 +227,19 @@ def _pixtral_tower(family: str, config: Mapping[str, Any], vision: Mapping[str, 
     )
 
 
-def _pinpoints(value: Any) -> tuple[tuple[int, int], ...]:
-    """image_grid_pinpoints: a list of [height, width] pairs of whole pixels."""
+def _pinpoints(value: Any, tower: Mapping[str, int]) -> tuple[tuple[int, int], ...]:
+    """image_grid_pinpoints: a list of [height, width] pairs of whole pixels, each side at least one crop (the
+    tower's image_size, itself at least one patch)."""
+    side = tower["image_size"]
+    if side < tower["patch_size"]:
+        raise ConfigError(f"vision_config image_size {side} is smaller than its patch_size {tower['patch_size']}")
     pairs = value if isinstance(value, (list, tuple)) and 0 < len(value) <= MAX_PINPOINTS else None
     if pairs is None or not all(
-        isinstance(p, (list, tuple)) and len(p) == 2 and all(type(x) is int and 0 < x <= MAX_PINPOINT for x in p)
+        isinstance(p, (list, tuple)) and len(p) == 2 and all(type(x) is int and side <= x <= MAX_PINPOINT for x in p)
         for p in pairs
     ):
-        raise ConfigError(f"image_grid_pinpoints is not a list of 1 to {MAX_PINPOINTS} [height, width] pairs")
+        raise ConfigError(f"image_grid_pinpoints is not a list of 1 to {MAX_PINPOINTS} [height, width] pairs of "
+                          f"{side} to {MAX_PINPOINT:,} pixels")  # fmt: skip
     return tuple((h, w) for h, w in pairs)
 
 
@@ -294,8 +301,8 @@ def _pixtral_grid(tower: VisionTower, longest: int, height: int, width: int) -> 
     """Pixtral's tokens for an image of height x width (see the module docstring)."""
     merged = tower.patch_size * tower.spatial_merge_size
     ratio = max(height / longest, width / longest)
-    if ratio > 1:  # floored, not rounded, so that no side exceeds the longest edge
-        height, width = math.floor(height / ratio), math.floor(width / ratio)
+    if ratio > 1:  # floored, not rounded, so that no side exceeds the longest edge (and at least a pixel left)
+        height, width = max(1, math.floor(height / ratio)), max(1, math.floor(width / ratio))
     rows, columns = (height - 1) // merged + 1, (width - 1) // merged + 1
     patches = rows * columns * tower.spatial_merge_size**2
     return ImageGrid(rows * merged, columns * merged, patches, rows * (columns + 1))

@@ -176,8 +176,10 @@ def test_a_sentence_transformers_repo_keeps_its_modules(tmp_path):
 
 def pipeline_snapshot() -> Snapshot:
     """A Diffusers pipeline: a UNet with non-variant and fp16 weights, a scheduler without weights."""
-    files = {None: ("unet/diffusion_pytorch_model.safetensors",), "fp16": ("unet/diffusion_pytorch_model.fp16.safetensors",)}
-    tensors = {None: (Tensor("unet.conv_in.weight", "F32", (8, 4)),), "fp16": (Tensor("unet.conv_in.weight", "F16", (8, 4)),)}
+    files = {None: ("unet/diffusion_pytorch_model.safetensors",),
+             "fp16": ("unet/diffusion_pytorch_model.fp16.safetensors",)}  # fmt: skip
+    tensors = {None: (Tensor("unet.conv_in.weight", "F32", (8, 4)),),
+               "fp16": (Tensor("unet.conv_in.weight", "F16", (8, 4)),)}  # fmt: skip
     unet = Component("unet", "diffusers", "UNet2DConditionModel", {"sample_size": 128}, files, tensors)
     pipeline = Pipeline("StableDiffusionXLPipeline", (unet,), None, ("scheduler",), ("a warning",))
     listed = (RepoFile("model_index.json", 9), RepoFile("unet/config.json", 9), RepoFile(files[None][0], 136),

@@ -369,9 +369,12 @@ def test_llava_next_grid_pinpoints_come_from_the_config():
     tower, _ = read_vision_tower(LLAVA_NEXT | {"image_grid_pinpoints": [[336, 336], [336, 672]]})
     assert tower.grid_pinpoints == ((336, 336), (336, 672))
     assert image_grid(tower, (1024, 1024)).tokens == 24 * 24 + 24 + 576  # fitted to 336 x 336: one crop
-    for bad in ([], [[336]], [[336, -1]], [[336, 1.5]], "336x672", [[336, 10**9]]):
+    for bad in ([], [[336]], [[336, -1]], [[336, 1.5]], "336x672", [[336, 10**9]], [[336, 100]]):  # 100 < a crop
         with pytest.raises(ConfigError, match="image_grid_pinpoints"):
             read_vision_tower(LLAVA_NEXT | {"image_grid_pinpoints": bad})
+    with pytest.raises(ConfigError, match="image_size 10 is smaller than its patch_size 14"):
+        read_vision_tower(LLAVA_NEXT | {"vision_config": {"model_type": "clip_vision_model", "image_size": 10,
+                                                          "patch_size": 14}})  # fmt: skip
 
 
 def test_llava_next_images_run_the_tower_over_every_crop(hub_repo):
@@ -419,7 +422,8 @@ def test_paligemma_without_vision_config_has_paligemmas_default_tower():
 
 # --- Pixtral ---
 
-PIXTRAL_12B = {"model_type": "llava", "vision_feature_select_strategy": "full", "text_config": {"model_type": "mistral"},
+PIXTRAL_12B = {"model_type": "llava", "vision_feature_select_strategy": "full",
+               "text_config": {"model_type": "mistral"},
                "vision_config": {"model_type": "pixtral", "hidden_size": 1024, "image_size": 1024, "patch_size": 16,
                                  "intermediate_size": 4096, "num_attention_heads": 16, "num_hidden_layers": 24,
                                  "hidden_act": "silu"}}  # fmt: skip
@@ -467,3 +471,30 @@ def test_mllama_cross_attention_layers_are_named_as_not_modelled():
                            "cross_attention_layers": [3, 8, 13, 18, 23, 28, 33, 38]}}  # fmt: skip
     warnings = read_architecture(cfg)[1]
     assert any(w.startswith("8 of the 40 layers attend to the images") for w in warnings)
+
+
+PALIGEMMA = {"model_type": "paligemma", "text_config": {"model_type": "gemma"},
+             "vision_config": {"model_type": "siglip_vision_model", "image_size": 448, "patch_size": 14}}
+MISTRAL3 = {"model_type": "mistral3", "spatial_merge_size": 2,
+            "vision_config": {"model_type": "pixtral", "image_size": 1540, "patch_size": 14}}
+
+
+@pytest.mark.parametrize("cfg", [LLAVA_NEXT, PALIGEMMA, PIXTRAL_12B, MISTRAL3], ids=lambda c: c["model_type"])
+def test_image_tokens_take_every_hostile_value(cfg):
+    """Every number of these configs' vision parts set to each hostile value: a ConfigError, or a tower whose
+    images have whole numbers of tokens and patches (never a traceback: a zero-sized crop or patch divides)."""
+    from tests.test_hostile_config import HOSTILE
+
+    numbers = [(None, "spatial_merge_size")] * ("spatial_merge_size" in cfg) + [
+        ("vision_config", key) for key, value in cfg["vision_config"].items() if type(value) is int]
+    for section, key in numbers:
+        for value in HOSTILE:
+            mutated = json.loads(json.dumps(cfg))
+            (mutated[section] if section else mutated)[key] = value
+            try:
+                tower, _ = read_vision_tower(mutated)
+            except ConfigError:
+                continue
+            for size in ((1024, 768), (1, 5000), None):
+                grid = image_grid(tower, size) if tower.models_images else None
+                assert grid is None or (grid.tokens >= 1 and grid.patches >= 1 and grid.crops >= 1), (key, value)
