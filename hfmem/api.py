@@ -18,6 +18,7 @@ from .memory import (
     GpuFit,
     Limits,
     MemoryReport,
+    Mode,
     Settings,
     SweepRow,
     WhatIfRow,
@@ -207,8 +208,8 @@ def pipeline_report(snapshot: Snapshot, settings: Settings, gpu: Gpu | None, ima
     )
     fit = fit_gpus(memory, gpu, settings) if gpu is not None else None
     if fit is not None:  # spread over GPUs, a pipeline's components go whole (device_map="balanced")
-        usable = usable_bytes(gpu, settings)  # type: ignore[arg-type]
-        fit.gpus_needed["inference"] = spread_gpus(run, usable)
+        assert gpu is not None
+        fit.gpus_needed[Mode.INFERENCE] = spread_gpus(run, usable_bytes(gpu, settings))
     return ModelReport(spec, snapshot, settings, memory, fit, pipeline=run)
 
 

@@ -11,7 +11,7 @@ import json
 import re
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as StillRunning
 from dataclasses import dataclass, replace
@@ -167,7 +167,7 @@ def audit_models(
     file: str | None = None,
     quant: str | None = None,
     image: ImageSettings | None = None,
-) -> Iterator[AuditRow]:
+) -> Generator[AuditRow, None, None]:
     """One row per model, in input order, each as soon as it and the ones before it are done; never raises for a
     model (a failure is a row with its `error`). `models` are references, or models of a Hub listing (hub.list_models,
     whose commit and files spare their model_info request, unless `revision` asks for another branch); it is read as
@@ -202,8 +202,9 @@ def audit_models(
                 snapshot = resolve(parse_ref(model.repo_id, revision), request)
             report = report_for(snapshot, settings, gpu, image=image)
             # engines serve language models, not Diffusers pipelines
-            serves = serving and gpu and report.memory and not report.pipeline
-            plan = engines.plan(report.memory.facts, gpu, serving) if serves else None
+            plan = None
+            if serving is not None and gpu is not None and report.memory is not None and report.pipeline is None:
+                plan = engines.plan(report.memory.facts, gpu, serving)
             return AuditRow.of(name, report, plan)
         except Exception as e:  # every failure is a row, unexpected ones as "internal"
             return AuditRow.failed(name, e)

@@ -117,7 +117,7 @@ class MetadataCache:
             except (HfmemError, ValueError):
                 pass
         checkpoint = snapshot.gguf is None
-        entry = {
+        entry: dict[str, Any] = {
             "format": FORMAT,
             "repo_id": snapshot.repo_id,
             "commit": snapshot.commit,
@@ -353,7 +353,7 @@ def _decode_component(item: Any, names: set[str]) -> Component:
         variant, group, stored = entry
         _require(variant is None or (isinstance(variant, str) and variant == one_line(variant)))
         _require(variant not in files)
-        _require(isinstance(group, list) and group and all(isinstance(f, str) and f in names for f in group))
+        _require(isinstance(group, list) and len(group) > 0 and all(isinstance(f, str) and f in names for f in group))
         _require(isinstance(stored, list) and len(stored) <= MAX_TENSORS)
         files[variant], tensors[variant] = tuple(group), tuple(map(_decode_tensor, stored))
     return Component(name, library, class_name, config, files, tensors)

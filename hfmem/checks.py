@@ -71,7 +71,7 @@ def check_model(
     reference: str,
     settings: Settings | None = None,
     *,
-    mode: Mode = "inference",
+    mode: Mode = Mode.INFERENCE,
     gpu: Gpu | None = None,
     revision: str | None = None,
     hub: HubOptions | None = None,
@@ -91,7 +91,7 @@ def check_snapshot(
     snapshot: Snapshot,
     settings: Settings,
     *,
-    mode: Mode = "inference",
+    mode: Mode = Mode.INFERENCE,
     gpu: Gpu | None = None,
     serving: engines.EngineSettings | None = None,
     image: ImageSettings | None = None,
@@ -117,7 +117,7 @@ def check_snapshot(
     spec = report.spec
     findings += [_config_dtype(spec), _vocab_size(spec), _tied_embeddings(spec), _context(report)]
     findings.append(_fit(report, mode))
-    if serving is not None and gpu is not None:
+    if serving is not None and gpu is not None and report.memory is not None:
         findings.append(_serve(engines.plan(report.memory.facts, gpu, serving)))
     return CheckReport(snapshot, mode, tuple(findings), report)
 
@@ -255,6 +255,7 @@ def _tied_embeddings(spec: ModelSpec) -> Finding:
 
 
 def _fit(report: ModelReport, mode: Mode) -> Finding:
+    assert report.memory is not None
     need = (f"{mode} needs ", Size(report.memory.by_mode()[mode].total_bytes))
     if report.gpu is None:
         return Finding.of("fit", Level.SKIP, *need, hint="gpu")
@@ -273,6 +274,7 @@ def _context(report: ModelReport) -> Finding:
     """A sequence longer than the model's context: positions it was never trained on (or cannot embed)."""
     context = report.spec.architecture.max_position_embeddings
     seq_len = resolve_seq_len(report.settings, context)
+    assert report.memory is not None
     if report.memory.inference.settings.get("image_tokens"):  # --images: the sequence holds them too
         seq_len = report.memory.inference.settings["seq_len"]
     if context is None:

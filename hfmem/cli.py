@@ -38,6 +38,8 @@ from .views.json import error_dict
 from .views.rows import FORMATS, write_rows
 
 if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
+
     from .hub import HubOptions
 
 T = TypeVar("T")
@@ -451,10 +453,10 @@ def check(model: str, mode: Mode, as_json: bool, units: str, engine: str | None,
         return result.passed, check_to_dict(result) if as_json else text.render_check(result, units, columns, paint)
 
     passed, output = for_one(run, model, as_json)
-    if as_json:
-        show_json(output)
-    else:
+    if isinstance(output, str):
         show(output)
+    else:
+        show_json(output)
     if not passed:
         raise click.exceptions.Exit(ExitCode.FAILED)
 
@@ -587,14 +589,16 @@ class _Progress:
         self.done = 0
         disabled = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").upper() in {"1", "ON", "YES", "TRUE"}
         shown = sys.stderr.isatty() and os.environ.get("TERM") != "dumb" and not disabled and total is not None
-        self._bar = click.progressbar(length=total, label="auditing", file=sys.stderr, show_pos=True) if shown else None
+        self._bar: ProgressBar[int] | None = None
+        if shown:
+            self._bar = click.progressbar(length=total, label="auditing", file=sys.stderr, show_pos=True)
 
     def __enter__(self) -> _Progress:
         if self._bar is not None:
             self._bar.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
 
@@ -776,8 +780,8 @@ def main() -> NoReturn:
         with _signals_stop():
             cli.main(prog_name="hfmem")  # standalone mode: click ends with SystemExit
         status = ExitCode.OK
-    except SystemExit as e:  # click's exit status (None: 0)
-        status = e.code or ExitCode.OK
+    except SystemExit as e:  # click's exit status (None: 0; a message: 1, as Python gives it)
+        status = e.code if isinstance(e.code, int) else 1 if e.code else ExitCode.OK
     except Interrupted as e:
         show_interrupted()
         status = stop_status(e)

@@ -614,8 +614,7 @@ def _recurrent(r: _Reader, hidden: int | None) -> Recurrent | None:
         else:
             names = ("expand", "state_size", "conv_kernel", "n_groups", "num_heads", "head_dim")
         expand, state, width, groups, heads = (r.int(n) or 0 for n in names[:5])
-        inner = r.int("mamba_d_ssm") if r.family.layers == "parallel" else None
-        inner = inner or expand * h
+        inner = (r.int("mamba_d_ssm") if r.family.layers == "parallel" else None) or expand * h
         auto = inner // heads if heads else None
         head_dim = (auto if zamba2 else _ssm_int(r, names[5], auto)) or 0
         # Zamba2HybridDynamicCache allocates ssm_states in the model's dtype and copies the scan's state into it

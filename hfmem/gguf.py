@@ -15,7 +15,7 @@ import re
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NoReturn, Union
+from typing import NoReturn, TypeGuard, Union
 
 from .errors import GgufChoiceError, GgufError, UnsupportedModel
 from .snapshot import RepoFile
@@ -258,7 +258,7 @@ def read_header(read: Callable[[int, int], bytes], file: str) -> GgufHeader:
             cur.fail("general.alignment is not a uint32")
         metadata[key] = _value(cur, value_type, key)
     alignment = metadata.get("general.alignment", 32)
-    if not alignment or alignment & (alignment - 1):  # type: ignore[operator]
+    if not isinstance(alignment, int) or not alignment or alignment & (alignment - 1):  # a uint32, checked above
         cur.fail(f"general.alignment {alignment} is not a power of two")
 
     tensors = []
@@ -273,8 +273,8 @@ def read_header(read: Callable[[int, int], bytes], file: str) -> GgufHeader:
     for t in tensors:
         if t.offset != position:
             cur.fail(f"tensor {_shown(t.name)} starts at {t.offset:,} in the data, not at {position:,}")
-        position += -(-t.nbytes // alignment) * alignment  # type: ignore[operator]
-    data_offset = -(-cur.offset // alignment) * alignment  # type: ignore[operator]
+        position += -(-t.nbytes // alignment) * alignment
+    data_offset = -(-cur.offset // alignment) * alignment
     return GgufHeader(file, version, metadata, tuple(tensors), data_offset)
 
 
@@ -498,12 +498,15 @@ def architecture_facts(metadata: Mapping[str, Value]) -> GgufArchitecture:
     def per_layer(key: str, default: int | None) -> tuple[int, ...] | None:
         value = metadata.get(f"{arch}.{key}", default)
         if isinstance(value, tuple):
-            if len(value) != layers or not all(_is_count(v) for v in value):
+            counts = tuple(v for v in value if _is_count(v))
+            if len(value) != layers or len(counts) != layers:
                 raise GgufError(f"GGUF {arch}.{key} is not {layers} counts, one per layer")
-            return value
-        if value is not None and not _is_count(value):
+            return counts
+        if value is None:
+            return None
+        if not _is_count(value):
             raise GgufError(f"GGUF {arch}.{key} is not a count: {_shown(str(value))}")
-        return None if value is None else (value,) * layers
+        return (value,) * layers
 
     embedding = count("embedding_length")
     heads = per_layer("attention.head_count", 0) or ()  # llama.cpp's defaults: 0 heads; KV heads as many as heads
@@ -539,7 +542,7 @@ def architecture_facts(metadata: Mapping[str, Value]) -> GgufArchitecture:
     )
 
 
-def _is_count(value: object) -> bool:
+def _is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 

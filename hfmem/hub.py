@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 from huggingface_hub import constants
@@ -82,6 +82,7 @@ NO_BULK_API = {404, 405, 501}
 # list_models' sort keys as the Hub's API names them (huggingface_hub sends no direction: the Hub sorts descending)
 LISTED_FIELDS = ("sha", "gated", "siblings")  # what a listing says of each model: enough to skip its model_info
 T = TypeVar("T")
+Params = dict[str, Any] | list[tuple[str, Any]] | None  # a query, as httpx takes one
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,7 @@ def list_models(
     listing's own field name (audit.SORTS maps the command line's)."""
     where = ModelRef("the Hub's model list")
     query = {"search": search, "author": author, "filter": filter, "sort": sort, "limit": limit}
-    params: list[tuple[str, Any]] | None = [(k, v) for k, v in query.items() if v is not None]
-    params += [("expand", name) for name in LISTED_FIELDS]  # type: ignore[operator]
+    params: Params = [(k, v) for k, v in query.items() if v is not None] + [("expand", f) for f in LISTED_FIELDS]
     url: str | None = f"{options.url}/api/models"
     left = min(limit or MAX_LISTED, MAX_LISTED)
     while url is not None and left > 0:
@@ -172,7 +172,7 @@ def _listed(item: Any) -> ListedModel:
     return ListedModel(repo_id, Listing(sha, files, gated) if files is not None else None)
 
 
-def _is_repo_id(value: Any) -> bool:
+def _is_repo_id(value: Any) -> TypeGuard[str]:
     try:
         validate_repo_id(value)
     except HFValidationError:
@@ -326,7 +326,9 @@ def _still_cached(ref: ModelRef, client: _Client, cache: MetadataCache, variant:
         commit = e.response.headers.get(constants.HUGGINGFACE_HEADER_X_REPO_COMMIT) if e.response is not None else None
     except HfHubHTTPError:
         return None  # the file moved or went: resolve in full
-    hit = cache.load(ref, commit, file=variant.file, quant=variant.quant) if is_commit(commit) else None
+    if not is_commit(commit):
+        return None
+    hit = cache.load(ref, commit, file=variant.file, quant=variant.quant)
     if hit is not None:
         cache.save_commit(ref.repo_id, ref.revision or constants.DEFAULT_REVISION, commit)
     return hit
@@ -459,7 +461,7 @@ class _Client:
             raise HeaderError(f"{repo_id}: the checkpoint declares {declared:,} tensors (limit {MAX_TENSORS:,})")
         return {name: header_from_dict(header, f"{repo_id}: {name}", parsed_by_hub=True) for name, header in sorted(shards.items())}
 
-    def get(self, url: str, kind: str, *, params: dict[str, Any] | None = None) -> tuple[Headers, bytes]:
+    def get(self, url: str, kind: str, *, params: Params = None) -> tuple[Headers, bytes]:
         """GET `url`, retried; (headers, body), the body refused past MAX_BYTES[kind]."""
         return self._retrying(lambda: self._fetch(url, params, MAX_BYTES[kind], None))
 
@@ -487,7 +489,7 @@ class _Client:
         url = self.file_url(repo_id, filename, commit)
         return read_header(lambda offset, length: self.span(url, offset, length), f"{repo_id}: {filename}")
 
-    def _fetch(self, url: str, params: dict[str, Any] | None, cap: int, byte_range: str | None, *,
+    def _fetch(self, url: str, params: Params, cap: int, byte_range: str | None, *,
                reader: ThreadPoolExecutor | None = None) -> tuple[Headers, bytes]:  # fmt: skip
         """One GET; its body read by `reader`'s thread when given (see _DECODER), else by this one."""
         headers = build_hf_headers(token=self.options.token)
@@ -660,7 +662,8 @@ def _public_info(info: dict[str, Any]) -> PublicInfo:
     if not (isinstance(parameters, dict) and len(parameters) <= MAX_DTYPES
             and all(_is_dtype(k) and type(v) is int and v >= 0 for k, v in parameters.items())):  # fmt: skip
         parameters = {}
-    config = info.get("config") if isinstance(info.get("config"), dict) else {}
+    config = info.get("config")
+    config = config if isinstance(config, dict) else {}
     model_type, architectures = config.get("model_type"), config.get("architectures")
     if not (isinstance(architectures, list) and len(architectures) <= MAX_DTYPES
             and all(isinstance(a, str) and a.isidentifier() for a in architectures)):  # fmt: skip

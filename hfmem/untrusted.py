@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import reprlib
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import HfmemError
 
@@ -43,12 +43,12 @@ _USERINFO = re.compile(r"^(https?://)[^/?#]*@", re.IGNORECASE)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def is_commit(value: object) -> bool:
+def is_commit(value: object) -> TypeGuard[str]:
     """A full commit id: 40 lowercase hex digits (the only shape a cache file or folder may be named by)."""
     return isinstance(value, str) and COMMIT.fullmatch(value) is not None
 
 
-def is_repo_path(name: object) -> bool:
+def is_repo_path(name: object) -> TypeGuard[str]:
     """A plain relative path inside a repo: '/'-separated, no empty, '.' or '..' part, no backslash, no control
     character. Shard names from an index and file names from a listing must be such paths before they become a URL
     or a local path."""

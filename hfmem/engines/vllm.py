@@ -223,10 +223,10 @@ def plan(model: ModelSpec | ModelFacts, gpu: Gpu, settings: VllmSettings | None 
 
     kinds = common.attention_kinds(facts)
     stages = []
-    for s, layers in enumerate(common.pp_partition(len(kinds), pp)):
+    for s, span in enumerate(common.pp_partition(len(kinds), pp)):
         activation = activation_peak(facts, tp, batched, seqs, s == pp - 1)
         available = requested - weights[s] - non_torch - activation - graphs  # gpu_worker.py:753-757
-        stages.append(_Stage(weights[s], activation, available, group_slots(kinds[layers.start:layers.stop]),
+        stages.append(_Stage(weights[s], activation, available, group_slots(kinds[span.start:span.stop]),
                              page, need))
     binding = min(stages, key=lambda st: st.blocks)
     error = _refusal(arch.num_attention_heads or 0, tp, len(kinds), pp)

@@ -10,7 +10,7 @@ from .facts import ModelFacts, analyse
 from .inference import inference_estimate
 from .lora import lora_estimate
 from .results import Estimate, Formula, MemoryReport
-from .settings import Settings, resolve_seq_len
+from .settings import Mode, Settings, resolve_seq_len
 from .training import training_estimate
 from .vision import image_inputs, image_tokens
 
@@ -30,14 +30,16 @@ def estimate_facts(facts: ModelFacts, settings: Settings) -> MemoryReport:
     if facts.spec.gguf is not None:
         cpu = llamacpp.cpu_estimate(facts, settings)
     else:
-        one_host = inference if settings.gpus == 1 else mode_estimate(facts, replace(settings, gpus=1), "inference")
+        one_host = inference if settings.gpus == 1 else mode_estimate(facts, replace(settings, gpus=1), Mode.INFERENCE)
         cpu = cpu_estimate(facts, one_host)
     training = training_estimate(facts, settings, seq_len, warnings)
     lora = lora_estimate(facts, settings, seq_len, warnings)
     images = image_inputs(facts, settings)
     if images is not None:  # seq_len is the whole sequence; say what the images put in it
         extra = {"images": images.images, "image_tokens": images.tokens}
-        inference, training, lora = (replace(e, settings=e.settings | extra) for e in (inference, training, lora))
+        inference = replace(inference, settings=inference.settings | extra)
+        training = replace(training, settings=training.settings | extra)
+        lora = replace(lora, settings=lora.settings | extra)
     return MemoryReport(
         inference=inference,
         training=training,
@@ -64,7 +66,7 @@ def cpu_estimate(facts: ModelFacts, inference: Estimate) -> Estimate:
     return Estimate(components, {"dtype": inference.settings["dtype"], "pickle_only": pickle_only}, formulas)
 
 
-def mode_estimate(facts: ModelFacts, settings: Settings, mode: str) -> Estimate:
+def mode_estimate(facts: ModelFacts, settings: Settings, mode: Mode) -> Estimate:
     """One mode only (cheaper than estimate_facts when a table needs a single column)."""
     build = {"inference": inference_estimate, "training": training_estimate, "lora": lora_estimate}[mode]
     return build(facts, settings, sequence_len(facts, settings, []), [])

@@ -277,7 +277,7 @@ def _header_facts(arch: Architecture, scan: _Scan, warnings: list[str]) -> Archi
     k_proj = _k_proj(scan, hidden)
     kv_heads = k_proj.out_features // head_dim if k_proj is not None and head_dim else None
     unknown = not known_family(arch.model_type)
-    if arch.attention != "mla" and kv_heads and unknown and kv_heads != (arch.num_key_value_heads or heads):
+    if arch.attention != "mla" and kv_heads and head_dim and unknown and kv_heads != (arch.num_key_value_heads or heads):
         found |= {"num_key_value_heads": kv_heads, "head_dim": head_dim}
         warnings.append(f"num_key_value_heads {kv_heads} taken from k_proj's shape ({kv_heads * head_dim} / "
                         f"head_dim {head_dim})")  # fmt: skip
@@ -323,7 +323,7 @@ def _contradictions(spec: ModelSpec, scan: _Scan) -> list[str]:
 
 def _dims(arch: Architecture, moe_blocks: int | None, warnings: list[str]) -> Dims:
     """`moe_blocks`: blocks holding routed experts in the checkpoint (None when there is no checkpoint)."""
-    required = ("hidden_size", "num_hidden_layers", "num_attention_heads")
+    required: tuple[str, ...] = ("hidden_size", "num_hidden_layers", "num_attention_heads")
     if arch.layer_types and "recurrent" in arch.layer_types and arch.num_attention_heads is None:
         required = required[:2]  # an attention-free state-space model
     missing = [name for name in required if not getattr(arch, name)]

@@ -15,7 +15,7 @@ from typing import Any
 from ..gpus import Gpu
 from .estimator import mode_estimate
 from .results import MemoryReport
-from .settings import MODES, Settings, usable_bytes
+from .settings import MODES, Mode, Settings, usable_bytes
 
 MAX_GPUS = 1 << 16
 
@@ -24,9 +24,9 @@ MAX_GPUS = 1 << 16
 class GpuFit:
     gpu: Gpu
     usable_fraction: float
-    totals: dict[str, int]  # per-GPU total of each mode under the given settings
-    fits: dict[str, bool]
-    gpus_needed: dict[str, int | None]
+    totals: dict[Mode, int]  # per-GPU total of each mode under the given settings
+    fits: dict[Mode, bool]
+    gpus_needed: dict[Mode, int | None]
 
     usable_bytes: int
 
@@ -55,7 +55,7 @@ def fit_gpus(report: MemoryReport, gpu: Gpu, settings: Settings) -> GpuFit:
     )
 
 
-def per_gpu_total(report: MemoryReport, settings: Settings, mode: str, gpus: int) -> int:
+def per_gpu_total(report: MemoryReport, settings: Settings, mode: Mode, gpus: int) -> int:
     """A mode's per-GPU total when spread over `gpus` GPUs (ZeRO-3 for training and LoRA)."""
     spread = replace(settings, gpus=gpus, zero=3 if gpus > 1 and mode != "inference" else settings.zero)
     if spread == settings:
@@ -63,7 +63,7 @@ def per_gpu_total(report: MemoryReport, settings: Settings, mode: str, gpus: int
     return mode_estimate(report.facts, spread, mode).total_bytes
 
 
-def gpus_needed(report: MemoryReport, settings: Settings, mode: str, usable: int) -> int | None:
+def gpus_needed(report: MemoryReport, settings: Settings, mode: Mode, usable: int) -> int | None:
     """The smallest N whose per-GPU total fits in `usable` bytes (doubling, then bisection)."""
     if per_gpu_total(report, settings, mode, 1) <= usable:
         return 1

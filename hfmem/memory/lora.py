@@ -155,9 +155,11 @@ def _adapted(facts: ModelFacts, targets: tuple[str, ...], r: int) -> _Adapted:
 def resolve_targets(facts: ModelFacts, settings: Settings) -> tuple[str, ...]:
     if settings.lora_targets is None:
         return default_targets(facts)
-    if any(t.lower() == ALL_LINEAR for t in settings.lora_targets):
+    targets = settings.lora_targets
+    assert not isinstance(targets, str)  # Settings splits a comma-separated string
+    if any(t.lower() == ALL_LINEAR for t in targets):
         return (ALL_LINEAR,)
-    return settings.lora_targets
+    return targets
 
 
 def lora_estimate(facts: ModelFacts, settings: Settings, seq_len: int, warnings: list[str]) -> LoraEstimate:

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .settings import Mode
+
 if TYPE_CHECKING:
     from .facts import ModelFacts
-    from .settings import Mode
 
 Number = int | float | str
 
@@ -85,4 +86,4 @@ class MemoryReport:
         }
 
     def by_mode(self) -> dict[Mode, Estimate]:
-        return {"inference": self.inference, "training": self.training, "lora": self.lora}
+        return {Mode.INFERENCE: self.inference, Mode.TRAINING: self.training, Mode.LORA: self.lora}

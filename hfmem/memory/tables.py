@@ -27,7 +27,7 @@ class SweepRow:
     totals: dict[Mode, int]  # mode -> total bytes
 
     def to_dict(self) -> dict[str, int]:
-        return {"seq_len": self.seq_len, "batch_size": self.batch_size, **self.totals}
+        return {"seq_len": self.seq_len, "batch_size": self.batch_size, **{m.value: t for m, t in self.totals.items()}}
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def _no_saving_reason(name: str, saving: int, peak_phase: str | None) -> str | N
     return None
 
 
-def _total(facts: ModelFacts, settings: Settings, mode: str) -> int:
+def _total(facts: ModelFacts, settings: Settings, mode: Mode) -> int:
     return mode_estimate(facts, settings, mode).total_bytes
 
 
@@ -135,7 +135,7 @@ def max_seq_len(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> 
     usable = usable_bytes(gpu, settings)
     bound = facts.dims.max_positions or UNKNOWN_CONTEXT
 
-    def fits(mode: str, seq_len: int) -> bool:
+    def fits(mode: Mode, seq_len: int) -> bool:
         return _total(facts, replace(settings, seq_len=seq_len), mode) <= usable
 
     return {mode: _largest(partial(fits, mode), bound) for mode in MODES}
@@ -146,7 +146,7 @@ def max_batch(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu) -> di
     facts = facts_of(model)
     usable = usable_bytes(gpu, settings)
 
-    def fits(mode: str, batch_size: int) -> bool:
+    def fits(mode: Mode, batch_size: int) -> bool:
         return _total(facts, replace(settings, batch_size=batch_size), mode) <= usable
 
     return {mode: _largest(partial(fits, mode), MAX_BATCH) for mode in MODES}
@@ -160,26 +160,26 @@ def what_if(model: ModelSpec | ModelFacts, settings: Settings, gpu: Gpu | None =
     gpus = max(settings.gpus, WHAT_IF_GPUS)
     other_recipe = Recipe.BF16 if settings.recipe is not Recipe.BF16 else Recipe.MIXED
     changes: list[tuple[str, Mode, Settings]] = [
-        ("baseline", "inference", settings),
-        ("baseline", "training", settings),
-        ("baseline", "lora", settings),
-        ("gradient checkpointing", "training", replace(settings, grad_checkpointing=not settings.grad_checkpointing)),
-        (f"recipe {other_recipe.value}", "training", replace(settings, recipe=other_recipe)),
-        ("8-bit AdamW", "training", replace(settings, optimizer=Optimizer.ADAMW_8BIT)),
-        (f"ZeRO-2 over {gpus} GPUs", "training", replace(settings, gpus=gpus, zero=2)),
-        (f"ZeRO-3 over {gpus} GPUs", "training", replace(settings, gpus=gpus, zero=3)),
-        ("gradient checkpointing", "lora", replace(settings, grad_checkpointing=not settings.grad_checkpointing)),
-        ("QLoRA (NF4 base)", "lora", replace(settings, qlora=True)),
+        ("baseline", Mode.INFERENCE, settings),
+        ("baseline", Mode.TRAINING, settings),
+        ("baseline", Mode.LORA, settings),
+        ("gradient checkpointing", Mode.TRAINING, replace(settings, grad_checkpointing=not settings.grad_checkpointing)),
+        (f"recipe {other_recipe.value}", Mode.TRAINING, replace(settings, recipe=other_recipe)),
+        ("8-bit AdamW", Mode.TRAINING, replace(settings, optimizer=Optimizer.ADAMW_8BIT)),
+        (f"ZeRO-2 over {gpus} GPUs", Mode.TRAINING, replace(settings, gpus=gpus, zero=2)),
+        (f"ZeRO-3 over {gpus} GPUs", Mode.TRAINING, replace(settings, gpus=gpus, zero=3)),
+        ("gradient checkpointing", Mode.LORA, replace(settings, grad_checkpointing=not settings.grad_checkpointing)),
+        ("QLoRA (NF4 base)", Mode.LORA, replace(settings, qlora=True)),
     ]
     if facts.spec.quantization is None:
         changes += [
-            ("int8 weights", "inference", replace(settings, dtype="int8")),
-            ("int4 weights", "inference", replace(settings, dtype="int4")),
+            ("int8 weights", Mode.INFERENCE, replace(settings, dtype="int8")),
+            ("int4 weights", Mode.INFERENCE, replace(settings, dtype="int4")),
         ]
     if facts.spec.gguf is not None:  # llama.cpp: a quantized cache type, not an fp8 dtype
-        changes.append(("q8_0 KV cache", "inference", replace(settings, cache_type_k="q8_0", cache_type_v="q8_0")))
+        changes.append(("q8_0 KV cache", Mode.INFERENCE, replace(settings, cache_type_k="q8_0", cache_type_v="q8_0")))
     else:
-        changes.append(("fp8 KV cache", "inference", replace(settings, kv_dtype="fp8")))
+        changes.append(("fp8 KV cache", Mode.INFERENCE, replace(settings, kv_dtype="fp8")))
     if settings.grad_checkpointing:
         changes = [
             (name.replace("gradient checkpointing", "no gradient checkpointing"), mode, s) for name, mode, s in changes

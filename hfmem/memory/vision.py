@@ -78,7 +78,9 @@ def image_inputs(facts: ModelFacts, settings: Settings, warnings: list[str] | No
         say(f"--image-size not given: {DEFAULT_IMAGE_SIZE[0]}x{DEFAULT_IMAGE_SIZE[1]} images assumed")
     elif not tower.dynamic and settings.image_size is not None:
         say(f"--image-size ignored: {tower.family} resizes every image to {tower.image_size}x{tower.image_size}")
-    grid = image_grid(tower, settings.image_size if tower.dynamic else None)
+    size = settings.image_size
+    assert not isinstance(size, str)  # Settings parses "HxW"
+    grid = image_grid(tower, size if tower.dynamic else None)
     return ImageInputs(settings.images, grid, tower) if grid is not None else None
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..engines import ENGINE_NAMES
 from ..gpus import Gpu
-from ..memory.settings import MODES, Settings, usable_bytes
+from ..memory.settings import MODES, Mode, Settings, usable_bytes
 from .text import COMPONENT_ORDER, architecture_parts, not_estimated
 from .units import format_bytes, format_count
 
@@ -202,12 +202,14 @@ def _identity(report: ModelReport) -> str:
 
 def _components(report: ModelReport) -> list[str]:
     """The components any mode has, in the usual order."""
+    assert report.memory is not None
     present = {name for est in report.memory.by_mode().values() for name in est.components}
     return [n for n in COMPONENT_ORDER if n in present] + sorted(present - set(COMPONENT_ORDER))
 
 
 def _breakdown_table(report: ModelReport) -> str:
     """Components (rows) by mode (columns), the totals, and the fit when a GPU was given."""
+    assert report.memory is not None
     estimates = report.memory.by_mode().values()
     rows = [_row(name, [_size(est.components.get(name)) for est in estimates]) for name in _components(report)]
     rows.append(_row("total", [format_bytes(est.total_bytes) for est in estimates], ' class="total"'))
@@ -269,6 +271,7 @@ def _breakdown_chart(report: ModelReport) -> str:
     """A stacked horizontal bar per mode, components left to right, and the GPU's usable memory as a line (or a
     note, when it lies far beyond the longest bar)."""
     left, right, top, row = 110, WIDTH - 110, 26, 40
+    assert report.memory is not None
     estimates = report.memory.by_mode()
     longest = max(est.total_bytes for est in estimates.values())
     usable = report.gpu.usable_bytes if report.gpu else 0
@@ -457,7 +460,7 @@ def _value(n: int | None) -> str:
 def _scatter(rows: Sequence[AuditRow]) -> str:
     """One dot per resolved model: parameters (log x) against inference memory (log y), coloured by fit."""
     dots = sorted(
-        ((row.params, row.totals["inference"], row) for row in rows if row.params and row.totals), key=itemgetter(0)
+        ((row.params, row.totals[Mode.INFERENCE], row) for row in rows if row.params and row.totals), key=itemgetter(0)
     )
     if not dots:
         return '<p class="note">No model was resolved.</p>'

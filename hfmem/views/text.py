@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..engines import ENGINE_NAMES
 from ..gpus import Gpu, aliases
-from ..memory.settings import MODES
+from ..memory.settings import MODES, Mode
 from ..untrusted import one_line
 from .units import format_bytes, format_count, label, short_count, size
 from .units import message as units_message
@@ -261,7 +261,7 @@ def render_pipeline(report: ModelReport, units: str = "gib", width: int = WIDTH)
     """A Diffusers pipeline's run: each component's weights and the activations of its phase, then the totals with
     every component resident and with model CPU offload, and what training and LoRA hold."""
     run, memory = report.pipeline, report.memory
-    assert run is not None
+    assert run is not None and memory is not None
     heading = [f"Memory ({label(units)}, per GPU)", f"{run.height}x{run.width} image", f"batch {run.batch_size}"
                + (f" (denoiser x{run.guidance_batch // run.batch_size}: guidance)" if run.guidance_batch > run.batch_size
                   else ""), f"latent {run.latent[0]}x{run.latent[1]}", f"{run.dtype}"]  # fmt: skip
@@ -437,8 +437,9 @@ def _fitted(body: list[list[str]], headers: list[str], align: list[str], width: 
     limits: list[int | None] = [None] * len(headers)
     for column in wrappable:
         longest = max(len(cells[column]) for cells in body)
-        limits[column] = max(5 if column else 10, longest - over)
-        over -= longest - limits[column]
+        limit = max(5 if column else 10, longest - over)
+        limits[column] = limit
+        over -= longest - limit
     return table(limits)
 
 
@@ -450,7 +451,7 @@ def _shortened(text: str, room: int) -> str:
     return text if len(text) <= room else text[: room - 1] + "…"
 
 
-def fits_text(fits: Mapping[str, bool] | None, short: bool = False) -> str:
+def fits_text(fits: Mapping[Mode, bool] | None, short: bool = False) -> str:
     """The modes that fit, e.g. "inference lora" ("inf lora" when `short`); "none" when none does; "" without a
     GPU."""
     if fits is None:
@@ -460,11 +461,11 @@ def fits_text(fits: Mapping[str, bool] | None, short: bool = False) -> str:
 
 def _activation_note(report: ModelReport, units: str, width: int) -> str:
     """Activations do not shard over data-parallel GPUs: say so when they alone crowd a GPU."""
-    assert report.gpu is not None
+    assert report.gpu is not None and report.memory is not None
     notes = [
         f"{mode}: activations alone take {format_bytes(estimate.components['activations'], units)} per GPU, "
         "whatever the number of GPUs; --grad-checkpointing or a shorter --seq-len shrinks them."
-        for mode, estimate in (("training", report.memory.training), ("lora", report.memory.lora))
+        for mode, estimate in ((Mode.TRAINING, report.memory.training), (Mode.LORA, report.memory.lora))
         if estimate.components.get("activations", 0) > report.gpu.usable_bytes / 2 and not report.gpu.fits[mode]
     ]
     return "".join("\n\n" + "\n".join(_wrapped(note, width)) for note in notes)
