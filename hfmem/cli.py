@@ -509,6 +509,7 @@ def audit(source: Any, fmt: str, output: str, jobs: int, timeout: float, units: 
     Examples:
       hfmem audit models.txt --gpu H100
       hfmem audit models.csv --format csv --output report.csv --html report.html
+      hfmem audit models.txt --gpu L40S --format markdown > report.md
       cat models.txt | hfmem audit - --format jsonl --jobs 32
       hfmem audit --author Qwen --sort downloads --limit 50 --gpu L4
       hfmem audit models.txt --resume rows.jsonl

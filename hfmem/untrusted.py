@@ -103,6 +103,18 @@ def for_spreadsheet(value: object) -> object:
     return "'" + value if value.lstrip().startswith(_FORMULA_START) else value
 
 
+# What gives text a meaning inside a Markdown table cell (GitHub's included): emphasis, code, strikethrough, links
+# and images (brackets), inline HTML and entities, the cell separator. Each is escaped with a backslash.
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>|~&])")
+
+
+def for_markdown(value: str) -> str:
+    """A Markdown table cell that reads as the text itself: on one line, with what Markdown gives a meaning
+    (emphasis, links, images, inline HTML, the cell separator `|`) escaped, so a remote string adds no link text,
+    image or column to a pasted report."""
+    return _MARKDOWN.sub(r"\\\1", one_line(value))
+
+
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxlong = _SHORT.maxother = 60
 _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 2, 4, 4

@@ -19,6 +19,7 @@ from click.testing import CliRunner, Result
 from hfmem import audit as audit_module
 from hfmem.audit import COLUMNS, AuditRow, RowError
 from hfmem.cli import cli
+from hfmem.views.text import render_audit_markdown
 from tests.fakehub import (
     FIXTURES,
     FakeHub,
@@ -112,6 +113,31 @@ def test_json_array(hub_repo):
     (row,) = json.loads(result.stdout)
     assert row["fits"] == {"inference": False, "training": False, "lora": False}
     assert row["error"] is None and row["dtype"] == "bfloat16"
+
+
+def test_markdown_table_to_paste(hub_repo):
+    """A GitHub Markdown table with the text table's cells, and the failures with their whole messages below; what a
+    remote string holds (emphasis, links, inline HTML, a `|` that would add a column) is escaped."""
+    hub_repo(TINY)
+    result = run("-", "--format", "markdown", "--gpu", "H100", input=f"{TINY}\nnobody/nothing\n")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert [cell.strip() for cell in lines[0].split("|")[1:-1]] == [
+        "model", "params", "dtype", "weights", "inference", "training", "LoRA", "fits"]  # fmt: skip
+    assert [cell.strip(" -") for cell in lines[1].split("|")[1:-1]] == [":", ":", ":", ":", ":", ":", ":", ":"]
+    assert lines[1].startswith("|:--") and lines[1].split("|")[2].endswith("-:"), "text left, numbers right"
+    assert lines[2].startswith(f"| {TINY} ") and "| inf train lora |" in lines[2]
+    assert lines[3].startswith("| nobody/nothing ") and "| not\\_found " in lines[3]
+    assert lines[4:7] == ["", "sizes in GiB; fits: inf, train, lora", ""]
+    assert lines[7:9] == ["Errors:", ""] and lines[9].startswith("- nobody/nothing: not\\_found: ")
+
+
+def test_markdown_cells_escape_what_markdown_would_read(monkeypatch):
+    hostile = "x | y [link](https://e.test) <img src=e> **b** `c` ~~s~~ &amp;"
+    rows = [AuditRow("org/a_b", error=RowError("bad_config", hostile))]
+    text = render_audit_markdown(rows)
+    assert "\\| y \\[link\\](https://e.test) \\<img src=e\\> \\*\\*b\\*\\* \\`c\\` \\~\\~s\\~\\~ \\&amp;" in text
+    assert "| org/a\\_b |" in text and text.count("\n|") == 2  # the header rule and one row: no column added
 
 
 def test_memory_options_apply_to_every_row(hub_repo):

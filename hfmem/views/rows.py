@@ -1,5 +1,5 @@
-"""Rows for machines: an audit as CSV, a JSON array or JSON lines (sizes in bytes), or the text table, written as
-the rows come."""
+"""Rows for machines: an audit as CSV, a JSON array or JSON lines (sizes in bytes), or the text or Markdown table,
+written as the rows come."""
 
 from __future__ import annotations
 
@@ -10,25 +10,27 @@ from typing import IO
 
 from ..audit import COLUMNS, AuditRow
 from ..untrusted import for_spreadsheet
-from .text import WIDTH, Paint, fits_text, plain, render_audit_table
+from .text import WIDTH, Paint, fits_text, plain, render_audit_markdown, render_audit_table
 
-FORMATS = ("table", "csv", "json", "jsonl")
+FORMATS = ("table", "markdown", "csv", "json", "jsonl")
 
 
 def write_rows(
     rows: Iterable[AuditRow], fmt: str, out: IO[str], units: str = "gib", width: int = WIDTH, paint: Paint = plain
 ) -> int:
-    """Write rows as a table (sizes in `units`), CSV, a JSON array or JSON lines (sizes in bytes). CSV and JSON
-    rows go out one by one as they come (and are flushed), so what was written survives a kill; a stop (an exception
-    from `rows`) still closes the table or the JSON array over the rows done. Returns the number of rows written."""
+    """Write rows as a text or Markdown table (sizes in `units`), CSV, a JSON array or JSON lines (sizes in bytes).
+    CSV and JSON rows go out one by one as they come (and are flushed), so what was written survives a kill; a stop
+    (an exception from `rows`) still closes the table or the JSON array over the rows done. Returns the number of
+    rows written."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
-    if fmt == "table":  # widths need every row: written at the end, or at a stop with the rows done
+    if fmt in ("table", "markdown"):  # widths need every row: written at the end, or at a stop with the rows done
         table: list[AuditRow] = []
         try:
             table.extend(rows)
         finally:
-            out.write(render_audit_table(table, units, width, paint) + "\n")
+            text = render_audit_markdown(table, units) if fmt == "markdown" else render_audit_table(table, units, width, paint)
+            out.write(text + "\n")
         return len(table)
     written = 0
     if fmt == "csv":

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ..engines import ENGINE_NAMES
 from ..gpus import Gpu, aliases
 from ..memory.settings import MODES, Mode
-from ..untrusted import one_line
+from ..untrusted import for_markdown, one_line
 from .units import format_bytes, format_count, label, short_count, size
 from .units import message as units_message
 from .json import sentence_modules
@@ -377,6 +377,37 @@ def render_audit_table(rows: Iterable[AuditRow], units: str = "gib", width: int 
     columns only when some row has them. A failed row shows its error type, and the failures are listed under the
     table with their messages shortened to a line (the whole message is in the CSV and JSON output)."""
     rows = list(rows)
+    headers, align, body, show_fits = _audit_cells(rows, units, paint)
+    table = _fitted(body, headers, align, width, wrappable=[7, 0] if show_fits else [0], droppable=2)
+    lines = [table, _audit_legend(units, show_fits)]
+    failed = [row for row in rows if row.error]
+    if failed:
+        lines.append("errors:")
+        lines += [_shortened(f"  {_shortened(one_line(row.model), 30)}: {_error_text(row)}", width) for row in failed]
+    return "\n".join(lines)
+
+
+def render_audit_markdown(rows: Iterable[AuditRow], units: str = "gib") -> str:
+    """The audit table as Markdown to paste into an issue or a wiki (GitHub's table syntax): the text table's cells,
+    every one escaped (a remote string adds no link, image or column), then the failures with their whole
+    messages."""
+    rows = list(rows)
+    headers, align, body, show_fits = _audit_cells(rows, units, plain)
+    cells = [[for_markdown(cell) for cell in cells] for cells in body]
+    lines = [tabulate(cells, headers=headers, tablefmt="pipe", colalign=align, disable_numparse=True), "",
+             _audit_legend(units, show_fits)]  # fmt: skip
+    failed = [row for row in rows if row.error]
+    if failed:
+        lines += ["", "Errors:", ""] + [f"- {for_markdown(row.model)}: {for_markdown(_error_text(row))}" for row in failed]
+    return "\n".join(lines)
+
+
+def _audit_legend(units: str, show_fits: bool) -> str:
+    return f"sizes in {label(units)}" + (f"; fits: {', '.join(FIT_NAMES.values())}" if show_fits else "")
+
+
+def _audit_cells(rows: list[AuditRow], units: str, paint: Paint) -> tuple[list[str], list[str], list[list[str]], bool]:
+    """(headers, alignments, one list of cells per row, whether the fits column is there) of the audit table."""
     show_fits = any(row.fits is not None for row in rows)
     show_serve = any(row.serve for row in rows)
     headers = ["model", "params", "dtype", "weights", "inference", "training", "LoRA"]
@@ -400,13 +431,7 @@ def render_audit_table(rows: Iterable[AuditRow], units: str = "gib", width: int 
         body.append(cells)
     align = ["left", "right", "left", "right", "right", "right", "right"] + ["left"] * show_fits
     align += ["right", "right", "left"] * show_serve
-    table = _fitted(body, headers, align, width, wrappable=[7, 0] if show_fits else [0], droppable=2)
-    lines = [table, f"sizes in {label(units)}" + (f"; fits: {', '.join(FIT_NAMES.values())}" if show_fits else "")]
-    failed = [row for row in rows if row.error]
-    if failed:
-        lines.append("errors:")
-        lines += [_shortened(f"  {_shortened(one_line(row.model), 30)}: {_error_text(row)}", width) for row in failed]
-    return "\n".join(lines)
+    return headers, align, body, show_fits
 
 
 FIT_NAMES = {"inference": "inf", "training": "train", "lora": "lora"}
