@@ -252,7 +252,7 @@ def count_rows(spec: ModelSpec | None) -> list[Row]:
 def vision_rows() -> list[Row]:
     """Vision-language models: the tower + projector parameters of LLaVA-1.5-7B against the dataset's instantiated
     counts (its total minus its Llama-2-7B language model, whose vocabulary is 64 tokens longer), and the image
-    tokens per image that transformers' processors insert (5.24 source lines cited per row)."""
+    tokens per image that transformers' processors insert (5.24 source lines, or the function, cited per row)."""
     tf = "huggingface/transformers v5.24.0 src/transformers/models/"
     rows = []
     llava, llama = DATASET / "llava-hf__llava-1.5-7b-hf", DATASET / "meta-llama__Llama-2-7b-hf"
@@ -265,6 +265,7 @@ def vision_rows() -> list[Row]:
         note = "headers under vision_tower. and multi_modal_projector."
     rows.append(Row("V1", "llava-hf/llava-1.5-7b-hf", "vision tower + projector parameters", measured, predicted,
                     "count", "the dataset's expected.json totals (transformers 4.57.6, meta device)", note))
+    named = "huggingface/transformers src/transformers/models/"  # rows that cite functions, not 5.24's lines
     vlm_configs = {
         "V2": ("llava-hf/llava-1.5-7b-hf", None, 576, "llava/processing_llava.py:90-93",
                {"model_type": "llava", "vision_config": {"image_size": 336, "patch_size": 14},
@@ -278,13 +279,33 @@ def vision_rows() -> list[Row]:
         "V5": ("Qwen/Qwen2.5-VL-7B-Instruct (config keys)", (1080, 1920), 1222,
                "qwen2_vl/image_processing_qwen2_vl.py:63-89,96; qwen2_vl/processing_qwen2_vl.py:83",
                {"model_type": "qwen2_5_vl", "vision_config": {"patch_size": 14, "spatial_merge_size": 2}}),
+        "V6": ("google/paligemma-3b-pt-448 (config keys)", None, 1024,
+               named + "paligemma/configuration_paligemma.py (PaliGemmaConfig.__init__: text_config.num_image_tokens)",
+               {"model_type": "paligemma", "vision_config": {"model_type": "siglip_vision_model", "image_size": 448,
+                                                             "patch_size": 14}}),
+        "V7": ("llava-hf/llava-v1.6-mistral-7b-hf (config keys)", (1024, 1024), 2928,
+               named + "llava_next/processing_llava_next.py (_get_number_of_features)",
+               {"model_type": "llava_next", "vision_config": {"image_size": 336, "patch_size": 14}}),
+        "V8": ("llava-hf/llava-v1.6-mistral-7b-hf (config keys)", (480, 640), 2340,
+               named + "llava_next/processing_llava_next.py (_get_number_of_features)",
+               {"model_type": "llava_next", "vision_config": {"image_size": 336, "patch_size": 14}}),
+        "V9": ("mistral-community/pixtral-12b (config keys)", (1024, 1024), 4160,
+               named + "pixtral/processing_pixtral.py (PixtralProcessor.__call__)",
+               {"model_type": "llava", "vision_config": {"model_type": "pixtral", "image_size": 1024,
+                                                         "patch_size": 16}}),
+        "V10": ("mistralai/Mistral-Small-3.1-24B-Instruct-2503 (config keys)", (1024, 1024), 1406,
+                named + "pixtral/processing_pixtral.py (PixtralProcessor.__call__), mistral3 spatial_merge_size 2",
+                {"model_type": "mistral3", "spatial_merge_size": 2,
+                 "vision_config": {"model_type": "pixtral", "image_size": 1540, "patch_size": 14}}),
     }  # fmt: skip
     for rid, (model, size, tokens, source, config) in vlm_configs.items():
         tower, _ = read_vision_tower(config)
         grid = image_grid(tower, size) if tower else None
         what = "image tokens per image" + (f", {size[0]}x{size[1]} input" if size else "")
-        note = f"resized to {grid.height}x{grid.width}, {grid.patches} patches" if grid else "not modelled"
-        rows.append(Row(rid, model, what, tokens, grid.tokens if grid else None, "count", tf + source, note))
+        crops = f" in each of {grid.crops} crops" if grid and grid.crops > 1 else ""
+        note = f"resized to {grid.height}x{grid.width}, {grid.patches} patches{crops}" if grid else "not modelled"
+        cited = source if source.startswith(named) else tf + source
+        rows.append(Row(rid, model, what, tokens, grid.tokens if grid else None, "count", cited, note))
     return rows
 
 
