@@ -277,7 +277,8 @@ def _header_facts(arch: Architecture, scan: _Scan, warnings: list[str]) -> Archi
     k_proj = _k_proj(scan, hidden)
     kv_heads = k_proj.out_features // head_dim if k_proj is not None and head_dim else None
     unknown = not known_family(arch.model_type)
-    if arch.attention != "mla" and kv_heads and head_dim and unknown and kv_heads != (arch.num_key_value_heads or heads):
+    if (arch.attention != "mla" and unknown and kv_heads and head_dim
+            and kv_heads != (arch.num_key_value_heads or heads)):  # fmt: skip
         found |= {"num_key_value_heads": kv_heads, "head_dim": head_dim}
         warnings.append(f"num_key_value_heads {kv_heads} taken from k_proj's shape ({kv_heads * head_dim} / "
                         f"head_dim {head_dim})")  # fmt: skip

@@ -29,8 +29,10 @@ def write_rows(
         try:
             table.extend(rows)
         finally:
-            text = render_audit_markdown(table, units) if fmt == "markdown" else render_audit_table(table, units, width, paint)
-            out.write(text + "\n")
+            if fmt == "markdown":
+                out.write(render_audit_markdown(table, units) + "\n")
+            else:
+                out.write(render_audit_table(table, units, width, paint) + "\n")
         return len(table)
     written = 0
     if fmt == "csv":

@@ -398,7 +398,8 @@ def render_audit_markdown(rows: Iterable[AuditRow], units: str = "gib") -> str:
              _audit_legend(units, show_fits)]  # fmt: skip
     failed = [row for row in rows if row.error]
     if failed:
-        lines += ["", "Errors:", ""] + [f"- {for_markdown(row.model)}: {for_markdown(_error_text(row))}" for row in failed]
+        lines += ["", "Errors:", ""]
+        lines += [f"- {for_markdown(row.model)}: {for_markdown(_error_text(row))}" for row in failed]
     return "\n".join(lines)
 
 
