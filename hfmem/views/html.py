@@ -20,6 +20,7 @@ from .units import format_bytes, format_count
 if TYPE_CHECKING:
     from ..api import ModelReport
     from ..audit import AuditRow
+    from ..memory import Estimate
 
 MODE_NAMES = {"inference": "inference", "training": "full training", "lora": "LoRA"}
 MODE_COLOURS = {"inference": "#2f6fde", "training": "#e8710a", "lora": "#1e9e5a"}
@@ -200,10 +201,9 @@ def _identity(report: ModelReport) -> str:
     return "<dl>" + "".join(f"<dt>{k}</dt><dd>{escape(v)}</dd>" for k, v in rows.items()) + "</dl>"
 
 
-def _components(report: ModelReport) -> list[str]:
+def _components(estimates: Iterable[Estimate]) -> list[str]:
     """The components any mode has, in the usual order."""
-    assert report.memory is not None
-    present = {name for est in report.memory.by_mode().values() for name in est.components}
+    present = {name for est in estimates for name in est.components}
     return [n for n in COMPONENT_ORDER if n in present] + sorted(present - set(COMPONENT_ORDER))
 
 
@@ -211,7 +211,7 @@ def _breakdown_table(report: ModelReport) -> str:
     """Components (rows) by mode (columns), the totals, and the fit when a GPU was given."""
     assert report.memory is not None
     estimates = report.memory.by_mode().values()
-    rows = [_row(name, [_size(est.components.get(name)) for est in estimates]) for name in _components(report)]
+    rows = [_row(name, [_size(est.components.get(name)) for est in estimates]) for name in _components(estimates)]
     rows.append(_row("total", [format_bytes(est.total_bytes) for est in estimates], ' class="total"'))
     if report.gpu:
         fit, name = report.gpu, report.gpu.gpu.name
@@ -273,6 +273,7 @@ def _breakdown_chart(report: ModelReport) -> str:
     left, right, top, row = 110, WIDTH - 110, 26, 40
     assert report.memory is not None
     estimates = report.memory.by_mode()
+    names = _components(estimates.values())
     longest = max(est.total_bytes for est in estimates.values())
     usable = report.gpu.usable_bytes if report.gpu else 0
     on_scale = usable <= 2 * longest
@@ -281,7 +282,7 @@ def _breakdown_chart(report: ModelReport) -> str:
     for i, (mode, est) in enumerate(estimates.items()):
         y, x = top + i * row, float(left)
         parts.append(_text(left - 10, y + 18, MODE_NAMES[mode], "end"))
-        for name in _components(report):
+        for name in names:
             width = est.components.get(name, 0) * scale
             if width > 0:
                 title = f"{MODE_NAMES[mode]} · {name}: {format_bytes(est.components[name])}"
@@ -303,7 +304,7 @@ def _breakdown_chart(report: ModelReport) -> str:
     label = f"Memory per mode by component for {report.spec.model}: " + ", ".join(
         f"{MODE_NAMES[m]} {format_bytes(est.total_bytes)}" for m, est in estimates.items()
     )
-    legend = _legend((COMPONENT_COLOURS.get(n, OTHER_COLOUR), n) for n in _components(report))
+    legend = _legend((COMPONENT_COLOURS.get(n, OTHER_COLOUR), n) for n in names)
     return _svg(height, label, "".join(parts)) + legend
 
 
